@@ -1,0 +1,87 @@
+"""Compression strategies: the plugin base class and what flows between pipeline steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import torch
+
+from ecgbench.plugin import Plugin
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from ecgbench.training import FitResult, Trainer
+
+Masks = dict[str, torch.Tensor]
+"""Pruning masks by parameter name (``model.named_parameters()``); 0 = pruned, kept at zero in training."""
+
+
+@dataclass
+class ModelArtifact:
+    """The model as it flows through a pipeline.
+
+    While every step so far worked in PyTorch, ``model`` is set (with ``masks``
+    for pruned weights). A step that leaves PyTorch (quantization) sets
+    ``onnx`` to the serialized ONNX model; later steps must accept ONNX input
+    or fail with a clear ``CompressionError``.
+    """
+
+    model: torch.nn.Module | None
+    masks: Masks | None = None
+    onnx: bytes | None = None
+    precision: str = "fp32"  # fp32 | fp16 | int8
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.onnx is not None
+
+
+@dataclass
+class StepOutcome:
+    """What one compressor returns: the new artifact and a JSON-serialisable record of what it did."""
+
+    artifact: ModelArtifact
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompressionContext:
+    """Everything a compressor may use, so no strategy re-implements training.
+
+    - ``trainer.fit(model, epochs=..., masks=...)`` fine-tunes with masked weights kept at zero;
+    - ``trainer.evaluate(model, "val")`` / ``evaluate_onnx(bytes, "val")`` score on validation
+      (the test split is never offered for decisions);
+    - ``initial_state`` is the dense model's state before training (for rewinding);
+    - ``dense_val_challenge_f1`` is the dense baseline's validation score (for budgets).
+    """
+
+    trainer: "Trainer"
+    build_model: Callable[[], torch.nn.Module]
+    initial_state: dict[str, torch.Tensor]
+    dense_val_challenge_f1: float
+    seed: int
+    workdir: Path
+    fs_hz: float
+    log: Callable[[str], None] = print
+
+    def calibration_batches(self, n_records: int = 64) -> list["np.ndarray"]:
+        """Training-split inputs ``[1, 1, samples]`` float32 for static quantization calibration."""
+        return self.trainer.calibration_inputs(n_records)
+
+
+class Compressor(Plugin):
+    """A compression strategy (pruning, quantization, ticket search, ...).
+
+    Subclasses set ``name`` and ``Config`` and implement :meth:`compress`.
+    ``accepts_onnx`` says whether the step can follow one that produced an
+    ONNX-only model (e.g. after quantization).
+    """
+
+    kind: ClassVar[str] = "compressor"
+    accepts_onnx: ClassVar[bool] = False
+
+    def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
+        raise NotImplementedError

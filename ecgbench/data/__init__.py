@@ -1,0 +1,1 @@
+"""Turning dataset records into cached, preprocessed, split arrays."""
