@@ -1,0 +1,99 @@
+"""Helpers for ecgbench's tests and for plugin authors' tests: tiny data, tiny models, contexts.
+
+Everything here builds in milliseconds so plugin tests stay fast::
+
+    from ecgbench.testing import make_random_splits, TinyNet, make_context
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ecgbench import CLASSES
+from ecgbench.compression import CompressionContext
+from ecgbench.datasets import DataSplits, SignalSet
+from ecgbench.training import Trainer, TrainRecipe
+
+
+def make_signalset(n_records: int, samples: int, seed: int, separable: bool = True) -> SignalSet:
+    """Random records whose class is encoded in a per-class sine frequency (learnable when ``separable``)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_records) % len(CLASSES)
+    rng.shuffle(labels)
+    t = np.arange(samples) / 100.0
+    sig = rng.normal(0, 1, size=(n_records, samples)).astype(np.float32)
+    if separable:
+        freqs = np.array([1.0, 3.0, 6.0, 10.0])[labels]
+        sig += 2.0 * np.sin(2 * np.pi * freqs[:, None] * t[None, :]).astype(np.float32)
+    offsets = np.arange(n_records + 1, dtype=np.int64) * samples
+    return SignalSet(sig.ravel(), offsets, labels.astype(np.int64), [f"r{seed}_{i:04d}" for i in range(n_records)])
+
+
+def make_random_splits(n_train: int = 64, n_eval: int = 32, samples: int = 400, seed: int = 0) -> DataSplits:
+    """Tiny separable train/val/test splits at 100 Hz (4 s records, 4 s training window)."""
+    return DataSplits(
+        train=make_signalset(n_train, samples, seed),
+        val=make_signalset(n_eval, samples, seed + 1),
+        test=make_signalset(n_eval, samples, seed + 2),
+        fs_hz=100.0,
+        window_s=samples / 100.0,
+        info={"dataset": "random", "synthetic": True},
+    )
+
+
+class TinyNet(torch.nn.Module):
+    """Two conv layers and a classifier: enough structure for pruning and quantization tests."""
+
+    def __init__(self, width: int = 8, n_classes: int = len(CLASSES)) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv1d(1, width, 9, padding=4)
+        self.bn1 = torch.nn.BatchNorm1d(width)
+        self.conv2 = torch.nn.Conv1d(width, width, 9, padding=4, stride=2)
+        self.bn2 = torch.nn.BatchNorm1d(width)
+        self.fc = torch.nn.Linear(width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.fc(x.mean(dim=2))
+
+
+def fast_recipe(**overrides) -> TrainRecipe:
+    """A recipe for tests: few epochs, one thread, no early stopping surprises."""
+    settings = dict(epochs=3, batch_size=16, lr=3e-3, num_threads=1, patience=0, device="cpu")
+    settings.update(overrides)
+    return TrainRecipe(**settings)
+
+
+def make_context(
+    tmp_path: Path,
+    splits: DataSplits | None = None,
+    recipe: TrainRecipe | None = None,
+    seed: int = 0,
+    width: int = 8,
+) -> tuple[torch.nn.Module, CompressionContext]:
+    """A trained TinyNet and the CompressionContext a compressor receives for it."""
+    splits = splits or make_random_splits(seed=seed)
+    trainer = Trainer(splits, recipe or fast_recipe(), seed=seed)
+
+    def build() -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return TinyNet(width)
+
+    model = build()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    result = trainer.fit(model)
+    ctx = CompressionContext(
+        trainer=trainer,
+        build_model=build,
+        initial_state=initial,
+        dense_val_challenge_f1=result.best_val_challenge_f1,
+        seed=seed,
+        workdir=Path(tmp_path),
+        fs_hz=splits.fs_hz,
+        log=lambda msg: None,
+    )
+    return model, ctx
