@@ -77,11 +77,13 @@ class Compressor(Plugin):
 
     Subclasses set ``name`` and ``Config`` and implement :meth:`compress`.
     ``accepts_onnx`` says whether the step can follow one that produced an
-    ONNX-only model (e.g. after quantization).
+    ONNX-only model (``produces_onnx``, e.g. quantization); suites putting a
+    PyTorch-only step after one are rejected before anything runs.
     """
 
     kind: ClassVar[str] = "compressor"
     accepts_onnx: ClassVar[bool] = False
+    produces_onnx: ClassVar[bool] = False  # True for steps whose output leaves PyTorch (quantizers)
 
     def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
         raise NotImplementedError

@@ -1,0 +1,322 @@
+"""One cell = dataset + model + training recipe + compressor pipeline + seed, and how it runs.
+
+Cells travel to executors as plain, picklable :class:`CellJob` objects; a
+worker rebuilds plugins from names and params, trains (or reuses) the dense
+baseline through the artifact cache, applies the pipeline, measures the
+final model and returns a :class:`CellResult`. Failures are results.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import ecgbench
+from ecgbench.cache import ArtifactCache
+from ecgbench.compression import CompressionContext, ModelArtifact
+from ecgbench.config import EXECUTION_ONLY, Suite, non_default, stable_hash
+from ecgbench.datasets import DataSplits
+from ecgbench.export import to_onnx, with_metadata
+from ecgbench.registry import Registry
+from ecgbench.training import Trainer, TrainRecipe, load_checkpoint, save_checkpoint
+
+BASELINE_KIND = "baselines"
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything that determines a cell, as plain data."""
+
+    cell_id: str
+    position: int
+    dataset: dict  # {"name": ..., "params": {...}, "fingerprint": ...}
+    model: dict  # {"name": ..., "params": {...}}
+    pipeline: str  # label
+    steps: tuple  # ({"name": ..., "params": {...}}, ...)
+    seed: int
+    data: dict  # DataConfig fields
+    training: dict  # TrainRecipe fields
+    measure: dict  # MeasureConfig fields
+    devices: tuple
+    baseline_key: str
+    synthetic: bool = False
+
+    def labels(self) -> dict[str, Any]:
+        return {"dataset": self.dataset["name"], "model": self.model["name"], "pipeline": self.pipeline, "seed": self.seed}
+
+    def title(self) -> str:
+        return f"{self.dataset['name']}/{self.model['name']}/{self.pipeline}/seed{self.seed}"
+
+    def config(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("position")
+        return out
+
+
+@dataclass
+class CellJob:
+    """A unit of work handed to an executor."""
+
+    spec: CellSpec
+    stage: str  # "baseline" | "cell"
+    home: str  # artifact cache root
+    artifacts_dir: str
+    progress: bool = False
+
+
+@dataclass
+class CellResult:
+    """What a worker hands back to the driving process."""
+
+    cell_id: str
+    status: str  # done | failed
+    metrics: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+def expand_cells(suite: Suite, registry: Registry) -> list[CellSpec]:
+    """All cells of the suite, in matrix order (dataset, model, pipeline, seed)."""
+    cells = []
+    data = suite.data.model_dump(mode="json")
+    training = suite.training.model_dump(mode="json")
+    measure = suite.measure.model_dump(mode="json")
+    for dataset_ref in suite.datasets:
+        dataset_cls = registry.get("datasets", dataset_ref.name)
+        dataset = dataset_cls(dataset_ref.config)
+        fingerprint = dataset.fingerprint()
+        identity_params = {k: v for k, v in dataset_ref.params().items() if k != "path"}  # a folder's place is not its content
+        ds = {"name": dataset_ref.name, "params": dataset_ref.params(), "fingerprint": fingerprint}
+        for model_ref in suite.models:
+            md = {"name": model_ref.name, "params": model_ref.params()}
+            for seed in suite.seeds:
+                baseline_identity = {
+                    "dataset": {"name": dataset_ref.name, "params": identity_params, "fingerprint": fingerprint},
+                    "data": non_default(suite.data),
+                    "model": model_ref.identity(),
+                    "training": non_default(suite.training, EXECUTION_ONLY),
+                    "seed": seed,
+                    "ecgbench": ecgbench.__version__,
+                }
+                baseline_key = stable_hash(baseline_identity)
+                for pipeline in suite.pipelines:
+                    cell_identity = {
+                        **baseline_identity,
+                        "pipeline": pipeline.identity(),
+                        "measure": non_default(suite.measure),
+                        "devices": list(suite.devices),
+                    }
+                    cells.append(
+                        CellSpec(
+                            cell_id=stable_hash(cell_identity),
+                            position=len(cells),
+                            dataset=ds,
+                            model=md,
+                            pipeline=pipeline.label,
+                            steps=tuple({"name": s.name, "params": s.params()} for s in pipeline.steps),
+                            seed=seed,
+                            data=data,
+                            training=training,
+                            measure=measure,
+                            devices=tuple(suite.devices),
+                            baseline_key=baseline_key,
+                            synthetic=bool(getattr(dataset_cls, "synthetic", False)),
+                        )
+                    )
+    return cells
+
+
+# --- execution (runs in the driver or in a worker process) ---------------------------
+@functools.lru_cache(maxsize=1)
+def worker_registry() -> Registry:
+    """The registry of a worker process: built-ins plus installed entry points."""
+    from ecgbench.plugin_manager import make_plugin_manager
+    from ecgbench.registry import build_registry
+
+    return build_registry(make_plugin_manager())
+
+
+def execute_job(job: CellJob, registry: Registry | None = None) -> CellResult:
+    """Run one job; any exception becomes a failed result with its traceback."""
+    registry = registry or worker_registry()
+    start = time.perf_counter()
+    try:
+        if job.stage == "baseline":
+            baseline = ensure_baseline(job, registry)
+            return CellResult(job.spec.cell_id, "done", timings={"baseline_s": baseline["trained_s"]})
+        return run_cell(job, registry)
+    except Exception:
+        return CellResult(job.spec.cell_id, "failed", timings={"total_s": time.perf_counter() - start}, error=traceback.format_exc())
+
+
+def _plugin(registry: Registry, kind: str, ref: dict):
+    cls = registry.get(kind, ref["name"])
+    return cls(cls.Config.model_validate(ref["params"]))
+
+
+_SPLITS_CACHE: dict[tuple, DataSplits] = {}
+_SPLITS_CACHE_SIZE = 4
+
+
+def load_cell_splits(job: CellJob, registry: Registry) -> DataSplits:
+    """Preprocessed splits for the cell's dataset (disk cache, plus a small in-process cache)."""
+    from ecgbench.data.config import DataConfig
+    from ecgbench.data.loader import load_splits
+
+    spec = job.spec
+    key = (json.dumps(spec.dataset, sort_keys=True), json.dumps(spec.data, sort_keys=True), job.home)
+    if key not in _SPLITS_CACHE:
+        if len(_SPLITS_CACHE) >= _SPLITS_CACHE_SIZE:
+            _SPLITS_CACHE.pop(next(iter(_SPLITS_CACHE)))
+        dataset = _plugin(registry, "datasets", spec.dataset)
+        _SPLITS_CACHE[key] = load_splits(dataset, DataConfig.model_validate(spec.data), Path(job.home) / "data")
+    return _SPLITS_CACHE[key]
+
+
+def build_model(registry: Registry, spec: CellSpec, n_classes: int) -> torch.nn.Module:
+    """The cell's model at its seeded initialisation."""
+    family = _plugin(registry, "models", spec.model)
+    torch.manual_seed(spec.seed)
+    return family.build(n_classes)
+
+
+def ensure_baseline(job: CellJob, registry: Registry) -> dict[str, Any]:
+    """Train the dense baseline once per content key; later calls read it from the cache."""
+    spec = job.spec
+    cache = ArtifactCache(job.home)
+    if cache.is_done(BASELINE_KIND, spec.baseline_key):
+        return cache.read_done(BASELINE_KIND, spec.baseline_key)
+    with cache.locked(BASELINE_KIND, spec.baseline_key) as folder:
+        if cache.is_done(BASELINE_KIND, spec.baseline_key):  # built by another process meanwhile
+            return cache.read_done(BASELINE_KIND, spec.baseline_key)
+        splits = load_cell_splits(job, registry)
+        model = build_model(registry, spec, len(splits.classes))
+        save_checkpoint(model, folder / "initial.pt")
+        trainer = Trainer(splits, TrainRecipe.model_validate(spec.training), spec.seed, job.progress, label=f"dense {spec.model['name']}")
+        fit = trainer.fit(model)
+        save_checkpoint(model, folder / "model.pt")
+        dense_onnx = to_onnx(model, samples=_input_samples(spec, splits))
+        dense_reference = _dense_reference(dense_onnx, trainer, spec)
+        info = {
+            "fit": asdict(fit),
+            "trained_s": fit.seconds,
+            "dense": dense_reference,
+            "model": spec.model,
+            "seed": spec.seed,
+            "ecgbench_version": ecgbench.__version__,
+        }
+        cache.mark_done(BASELINE_KIND, spec.baseline_key, info)
+        return info
+
+
+def _dense_reference(dense_onnx: bytes, trainer: Trainer, spec: CellSpec) -> dict[str, Any]:
+    """The dense model's figures every compressed cell is compared with (no device simulation)."""
+    from ecgbench.measure import MeasureConfig, measure_artifact
+
+    return measure_artifact(dense_onnx, trainer, MeasureConfig.model_validate(spec.measure), devices=[], dense=None)
+
+
+def _input_samples(spec: CellSpec, splits: DataSplits) -> int:
+    return int(round(spec.measure.get("input_s", 30.0) * splits.fs_hz))
+
+
+def run_cell(job: CellJob, registry: Registry) -> CellResult:
+    """Baseline (cached), pipeline, measurement, exported model."""
+    from ecgbench.measure import MeasureConfig, measure_artifact
+
+    spec = job.spec
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    splits = load_cell_splits(job, registry)
+    timings["data_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    baseline = ensure_baseline(job, registry)
+    folder = ArtifactCache(job.home).entry(BASELINE_KIND, spec.baseline_key)
+    model = load_checkpoint(build_model(registry, spec, len(splits.classes)), folder / "model.pt")
+    initial_state = load_checkpoint(build_model(registry, spec, len(splits.classes)), folder / "initial.pt").state_dict()
+    timings["baseline_s"] = time.perf_counter() - t
+
+    trainer = Trainer(splits, TrainRecipe.model_validate(spec.training), spec.seed, job.progress, label=spec.pipeline)
+    workdir = Path(job.artifacts_dir) / spec.cell_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = CompressionContext(
+        trainer=trainer,
+        build_model=lambda: build_model(registry, spec, len(splits.classes)),
+        initial_state=initial_state,
+        dense_val_challenge_f1=baseline["fit"]["best_val_challenge_f1"],
+        seed=spec.seed,
+        workdir=workdir,
+        fs_hz=splits.fs_hz,
+        log=lambda msg: None,
+    )
+    artifact = ModelArtifact(model=model)
+    steps = []
+    t = time.perf_counter()
+    for step in spec.steps:
+        compressor = _plugin(registry, "compressors", step)
+        if artifact.is_onnx and not compressor.accepts_onnx:
+            from ecgbench.errors import CompressionError
+
+            raise CompressionError(f"'{step['name']}' needs a PyTorch model but the previous step produced ONNX; put quantizers last")
+        s = time.perf_counter()
+        outcome = compressor.compress(artifact, ctx)
+        artifact = outcome.artifact
+        steps.append({"name": step["name"], "params": step["params"], "seconds": time.perf_counter() - s, "record": outcome.record})
+    timings["compress_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    onnx_bytes = artifact.onnx if artifact.is_onnx else to_onnx(artifact.model, samples=_input_samples(spec, splits))
+    onnx_bytes = with_metadata(onnx_bytes, export_metadata(spec, splits, artifact.precision))
+    devices = [registry.get("devices", name) for name in spec.devices]
+    metrics = measure_artifact(onnx_bytes, trainer, MeasureConfig.model_validate(spec.measure), devices=devices, dense=baseline["dense"])
+    timings["measure_s"] = time.perf_counter() - t
+    metrics["compression"] = {"steps": steps, "precision": artifact.precision}
+    metrics["baseline"] = {
+        "val_challenge_f1": baseline["fit"]["best_val_challenge_f1"],
+        "test_challenge_f1": baseline["dense"]["test"]["challenge_f1"],
+        "epochs": baseline["fit"]["epochs_run"],
+        "best_epoch": baseline["fit"]["best_epoch"],
+        "train_s": baseline["fit"]["seconds"],
+    }
+    metrics["data"] = {
+        "dataset": spec.dataset["name"],
+        "synthetic": spec.synthetic,
+        "fs_hz": splits.fs_hz,
+        "n_train": len(splits.train),
+        "n_val": len(splits.val),
+        "n_test": len(splits.test),
+        "skipped": splits.info.get("skipped", {}),
+    }
+    model_path = workdir / "model.onnx"
+    model_path.write_bytes(onnx_bytes)
+    timings["total_s"] = time.perf_counter() - t0
+    return CellResult(spec.cell_id, "done", metrics=metrics, timings=timings, artifacts={"onnx": str(model_path)})
+
+
+def export_metadata(spec: CellSpec, splits: DataSplits, precision: str) -> dict[str, Any]:
+    """What an exported model carries so ``ecgbench eval`` needs nothing else."""
+    preprocessing = {k: v for k, v in spec.data.items() if k != "split"}
+    preprocessing["fs_hz"] = splits.fs_hz
+    return {
+        "version": ecgbench.__version__,
+        "preprocessing": preprocessing,
+        "classes": list(splits.classes),
+        "window_policy": "whole record, global average pooling over time",
+        "pipeline": spec.pipeline,
+        "steps": [copy.deepcopy(s) for s in spec.steps],
+        "model": spec.model,
+        "dataset": spec.dataset["name"],
+        "seed": spec.seed,
+        "precision": precision,
+        "cell_id": spec.cell_id,
+    }

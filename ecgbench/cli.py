@@ -1,0 +1,252 @@
+"""The ``ecgbench`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import ecgbench
+from ecgbench.errors import ConfigError, EcgbenchError
+
+# Subcommand modules beside the core ones; each has register(subparsers).
+COMMAND_MODULES = (
+    "ecgbench.commands.data",
+    "ecgbench.commands.devices",
+    "ecgbench.commands.eval",
+    "ecgbench.commands.compare",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet:
+        os.environ["ECGBENCH_QUIET"] = "1"
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EcgbenchError as exc:
+        print(f"ecgbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ecgbench: interrupted; finished cells are stored, run again to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecgbench", description=ecgbench.__doc__)
+    parser.add_argument("--version", action="version", version=f"ecgbench {ecgbench.__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (for CI logs)")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a suite (resumes: finished cells are skipped)")
+    p.add_argument("suite", type=Path)
+    _store_args(p)
+    p.add_argument("--out", type=Path, help="report folder (default: the suite's report.out or reports/<suite name>)")
+    p.add_argument("--only", metavar="PATTERN", help="glob on dataset/model/pipeline/seedN, a pipeline label, or a cell id prefix")
+    p.add_argument("--force", action="store_true", help="redo finished cells too")
+    p.add_argument("--executor", help="executor plugin (overrides the suite's), e.g. local, processes, ray")
+    p.add_argument("--workers", type=int, help="workers for the processes executor")
+    p.add_argument("--address", help="Ray cluster address for the ray executor (e.g. auto)")
+    _data_dir_arg(p)
+    p.add_argument("--smoke", action="store_true", help="1 epoch of 2 batches per training: checks a suite runs end to end")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a suite without running anything")
+    p.add_argument("suite", type=Path)
+    _data_dir_arg(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plugins", help="list plugins, what they register and where they come from")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("runs", help="list past runs, or the cells of one run with their errors")
+    p.add_argument("run", nargs="?", help="run id, id prefix or suite name")
+    _store_args(p)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("report", help="write reports of a stored run")
+    p.add_argument("run", help="run id, id prefix or suite name (its latest run)")
+    _store_args(p)
+    p.add_argument("--format", default="md,csv,json", help="comma-separated reporter names (default md,csv,json)")
+    p.add_argument("--out", type=Path, help="folder (default reports/<suite name>)")
+    p.set_defaults(func=cmd_report)
+
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", type=Path, help="result store (default $ECGBENCH_HOME/results.sqlite, ECGBENCH_HOME defaulting to ./.ecgbench)")
+
+
+def _data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        action="append",
+        default=[],
+        metavar="DATASET=DIR",
+        help="folder of a dataset plugin, e.g. cinc2017=../shared/data/cinc2017 (repeatable)",
+    )
+
+
+def _registry():
+    from ecgbench.plugin_manager import make_plugin_manager
+    from ecgbench.registry import build_registry
+
+    pm = make_plugin_manager()
+    return pm, build_registry(pm)
+
+
+def _overrides(pairs: list[str]) -> dict[str, dict]:
+    out = {}
+    for pair in pairs:
+        name, sep, folder = pair.partition("=")
+        if not sep or not name or not folder:
+            raise ConfigError(f"--data-dir expects DATASET=DIR (e.g. cinc2017=../shared/data/cinc2017), got '{pair}'")
+        out[name] = {"path": str(Path(folder).resolve())}
+    return out
+
+
+def _open_store(args):
+    from ecgbench.runner import default_home
+    from ecgbench.store import ResultStore
+
+    return ResultStore(args.db or default_home() / "results.sqlite")
+
+
+def cmd_validate(args) -> int:
+    from ecgbench.cell import expand_cells
+    from ecgbench.config import load_suite
+
+    _pm, registry = _registry()
+    suite = load_suite(args.suite, registry, _overrides(args.data_dir))
+    cells = expand_cells(suite, registry)
+    print(
+        f"{args.suite}: ok, {len(cells)} cells = {len(suite.datasets)} datasets x {len(suite.models)} models x "
+        f"{len(suite.pipelines)} pipelines x {len(suite.seeds)} seeds; devices: {', '.join(suite.devices) or 'none'}"
+    )
+    return 0
+
+
+def cmd_run(args) -> int:
+    from ecgbench.config import PluginRef, load_suite
+    from ecgbench.runner import default_home, run_suite
+
+    pm, registry = _registry()
+    suite = load_suite(args.suite, registry, _overrides(args.data_dir))
+    if args.smoke:
+        suite = _smoke(suite)
+    executor = None
+    if args.executor or args.workers or args.address:
+        name = args.executor or suite.executor.name
+        params = dict(suite.executor.params()) if name == suite.executor.name else {}
+        if args.workers:
+            params["workers"] = args.workers
+        if args.address:
+            params["address"] = args.address
+        cls = registry.get("executors", name, "--executor")
+        from ecgbench.plugin import parse_config
+
+        executor = PluginRef("executors", name, parse_config(cls.Config, params, f"--executor {name}"))
+    store = _open_store(args)
+    home = Path(os.environ.get("ECGBENCH_HOME", args.db.parent if args.db else default_home()))
+    started = time.perf_counter()
+    summary = run_suite(suite, registry, pm, store, home, only=args.only, force=args.force, executor=executor, progress=not args.quiet)
+    elapsed = time.perf_counter() - started
+    print(f"run {summary.run_id}: {summary.done} done, {summary.skipped} already done, {summary.failed} failed in {elapsed:.1f} s")
+    for title, error in summary.failures:
+        print(f"  FAILED {title}: {error}")
+    if summary.failures:
+        print(f"  tracebacks: ecgbench runs {summary.run_id}" + (f" --db {args.db}" if args.db else ""))
+    out = args.out or Path(suite.report.out or Path("reports") / suite.name)
+    written = _write_reports(registry, store, summary.run_id, suite.report.formats, out)
+    for path in written:
+        print(f"  wrote {path}")
+    return 0 if summary.ok else 1
+
+
+def _smoke(suite):
+    """The same suite with every training cut to 1 epoch of 2 batches."""
+    import dataclasses
+
+    training = suite.training.model_copy(update={"epochs": 1, "max_batches_per_epoch": 2, "patience": 0})
+    return dataclasses.replace(suite, name=suite.name + "-smoke", training=training)
+
+
+def _write_reports(registry, store, run_ref: str, formats, out: Path) -> list[Path]:
+    results = store.run_results(run_ref)
+    written = []
+    for fmt in formats:
+        reporter = registry.get("reporters", fmt, "--format")()
+        written.extend(reporter.write(results, out))
+    return written
+
+
+def cmd_report(args) -> int:
+    _pm, registry = _registry()
+    store = _open_store(args)
+    results = store.run_results(args.run)
+    out = args.out or Path("reports") / results.run.suite_name
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    for fmt in formats:
+        registry.get("reporters", fmt, "--format")
+    for path in _write_reports(registry, store, results.run.run_id, formats, out):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    store = _open_store(args)
+    if args.run:
+        results = store.run_results(args.run)
+        run = results.run
+        print(f"{run.run_id}  suite {run.suite_name} ({run.suite_path})  {run.status}  {run.summary}")
+        for cell in results.cells:
+            f1 = cell.metrics.get("test", {}).get("challenge_f1")
+            score = f"test challenge F1 {f1:.3f}" if isinstance(f1, float) else ""
+            print(f"  {cell.outcome or cell.status:<11} {cell.cell_id}  {cell.dataset}/{cell.model}/{cell.pipeline}/seed{cell.seed}  {score}")
+            if cell.status == "failed" and cell.error:
+                print("    " + cell.error.rstrip().replace("\n", "\n    "))
+        return 0
+    runs = store.list_runs()
+    if not runs:
+        print(f"no runs in {store.path}")
+    for run in runs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at))
+        counts = ", ".join(f"{k} {v}" for k, v in run.summary.items()) or "-"
+        print(f"{run.run_id:<40} {when}  {run.status:<11} {counts}")
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from ecgbench.plugin_manager import plugin_sources
+    from ecgbench.registry import SINGULAR
+
+    pm, registry = _registry()
+    sources = plugin_sources(pm)
+    provided: dict[str, list[str]] = {}
+    for kind, providers in registry.providers.items():
+        for thing, plugin in providers.items():
+            provided.setdefault(plugin, []).append(f"{SINGULAR[kind]} {thing}")
+    for name, source in sorted(sources.items(), key=lambda kv: (kv[1].origin != "builtin", kv[0])):
+        things = ", ".join(sorted(provided.get(name, []))) or "lifecycle hooks only"
+        print(f"{name}  [{source.origin}]\n    {things}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Suites: YAML -> frozen, typed, validated configs, with errors naming file and key path.
+
+A suite is a matrix of datasets x models x compressor pipelines x seeds,
+with suite-wide data, training and measurement settings, and the device
+profiles every cell is simulated on::
+
+    name: quick
+    data: {fs_hz: 100, window_s: 30}
+    training: {epochs: 8}
+    matrix:
+      datasets: [synthetic: {n_records: 240}]
+      models: [hannun34: {width: 4}]
+      compressors:
+        - dense
+        - magnitude: {sparsity: 0.8}
+        - [lth_ecg, int8_static]
+        - {label: mag-90-iter, steps: [magnitude: {sparsity: 0.9, steps: 3}]}
+      devices: [nrf52840, host]
+      seeds: [0]
+
+Everything is checked before anything runs: unknown keys, wrong types,
+unknown plugin names (with a close-match suggestion), empty lists, a
+PyTorch-only step after a quantizer, duplicate pipeline labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ecgbench.errors import ConfigError
+from ecgbench.plugin import PluginConfig, format_validation_error, parse_config
+from ecgbench.registry import Registry
+from ecgbench.training import TrainRecipe
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MatrixSpec(_Strict):
+    """The axes of the suite; entries are plugin names, ``{name: params}`` or pipelines."""
+
+    datasets: list[Any] = Field(min_length=1)
+    models: list[Any] = Field(min_length=1)
+    compressors: list[Any] = Field(min_length=1, description="pipelines: a step, or a list of steps applied left to right")
+    devices: list[str] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+
+class ReportSpec(_Strict):
+    """Reports written after the run (``ecgbench report`` can write more later)."""
+
+    formats: list[str] = Field(default_factory=lambda: ["md"])
+    out: str | None = Field(None, description="folder for reports, relative to the current directory; default reports/<suite name>")
+
+
+class SuiteSpec(_Strict):
+    """Top level of a suite file."""
+
+    name: str
+    description: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    measure: dict[str, Any] = Field(default_factory=dict)
+    matrix: MatrixSpec
+    executor: Any = "local"
+    report: ReportSpec = ReportSpec()
+
+
+@dataclass(frozen=True)
+class PluginRef:
+    """A plugin chosen by name with its validated config."""
+
+    kind: str
+    name: str
+    config: PluginConfig
+
+    def identity(self) -> dict[str, Any]:
+        """Name plus non-default settings: adding a defaulted field never renames old results."""
+        return {"name": self.name, **self.config.model_dump(mode="json", exclude_defaults=True)}
+
+    def params(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json", exclude_defaults=True)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Compressor steps applied left to right, with the label reports use."""
+
+    label: str
+    steps: tuple[PluginRef, ...]
+
+    def identity(self) -> list[dict[str, Any]]:
+        return [step.identity() for step in self.steps]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite, ready to expand into cells."""
+
+    path: Path
+    name: str
+    description: str
+    data: PluginConfig  # ecgbench.data.config.DataConfig
+    training: TrainRecipe
+    measure: PluginConfig  # ecgbench.measure.MeasureConfig
+    datasets: tuple[PluginRef, ...]
+    models: tuple[PluginRef, ...]
+    pipelines: tuple[Pipeline, ...]
+    devices: tuple[str, ...]
+    seeds: tuple[int, ...]
+    executor: PluginRef
+    report: ReportSpec
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+def load_suite(path: str | Path, registry: Registry, overrides: dict[str, dict[str, Any]] | None = None) -> Suite:
+    """Read and validate a suite file; ``overrides`` maps a dataset name to params set from the command line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read suite {path}: {exc.strerror}") from None
+    raw = parse_yaml(text, str(path))
+    return build_suite(raw, path, registry, overrides or {})
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML with ``1e-3`` read as a number (YAML 1.1 would make it a string)."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        loc = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}:{loc}: malformed YAML: {problem}") from None
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$|^[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)
+
+
+def build_suite(raw: Any, path: Path, registry: Registry, overrides: dict[str, dict[str, Any]]) -> Suite:
+    """Validate a parsed suite mapping (see module docstring)."""
+    from ecgbench.data.config import DataConfig
+    from ecgbench.measure import MeasureConfig
+
+    where = str(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a suite must be a mapping with at least 'name' and 'matrix'")
+    try:
+        spec = SuiteSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"{where} at ", SuiteSpec).replace(" at .", " at ")) from None
+
+    data = parse_config(DataConfig, spec.data, f"{where} at data")
+    training = parse_config(TrainRecipe, spec.training, f"{where} at training")
+    measure = parse_config(MeasureConfig, spec.measure, f"{where} at measure")
+    matrix = spec.matrix
+
+    datasets = tuple(
+        _plugin_ref("datasets", entry, f"{where} at matrix.datasets[{i}]", registry, overrides)
+        for i, entry in enumerate(matrix.datasets)
+    )
+    models = tuple(_plugin_ref("models", entry, f"{where} at matrix.models[{i}]", registry) for i, entry in enumerate(matrix.models))
+    pipelines = tuple(_pipeline(entry, f"{where} at matrix.compressors[{i}]", registry) for i, entry in enumerate(matrix.compressors))
+    _check_unique([p.label for p in pipelines], f"{where} at matrix.compressors", "pipeline label", "give each a distinct 'label'")
+    _check_unique([auto_label((d,)) for d in datasets], f"{where} at matrix.datasets", "dataset", "remove the duplicate")
+    _check_unique([auto_label((m,)) for m in models], f"{where} at matrix.models", "model", "remove the duplicate")
+    devices = []
+    for i, name in enumerate(matrix.devices):
+        registry.get("devices", name, f"{where} at matrix.devices[{i}]")
+        devices.append(name)
+    _check_unique(devices, f"{where} at matrix.devices", "device", "remove the duplicate")
+    _check_unique([str(s) for s in matrix.seeds], f"{where} at matrix.seeds", "seed", "remove the duplicate")
+    executor = _plugin_ref("executors", spec.executor, f"{where} at executor", registry)
+    for i, fmt in enumerate(spec.report.formats):
+        registry.get("reporters", fmt, f"{where} at report.formats[{i}]")
+    return Suite(
+        path=path,
+        name=spec.name,
+        description=spec.description,
+        data=data,
+        training=training,
+        measure=measure,
+        datasets=datasets,
+        models=models,
+        pipelines=pipelines,
+        devices=tuple(devices),
+        seeds=tuple(matrix.seeds),
+        executor=executor,
+        report=spec.report,
+        raw=raw,
+    )
+
+
+def _split_entry(entry: Any, where: str) -> tuple[str, Any]:
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, dict) and len(entry) == 1:
+        (name, params), = entry.items()
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}: expected a plugin name, got {name!r}")
+        return name, params if params is not None else {}
+    raise ConfigError(f"{where}: expected a plugin name or a one-key mapping {{name: {{settings}}}}, got {entry!r}")
+
+
+def _plugin_ref(kind: str, entry: Any, where: str, registry: Registry, overrides: dict | None = None) -> PluginRef:
+    name, params = _split_entry(entry, where)
+    cls = registry.get(kind, name, where)
+    if overrides and name in overrides:
+        params = {**(params or {}), **overrides[name]}
+    config = parse_config(cls.Config, params, f"{where}.{name}")
+    return PluginRef(kind, name, config)
+
+
+def _pipeline(entry: Any, where: str, registry: Registry) -> Pipeline:
+    label = None
+    if isinstance(entry, dict) and "steps" in entry:
+        extra = set(entry) - {"steps", "label"}
+        if extra:
+            raise ConfigError(f"{where}: unknown key '{sorted(extra)[0]}' in a pipeline; allowed: label, steps")
+        label, steps_raw = entry.get("label"), entry["steps"]
+        if label is not None and not isinstance(label, str):
+            raise ConfigError(f"{where}.label: expected a string, got {label!r}")
+    elif isinstance(entry, list):
+        steps_raw = entry
+    else:
+        steps_raw = [entry]
+    if not isinstance(steps_raw, list) or not steps_raw:
+        raise ConfigError(f"{where}: a pipeline needs at least one step (use 'dense' for none)")
+    nested = isinstance(entry, list) or (isinstance(entry, dict) and "steps" in entry)
+    steps = tuple(
+        _plugin_ref("compressors", s, f"{where}[{j}]" if nested else where, registry) for j, s in enumerate(steps_raw)
+    )
+    onnx_from = None
+    for step in steps:
+        cls = registry.get("compressors", step.name)
+        if onnx_from and not cls.accepts_onnx:
+            raise ConfigError(
+                f"{where}: '{step.name}' works on PyTorch models but follows '{onnx_from}', which outputs ONNX; "
+                f"put '{onnx_from}' last"
+            )
+        if cls.produces_onnx:
+            onnx_from = step.name
+    return Pipeline(label or auto_label(steps), steps)
+
+
+def auto_label(steps: tuple[PluginRef, ...]) -> str:
+    """``magnitude`` for defaults, ``magnitude(sparsity=0.9)`` otherwise, steps joined by ``+``."""
+    parts = []
+    for step in steps:
+        params = step.params()
+        parts.append(step.name if not params else f"{step.name}({','.join(f'{k}={v}' for k, v in params.items())})")
+    return "+".join(parts)
+
+
+def _check_unique(values: list[str], where: str, what: str, fix: str) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ConfigError(f"{where}: {what} '{value}' appears twice; {fix}")
+        seen.add(value)
+
+
+# --- identity -------------------------------------------------------------------
+EXECUTION_ONLY = {"num_threads"}  # settings that change how fast, not what is computed
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """SHA-256 of canonical JSON, shortened."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def non_default(config: PluginConfig, drop: set[str] = frozenset()) -> dict[str, Any]:
+    return {k: v for k, v in config.model_dump(mode="json", exclude_defaults=True).items() if k not in drop}
