@@ -63,7 +63,7 @@ class TinyNet(torch.nn.Module):
 
 def fast_recipe(**overrides) -> TrainRecipe:
     """A recipe for tests: few epochs, one thread, no early stopping surprises."""
-    settings = dict(epochs=3, batch_size=16, lr=3e-3, num_threads=1, patience=0, device="cpu")
+    settings = dict(epochs=5, batch_size=16, lr=3e-2, num_threads=1, patience=0, device="cpu")
     settings.update(overrides)
     return TrainRecipe(**settings)
 

@@ -1,0 +1,105 @@
+"""Suite validation: every bad input is one clear line naming file and key, and nothing runs."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from ecgbench.cli import main
+from ecgbench.config import load_suite
+from ecgbench.errors import ConfigError
+
+GOOD = """
+name: t
+data: {fs_hz: 100, window_s: 4}
+training: {epochs: 1, lr: 1e-3}
+matrix:
+  datasets: [synthetic: {n_records: 40}]
+  models: [dscnn: {width: 4}]
+  compressors:
+    - dense
+    - magnitude: {sparsity: 0.5}
+    - [magnitude, int8_static]
+    - {label: mag9, steps: [magnitude: {sparsity: 0.9}]}
+  devices: [nrf52840]
+  seeds: [0, 1]
+"""
+
+
+def write(tmp_path, text, name="suite.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_good_suite_is_typed(tmp_path, registry):
+    suite = load_suite(write(tmp_path, GOOD), registry)
+    assert suite.training.lr == 1e-3  # YAML 1.1 would read 1e-3 as a string
+    assert [p.label for p in suite.pipelines] == ["dense", "magnitude(sparsity=0.5)", "magnitude+int8_static", "mag9"]
+    assert suite.pipelines[1].steps[0].config.sparsity == 0.5
+    assert suite.seeds == (0, 1) and suite.devices == ("nrf52840",)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (("compressors:\n    - dense", "compressors:\n    - dense\n    - magnitud"), "unknown compressor 'magnitud' in {path} at matrix.compressors[1]; did you mean 'magnitude'?"),
+        (("training: {epochs: 1, lr: 1e-3}", "training: {epochs: 1, lr: 1e-3, epoch: 3}"), "{path} at training.epoch: unknown key 'epoch'; did you mean 'epochs'?"),
+        (("training: {epochs: 1, lr: 1e-3}", "training: {epochs: one}"), "{path} at training.epochs"),
+        (("  seeds: [0, 1]", "  seeds: [0, 1]\n  seed: 3"), "{path} at matrix.seed: unknown key 'seed'; did you mean 'seeds'?"),
+        (("  devices: [nrf52840]", "  devices: [nrf5284]"), "unknown device 'nrf5284' in {path} at matrix.devices[0]"),
+        (("magnitude: {sparsity: 0.5}", "magnitude: {sparsity: high}"), "{path} at matrix.compressors[1].magnitude.sparsity"),
+        (("models: [dscnn: {width: 4}]", "models: []"), "{path} at matrix.models: List should have at least 1 item"),
+        (("[magnitude, int8_static]", "[int8_static, magnitude]"), "'magnitude' works on PyTorch models but follows 'int8_static'"),
+        (("{label: mag9, steps: [magnitude: {sparsity: 0.9}]}", "{label: dense, steps: [dense]}"), "pipeline label 'dense' appears twice"),
+    ],
+)
+def test_bad_suites_give_one_clear_line(tmp_path, registry, change, expected):
+    old, new = change
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(ConfigError) as info:
+        load_suite(path, registry)
+    message = str(info.value)
+    assert expected.format(path=path) in message
+    assert "\n" not in message
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path, registry):
+    path = write(tmp_path, "name: t\nmatrix: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"suite.yaml: line 3, column 1: malformed YAML"):
+        load_suite(path, registry)
+
+
+def test_not_a_mapping(tmp_path, registry):
+    with pytest.raises(ConfigError, match="a suite must be a mapping"):
+        load_suite(write(tmp_path, "- a\n- b\n"), registry)
+
+
+def test_validate_command_exits_2_and_runs_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ECGBENCH_HOME", str(tmp_path / "home"))
+    path = write(tmp_path, GOOD.replace("- dense\n", "- dense\n    - magnitud\n", 1))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'magnitude'" in err
+    assert main(["run", str(path)]) == 2
+    assert not (tmp_path / "home").exists()
+
+
+def test_validate_command_counts_cells(tmp_path, capsys):
+    assert main(["validate", str(write(tmp_path, GOOD))]) == 0
+    assert "8 cells = 1 datasets x 1 models x 4 pipelines x 2 seeds" in capsys.readouterr().out
+
+
+def test_cell_ids_are_stable(tmp_path, registry):
+    """Adding a defaulted field must never rename old results: pin a few ids."""
+    from ecgbench.cell import expand_cells
+
+    suite = load_suite(write(tmp_path, GOOD), registry)
+    cells = expand_cells(suite, registry)
+    assert len({c.cell_id for c in cells}) == len(cells)
+    again = expand_cells(load_suite(write(tmp_path, GOOD, "copy.yaml"), registry), registry)
+    assert [c.cell_id for c in cells] == [c.cell_id for c in again]
+    # The same baseline serves every pipeline of a (dataset, model, seed).
+    assert len({c.baseline_key for c in cells}) == 2

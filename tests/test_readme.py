@@ -1,0 +1,30 @@
+"""The README's two set-up commands stay true: CI runs the test one verbatim."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _commands():
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(?:bash|sh)\n(.*?)\n```", section, re.S)
+
+
+def test_readme_has_exactly_two_setup_commands():
+    commands = _commands()
+    assert len(commands) == 2
+    assert "ecgbench run suites/quick.yaml" in commands[0]
+    assert "pytest" in commands[1] and "[dev]" in commands[1]
+    for command in commands:
+        assert "torch==2.13.0" in command  # the CPU build; an open range pulls CUDA packages
+        assert "\n" not in command.strip()
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    test_command = _commands()[1].strip()
+    ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    assert test_command in ci_lines

@@ -1,0 +1,193 @@
+"""The runner: resume, failure isolation, baselines trained once, lifecycle hooks."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from ecgbench import CLASSES, hookimpl
+from ecgbench.compression import Compressor
+from ecgbench.config import load_suite
+from ecgbench.datasets import Dataset, Record
+from ecgbench.models import ModelFamily
+from ecgbench.plugin import PluginConfig
+from ecgbench.registry import build_registry
+from ecgbench.runner import run_suite
+from ecgbench.store import ResultStore
+from ecgbench.testing import TinyNet, make_signalset
+
+
+class TinyData(Dataset):
+    name = "tiny"
+    synthetic = True
+
+    class Config(PluginConfig):
+        n_records: int = 48
+
+    def records(self):
+        data = make_signalset(self.config.n_records, 400, seed=3)
+        for i in range(len(data)):
+            yield Record(data.record_ids[i], data.signal(i).copy(), 100.0, CLASSES[data.labels[i]])
+
+    def fingerprint(self) -> str:
+        return f"tiny-{self.config.n_records}"
+
+
+class TinyFamily(ModelFamily):
+    name = "tinynet"
+    min_samples = 16
+
+    def build(self, n_classes):
+        return TinyNet(4, n_classes)
+
+
+class Boom(Compressor):
+    name = "boom"
+
+    def compress(self, artifact, ctx):
+        raise ValueError("boom: deliberately failing strategy")
+
+
+class Interrupt(Compressor):
+    name = "interrupt"
+
+    def compress(self, artifact, ctx):
+        raise KeyboardInterrupt
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def ecgbench_register_datasets(self, register):
+        register(TinyData)
+
+    @hookimpl
+    def ecgbench_register_models(self, register):
+        register(TinyFamily)
+
+    @hookimpl
+    def ecgbench_register_compressors(self, register):
+        register(Boom)
+        register(Interrupt)
+
+    @hookimpl
+    def ecgbench_suite_started(self, suite, run_id, cells):
+        self.events.append(("suite_started", len(cells)))
+
+    @hookimpl
+    def ecgbench_cell_started(self, cell, run_id):
+        self.events.append(("cell_started", cell.pipeline))
+
+    @hookimpl
+    def ecgbench_cell_finished(self, cell, run_id, status, metrics, error):
+        self.events.append(("cell_finished", cell.pipeline, status))
+
+    @hookimpl
+    def ecgbench_suite_finished(self, suite, run_id, summary):
+        self.events.append(("suite_finished", summary))
+
+
+SUITE = """
+name: runner-test
+data: {fs_hz: 100, window_s: 4, split: {val: 0.25, test: 0.25}}
+training: {epochs: 2, batch_size: 8, num_threads: 1, patience: 0}
+measure: {bootstrap_resamples: 50, latency_repeats: 2, latency_warmup: 1, input_s: 4}
+matrix:
+  datasets: [tiny]
+  models: [tinynet]
+  compressors: [dense, boom, {label: half, steps: [magnitude: {sparsity: 0.5, finetune_epochs: 1}]}]
+  devices: [nrf52840]
+"""
+
+
+@pytest.fixture
+def env(tmp_path, plugin_manager):
+    recorder = Recorder()
+    plugin_manager.register(recorder, name="recorder")
+    registry = build_registry(plugin_manager)
+    path = tmp_path / "suite.yaml"
+    path.write_text(textwrap.dedent(SUITE))
+    store = ResultStore(tmp_path / "home" / "results.sqlite")
+    return recorder, plugin_manager, registry, path, store, tmp_path / "home"
+
+
+def test_failure_is_isolated_and_resume_skips_done_cells(env):
+    recorder, pm, registry, path, store, home = env
+    suite = load_suite(path, registry)
+    summary = run_suite(suite, registry, pm, store, home, progress=False)
+    assert (summary.done, summary.failed, summary.skipped) == (2, 1, 0)
+    results = store.run_results(summary.run_id)
+    by_pipeline = {c.pipeline: c for c in results.cells}
+    assert "ValueError: boom: deliberately failing strategy" in by_pipeline["boom"].error
+    dense = by_pipeline["dense"].metrics
+    assert 0.0 <= dense["test"]["challenge_f1"] <= 1.0
+    assert dense["delta_f1_points"] == pytest.approx(0.0)
+    half = by_pipeline["half"].metrics
+    assert half["size"]["nonzero_params"] < dense["size"]["nonzero_params"]
+    assert half["compression"]["steps"][0]["name"] == "magnitude"
+    assert "nrf52840" in half["devices"]
+    assert recorder.events[0] == ("suite_started", 3)
+    assert recorder.events[-1] == ("suite_finished", {"done": 2, "failed": 1, "skipped": 0})
+    assert ("cell_finished", "boom", "failed") in recorder.events
+
+    recorder.events.clear()
+    again = run_suite(suite, registry, pm, store, home, progress=False)
+    assert (again.done, again.failed, again.skipped) == (0, 1, 2)  # only the failed cell is redone
+    assert [e for e in recorder.events if e[0] == "cell_started"] == [("cell_started", "boom")]
+
+    forced = run_suite(suite, registry, pm, store, home, only="dense", force=True, progress=False)
+    assert (forced.done, forced.skipped) == (1, 0)
+
+
+def test_dense_baseline_is_trained_once(env, monkeypatch):
+    recorder, pm, registry, path, store, home = env
+    from ecgbench import training
+
+    calls = []
+    original = training.Trainer.fit
+
+    def counting_fit(self, model, **kwargs):
+        calls.append(kwargs.get("epochs"))
+        return original(self, model, **kwargs)
+
+    monkeypatch.setattr(training.Trainer, "fit", counting_fit)
+    suite = load_suite(path, registry)
+    run_suite(suite, registry, pm, store, home, only="*/*/[dh]*/*", progress=False)  # dense + half
+    assert calls == [None, 1]  # one dense training, one fine-tuning of 'half'
+
+
+def test_interrupt_loses_only_the_cell_in_progress(env):
+    recorder, pm, registry, path, store, home = env
+    path.write_text(path.read_text().replace("compressors: [dense, boom,", "compressors: [dense, interrupt,"))
+    suite = load_suite(path, registry)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, registry, pm, store, home, progress=False)
+    first = store.list_runs()[0]
+    assert first.status == "interrupted"
+    outcomes = {c.pipeline: c.outcome for c in store.run_results(first.run_id).cells}
+    assert outcomes == {"dense": "done", "interrupt": "interrupted"}
+
+    path.write_text(path.read_text().replace("compressors: [dense, interrupt,", "compressors: [dense,"))
+    recorder.events.clear()
+    summary = run_suite(load_suite(path, registry), registry, pm, store, home, progress=False)
+    assert (summary.done, summary.skipped) == (1, 1)
+    assert [e[1] for e in recorder.events if e[0] == "cell_started"] == ["half"]
+
+
+def test_lifecycle_hook_errors_never_fail_a_run(env, caplog):
+    recorder, pm, registry, path, store, home = env
+
+    class Broken:
+        @hookimpl
+        def ecgbench_cell_finished(self, cell, run_id, status, metrics, error):
+            raise RuntimeError("logger down")
+
+    pm.register(Broken(), name="broken-logger")
+    suite = load_suite(path, registry)
+    summary = run_suite(suite, registry, pm, store, home, only="dense", progress=False)
+    assert summary.done == 1
+    assert "logger down" in caplog.text

@@ -1,0 +1,91 @@
+"""The training API: learning, determinism, masks, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ecgbench.errors import EcgbenchError
+from ecgbench.testing import TinyNet, fast_recipe, make_random_splits
+from ecgbench.training import Trainer, length_buckets, load_checkpoint, random_crops, save_checkpoint
+
+
+def _train(seed=0, epochs=5):
+    splits = make_random_splits(seed=0)
+    trainer = Trainer(splits, fast_recipe(epochs=epochs), seed=seed)
+    torch.manual_seed(seed)
+    model = TinyNet()
+    result = trainer.fit(model)
+    return trainer, model, result
+
+
+def test_training_beats_chance_and_is_deterministic():
+    trainer, model, result = _train()
+    scores = trainer.evaluate(model, "val")
+    assert scores["challenge_f1"] == pytest.approx(result.best_val_challenge_f1)
+    assert result.best_val_challenge_f1 > 0.6  # chance for 4 balanced classes is ~0.25
+    _, model2, result2 = _train()
+    assert result2.history == result.history
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_masked_weights_stay_exactly_zero():
+    splits = make_random_splits()
+    trainer = Trainer(splits, fast_recipe(epochs=2), seed=0)
+    model = TinyNet()
+    masks = {"conv2.weight": (torch.rand_like(model.conv2.weight) > 0.5).float()}
+    trainer.fit(model, masks=masks)
+    assert torch.all(model.conv2.weight[masks["conv2.weight"] == 0] == 0)
+    assert torch.count_nonzero(model.conv2.weight) == int(masks["conv2.weight"].sum())
+
+
+def test_masks_for_unknown_parameters_are_rejected():
+    trainer = Trainer(make_random_splits(), fast_recipe(epochs=1), seed=0)
+    with pytest.raises(EcgbenchError, match="nope.weight"):
+        trainer.fit(TinyNet(), masks={"nope.weight": torch.ones(1)})
+
+
+def test_early_stopping_restores_best_epoch():
+    splits = make_random_splits()
+    trainer = Trainer(splits, fast_recipe(epochs=30, patience=2, lr=3e-2), seed=1)
+    model = TinyNet()
+    result = trainer.fit(model)
+    best = max(row["val_challenge_f1"] for row in result.history)
+    assert result.epochs_run < 30 or result.best_epoch == 30
+    assert result.best_val_challenge_f1 == best
+    assert trainer.evaluate(model, "val")["challenge_f1"] == pytest.approx(best)
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    model = TinyNet()
+    path = tmp_path / "m.pt"
+    save_checkpoint(model, path)
+    other = load_checkpoint(TinyNet(), path)
+    for a, b in zip(model.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(EcgbenchError, match="does not match the model.*shape mismatch"):
+        load_checkpoint(TinyNet(width=4), path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(EcgbenchError, match="corrupt.*delete it to retrain"):
+        load_checkpoint(TinyNet(), path)
+
+
+def test_crops_pad_short_records_and_buckets_keep_whole_records():
+    from ecgbench.datasets import SignalSet
+
+    data = SignalSet(np.arange(10, dtype=np.float32) + 1, np.array([0, 3, 10]), np.array([0, 1]), ["a", "b"])
+    crops = random_crops(data, np.array([0, 1]), 5, np.random.default_rng(0))
+    assert crops.shape == (2, 1, 5)
+    assert crops[0, 0].tolist() == [1, 2, 3, 0, 0]  # short record padded with zeros
+    assert set(crops[1, 0].tolist()) <= set(range(4, 11))
+    batches = list(length_buckets(data, 8))
+    assert sorted(len(x[0, 0]) for _, x in batches) == [3, 7]
+
+
+def test_onnx_evaluation_matches_torch():
+    from ecgbench.export import to_onnx
+
+    trainer, model, _ = _train(epochs=2)
+    assert trainer.evaluate_onnx(to_onnx(model, 400), "val") == trainer.evaluate(model, "val")
