@@ -99,6 +99,7 @@ class RunResults:
 
     run: RunRow
     cells: list[CellRow]
+    store_path: Path | None = None  # so reports can print the command that regenerates them
 
 
 class ResultStore:
@@ -161,7 +162,7 @@ class ResultStore:
             "SELECT c.*, rc.outcome FROM run_cells rc JOIN cells c USING (cell_id) WHERE rc.run_id=? ORDER BY rc.position",
             (run.run_id,),
         ).fetchall()
-        return RunResults(run, [self._cell(r) for r in rows])
+        return RunResults(run, [self._cell(r) for r in rows], self.path)
 
     # --- cells --------------------------------------------------------------------
     def cell_status(self, cell_id: str) -> str | None:

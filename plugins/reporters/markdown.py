@@ -1,0 +1,59 @@
+"""``md``: a comparison table of a run, ready to paste into a README or a pull request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ecgbench import hookimpl
+from ecgbench.reporting import Reporter
+from ecgbench_plugins.reporters import _table
+
+
+def markdown_table(table: _table.Table) -> str:
+    """A GitHub-flavoured Markdown table (numeric columns right-aligned)."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    rule = "|" + "|".join("---:" if n else "---" for n in table.numeric) + "|"
+    return "\n".join([line(table.headers), rule, *(line(row) for row in table.rows)])
+
+
+def markdown_report(results, out_dir: Path, fmt: str = "md") -> str:
+    """The whole report: facts, synthetic-data warning, table, unfinished cells, column definitions."""
+    run = results.run
+    parts = [f"# ecgbench report: {run.suite_name}", ""]
+    warning = _table.synthetic_warning(results)
+    if warning:
+        parts += [f"> **Warning: {warning}**", ""]
+    for label, value in _table.report_facts(results, fmt, out_dir):
+        parts.append(f"- {label}: `{value}`" if label == "regenerate" else f"- {label}: {value}")
+    parts += ["", markdown_table(_table.summary_table(results)), ""]
+    unfinished = _table.unfinished_cells(results)
+    if unfinished:
+        parts += ["## Failed cells", ""]
+        parts += [f"- `{title}`: {reason}" for title, reason in unfinished]
+        parts += ["", f"Full tracebacks: `ecgbench runs {run.run_id}`", ""]
+    parts += ["## Columns", ""]
+    parts += [f"- **{name}**: {text}" for name, text in _table.DEFINITIONS]
+    return "\n".join(parts) + "\n"
+
+
+class MarkdownReporter(Reporter):
+    """Writes ``report.md``: one row per pipeline, seeds as mean ± std."""
+
+    name = "md"
+    description = "Markdown comparison table (one row per pipeline, seeds as mean ± std)"
+    extension = ".md"
+
+    def write(self, results, out_dir: Path) -> list[Path]:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"report{self.extension}"
+        path.write_text(markdown_report(results, out_dir, self.name), encoding="utf-8")
+        return [path]
+
+
+@hookimpl
+def ecgbench_register_reporters(register):
+    register(MarkdownReporter)

@@ -1,0 +1,85 @@
+"""``csv`` and ``json``: every metric of every cell, one row per cell, keys like ``test.challenge_f1``.
+
+The JSON report also keeps the run's metadata and each cell's nested
+metrics, config and timings, so :mod:`ecgbench.compare` can read it back
+in place of the result store.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from ecgbench import hookimpl
+from ecgbench.reporting import Reporter
+from ecgbench_plugins.reporters import _table
+
+JSON_FORMAT = "ecgbench-results"
+JSON_FORMAT_VERSION = 1
+
+
+def csv_value(value: Any) -> str:
+    """Text of one CSV field: numbers as Python writes them (exact round trip), lists and booleans as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, list, tuple, dict)):
+        return json.dumps(value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def results_document(results) -> dict[str, Any]:
+    """The JSON report: run metadata, flat rows and the nested cells."""
+    return {
+        "format": JSON_FORMAT,
+        "format_version": JSON_FORMAT_VERSION,
+        "run": dataclasses.asdict(results.run),
+        "rows": [_table.cell_row(cell) for cell in results.cells],
+        "cells": [dataclasses.asdict(cell) for cell in results.cells],
+    }
+
+
+class CsvReporter(Reporter):
+    """Writes ``results.csv``: one row per cell, every metric a column (per-layer figures only in JSON)."""
+
+    name = "csv"
+    description = "CSV, one row per cell, every metric a column (test.challenge_f1, devices.<name>.latency_ms, ...)"
+    extension = ".csv"
+
+    def write(self, results, out_dir: Path) -> list[Path]:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = [_table.cell_row(cell, skip=_table.CSV_SKIPPED_KEYS) for cell in results.cells]
+        columns = _table.columns_of(rows)
+        path = out_dir / f"results{self.extension}"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([csv_value(row.get(c)) for c in columns])
+        return [path]
+
+
+class JsonReporter(Reporter):
+    """Writes ``results.json``: run metadata, flat rows and the nested metrics of every cell."""
+
+    name = "json"
+    description = "JSON with the run's metadata, one flat row per cell and the nested metrics (input of ecgbench compare)"
+    extension = ".json"
+
+    def write(self, results, out_dir: Path) -> list[Path]:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"results{self.extension}"
+        path.write_text(json.dumps(results_document(results), indent=1, default=str) + "\n", encoding="utf-8")
+        return [path]
+
+
+@hookimpl
+def ecgbench_register_reporters(register):
+    register(CsvReporter)
+    register(JsonReporter)

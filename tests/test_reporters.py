@@ -1,0 +1,242 @@
+"""The md, csv, json and html reporters on a hand-made store, and the shared table helpers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import pytest
+
+from ecgbench.store import ResultStore
+from ecgbench_plugins.reporters import _table
+from ecgbench_plugins.reporters.html import HtmlReporter
+from ecgbench_plugins.reporters.markdown import MarkdownReporter, markdown_table
+from ecgbench_plugins.reporters.tabular import CsvReporter, JsonReporter
+
+VERSION = "0.1.0"
+
+
+def cell_metrics(f1, ci, delta, ratio, deployable, fmt, reduction, host_ms, nrf_ms, nrf_mj, fits, synthetic=True, steps=()):
+    """A done cell's metrics in the schema of ecgbench.measure plus cell.run_cell's sections."""
+    return {
+        "val": {"challenge_f1": f1 + 0.01, "f1": {"N": 0.9, "A": 0.7, "O": 0.6, "~": 0.3}, "n_records": 40},
+        "test": {"challenge_f1": f1, "f1": {"N": 0.9, "A": 0.7, "O": 0.6, "~": 0.3}, "af_f1": 0.7, "challenge_f1_ci": list(ci), "n_records": 50,
+                 "confusion": [[10, 0, 0, 0], [0, 5, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1]]},
+        "size": {"onnx": 40000, "sparse": deployable + 500, "deployable_bytes": deployable, "deployable_format": fmt,
+                 "total_params": 10000, "nonzero_params": int(10000 / ratio), "compression_ratio": ratio, "size_reduction": reduction},
+        "compute": {"macs": 1_000_000, "effective_macs": 1_000_000, "per_layer": [{"name": "conv1", "macs": 1_000_000}]},
+        "latency": {"host_median_ms": host_ms, "host_p95_ms": host_ms * 1.2, "threads": 1, "repeats": 30},
+        "devices": {"nrf52840": {"latency_ms": nrf_ms, "energy_mj": nrf_mj, "energy_per_day_j": nrf_mj * 0.288,
+                                 "peak_ram_bytes": 20000, "flash_bytes": deployable, "fits": fits, "why": "" if fits else "flash 40000 B > 1 MB"}},
+        "delta_f1_points": delta,
+        "compression": {"steps": list(steps), "precision": "fp32"},
+        "baseline": {"val_challenge_f1": 0.82, "test_challenge_f1": 0.8},
+        "data": {"dataset": "synthetic", "synthetic": synthetic},
+    }
+
+
+LTH_ROUNDS = [
+    {"round": 1, "rate": 0.2, "sparsity": 0.2, "val_challenge_f1": 0.815, "accepted": True, "seconds": 1.0},
+    {"round": 2, "rate": 0.2, "sparsity": 0.36, "val_challenge_f1": 0.70, "accepted": False, "seconds": 1.0},
+    {"round": 3, "rate": 0.1, "sparsity": 0.28, "val_challenge_f1": 0.812, "accepted": True, "seconds": 1.0},
+]
+
+# (pipeline, seed, status, metrics, error)
+CELLS = [
+    ("dense", 0, "done", cell_metrics(0.8, (0.75, 0.85), 0.0, 1.0, 40000, "onnx", 1.0, 2.0, 1500.0, 15.0, False), None),
+    ("magnitude-80", 0, "done", cell_metrics(0.79, (0.74, 0.84), -1.0, 5.0, 12000, "sparse_zstd", 3.3, 2.0, 1500.0, 15.0, True), None),
+    ("magnitude-80", 1, "done", cell_metrics(0.81, (0.76, 0.86), -0.5, 5.0, 13000, "sparse_zstd", 3.1, 2.2, 1500.0, 15.0, True), None),
+    (
+        "lth_ecg",
+        0,
+        "done",
+        cell_metrics(0.805, (0.75, 0.86), 0.5, 1 / 0.72, 30000, "sparse_zlib", 1.3, 2.0, 1500.0, 15.0, True,
+                     steps=[{"name": "lth_ecg", "params": {}, "seconds": 3.0, "record": {"min_val_challenge_f1": 0.81, "rounds": LTH_ROUNDS}}]),
+        None,
+    ),
+    ("int8", 0, "failed", {}, "Traceback (most recent call last):\n  File \"x.py\", line 1\nCompressionError: int8_static needs calibration data\n"),
+]
+
+
+def make_store(tmp_path, cells=CELLS, suite_name="quick", prefix="c"):
+    """A store holding one finished run of ``cells``; returns (store, run_id)."""
+    store = ResultStore(tmp_path / "r.sqlite")
+    suite = {"name": suite_name, "matrix": {"devices": ["nrf52840"]}}
+    run_id = store.start_run(suite_name, f"suites/{suite_name}.yaml", suite, VERSION)
+    for position, (pipeline, seed, status, metrics, error) in enumerate(cells):
+        cell_id = f"{prefix}{position}"
+        labels = {"dataset": "synthetic", "model": "hannun34", "pipeline": pipeline, "seed": seed}
+        config = {"synthetic": True, "measure": {"ci_level": 0.95}, "devices": ["nrf52840"]}
+        store.mark_running(run_id, position, cell_id, labels, config, VERSION)
+        store.finish_cell(run_id, cell_id, status, metrics, {"total_s": 1.5}, {}, error)
+    store.finish_run(run_id, "failed", {"done": 4, "failed": 1})
+    return store, run_id
+
+
+@pytest.fixture
+def results(tmp_path):
+    store, run_id = make_store(tmp_path)
+    return store.run_results(run_id)
+
+
+def row_of(table, pipeline):
+    return dict(zip(table.headers, next(r for r in table.rows if r[0] == pipeline)))
+
+
+def test_summary_table_values_match_the_stored_metrics(results):
+    table = _table.summary_table(results)
+    assert table.headers == [
+        "pipeline", "test challenge F1 [95% CI]", "ΔF1 (pts)", "compression ratio", "deployable", "size reduction", "host ms",
+        "nrf52840 ms", "nrf52840 mJ", "nrf52840 fits",
+    ]
+    assert [r[0] for r in table.rows] == ["dense", "magnitude-80", "lth_ecg", "int8"]
+    assert list(row_of(table, "dense").values()) == [
+        "dense", "0.800 [0.750, 0.850]", "+0.00", "1.0x", "40.0 kB (onnx)", "1.0x", "2.00", "1500", "15.0", "no",
+    ]
+    lth = row_of(table, "lth_ecg")
+    assert lth["compression ratio"] == "1.4x" and lth["deployable"] == "30.0 kB (sparse_zlib)" and lth["ΔF1 (pts)"] == "+0.50"
+    failed = row_of(table, "int8")
+    assert failed["test challenge F1 [95% CI]"] == "failed" and failed["deployable"] == "-"
+
+
+def test_several_seeds_are_mean_and_sample_std(results):
+    mag = row_of(_table.summary_table(results), "magnitude-80")
+    # F1 0.79, 0.81: mean 0.800, sample std sqrt(2 * 0.01**2 / 1) = 0.01414
+    assert mag["test challenge F1 [95% CI]"] == "0.800 ± 0.014 (2 seeds)"
+    # delta -1.0, -0.5: mean -0.75, std 0.3536; bytes 12000, 13000: mean 12.5 kB, std 707 B
+    assert mag["ΔF1 (pts)"] == "-0.75 ± 0.35"
+    assert mag["deployable"] == "12.5 kB ± 707 B (sparse_zstd)"
+    assert mag["host ms"] == "2.10 ± 0.14" and mag["nrf52840 fits"] == "yes"
+
+
+def test_pareto_front_of_a_hand_made_set():
+    points = [
+        (10.0, 0.80),  # 0: front (smallest)
+        (20.0, 0.85),  # 1: front
+        (20.0, 0.84),  # 2: dominated by 1 (same bytes, lower F1)
+        (30.0, 0.83),  # 3: dominated by 1
+        (40.0, 0.90),  # 4: front
+        (40.0, 0.90),  # 5: equal to 4: both on the front
+        (5.0, float("nan")),  # 6: no F1, never on the front
+        (50.0, 0.95),  # 7: front (best F1)
+    ]
+    assert _table.pareto_front(points) == [0, 1, 4, 5, 7]
+    assert _table.pareto_front([]) == []
+
+
+def test_tradeoff_points_flag_the_front(results):
+    points = {p["pipeline"]: p for p in _table.tradeoff_points(results, "size.deployable_bytes")}
+    assert set(points) == {"dense", "magnitude-80", "lth_ecg"}  # the failed pipeline has no point
+    assert points["magnitude-80"]["x"] == 12500 and points["magnitude-80"]["f1"] == pytest.approx(0.8)
+    # magnitude (12.5 kB, 0.800) and lth_ecg (30 kB, 0.805) are on the front; dense (40 kB, 0.800) is dominated.
+    assert {name: p["pareto"] for name, p in points.items()} == {"dense": False, "magnitude-80": True, "lth_ecg": True}
+
+
+def test_markdown_report(results, tmp_path):
+    [path] = MarkdownReporter().write(results, tmp_path / "out")
+    text = path.read_text()
+    assert path.name == "report.md"
+    assert "> **Warning: synthetic data: not clinical results" in text
+    assert f"`ecgbench report {results.run.run_id} --format md --out {tmp_path / 'out'}`" in text
+    assert "- suite: quick (suites/quick.yaml)" in text and f"- ecgbench: {VERSION}" in text
+    assert "| dense | 0.800 [0.750, 0.850] | +0.00 | 1.0x | 40.0 kB (onnx) | 1.0x | 2.00 | 1500 | 15.0 | no |" in text
+    assert "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|" in text
+    assert "- `synthetic/hannun34/int8/seed0`: CompressionError: int8_static needs calibration data" in text
+    assert "mean F1 of the classes N (normal), A (atrial fibrillation) and O" in text
+    assert "non-zero parameters of the dense baseline / non-zero parameters" in text
+
+
+def test_markdown_has_no_warning_on_real_data(tmp_path):
+    real = [(p, s, st, {**m, "data": {"synthetic": False}} if m else m, e) for p, s, st, m, e in CELLS]
+    store, run_id = make_store(tmp_path, real)
+    results = store.run_results(run_id)
+    for cell in results.cells:
+        cell.config["synthetic"] = False
+    assert _table.synthetic_warning(results) is None
+    assert "synthetic" not in markdown_table(_table.summary_table(results))
+
+
+def test_markdown_escapes_pipes():
+    table = _table.Table(["a|b"], [["x|y"]], [False])
+    assert markdown_table(table) == "| a\\|b |\n|---|\n| x\\|y |"
+
+
+def test_csv_round_trips_the_stored_values(results, tmp_path):
+    [path] = CsvReporter().write(results, tmp_path)
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["pipeline"] for r in rows] == ["dense", "magnitude-80", "magnitude-80", "lth_ecg", "int8"]
+    for row, cell in zip(rows, results.cells):
+        if cell.status != "done":
+            assert row["status"] == "failed" and row["error_line"] == "CompressionError: int8_static needs calibration data"
+            assert row["test.challenge_f1"] == ""
+            continue
+        assert float(row["test.challenge_f1"]) == cell.metrics["test"]["challenge_f1"]
+        assert float(row["size.compression_ratio"]) == cell.metrics["size"]["compression_ratio"]  # 1/0.72 exactly
+        assert float(row["devices.nrf52840.latency_ms"]) == cell.metrics["devices"]["nrf52840"]["latency_ms"]
+        assert json.loads(row["devices.nrf52840.fits"]) is cell.metrics["devices"]["nrf52840"]["fits"]
+        assert json.loads(row["test.challenge_f1_ci"]) == cell.metrics["test"]["challenge_f1_ci"]
+        assert int(row["seed"]) == cell.seed and float(row["timings.total_s"]) == 1.5
+    assert "compute.per_layer" not in rows[0] and "compute.macs" in rows[0]
+
+
+def test_json_keeps_run_metadata_rows_and_nested_metrics(results, tmp_path):
+    [path] = JsonReporter().write(results, tmp_path)
+    doc = json.loads(path.read_text())
+    assert doc["run"]["run_id"] == results.run.run_id and doc["run"]["suite_name"] == "quick"
+    assert doc["run"]["ecgbench_version"] == VERSION
+    assert [c["metrics"] for c in doc["cells"]] == [c.metrics for c in results.cells]
+    assert doc["rows"][3]["compression.steps"][0]["record"]["rounds"] == LTH_ROUNDS
+    assert doc["rows"][1]["devices.nrf52840.energy_mj"] == 15.0 and doc["rows"][4]["status"] == "failed"
+
+
+def test_html_is_self_contained_with_embedded_plots(results, tmp_path):
+    [path] = HtmlReporter().write(results, tmp_path)
+    page = path.read_text()
+    assert not re.search(r"https?://", page)
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", page)  # every src/href is a data: URI
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 3  # size, device latency, lottery rounds
+    import base64
+
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert "<td>dense</td>" in page and '<td class="num">0.800 [0.750, 0.850]</td>' in page
+    assert "Warning: synthetic data: not clinical results" in page
+
+
+def test_html_embeds_the_plotted_numbers(results, tmp_path):
+    [path] = HtmlReporter().write(results, tmp_path)
+    payload = re.search(r'<script type="application/json" id="plot-data">(.*?)</script>', path.read_text(), re.S).group(1)
+    data = json.loads(payload)
+    [trajectory] = data["lottery"]
+    assert trajectory["label"] == "lth_ecg seed0" and trajectory["min_val_challenge_f1"] == 0.81
+    assert [(r["sparsity"], r["val_challenge_f1"], r["accepted"]) for r in trajectory["rounds"]] == [
+        (0.2, 0.815, True), (0.36, 0.70, False), (0.28, 0.812, True)
+    ]
+    nrf = {p["pipeline"]: (p["x"], p["pareto"]) for p in data["latency_f1"]["nrf52840"]}
+    # equal latency everywhere: only the best F1 (lth_ecg 0.805) is on the front
+    assert nrf == {"dense": (1500.0, False), "magnitude-80": (1500.0, False), "lth_ecg": (1500.0, True)}
+
+
+def test_lth_rounds_without_accepted_field_count_as_accepted():
+    rounds = [{"round": 1, "rate": 0.2, "sparsity": 0.2, "val_challenge_f1": 0.8, "seconds": 1.0}]
+    cell = type("Cell", (), {"metrics": {"compression": {"steps": [{"name": "lth", "record": {"rounds": rounds}}]}},
+                             "pipeline": "lth", "seed": 0, "dataset": "d", "model": "m"})()
+    [trajectory] = _table.lottery_trajectories(type("R", (), {"cells": [cell]})())
+    assert trajectory["rounds"][0]["accepted"] is True and trajectory["min_val_challenge_f1"] is None
+
+
+def test_reporters_are_registered_under_their_format_names(registry):
+    assert registry.get("reporters", "md") is MarkdownReporter
+    assert registry.get("reporters", "csv") is CsvReporter
+    assert registry.get("reporters", "json") is JsonReporter
+    assert registry.get("reporters", "html") is HtmlReporter
+
+
+def test_helpers_tolerate_missing_keys():
+    assert _table.lookup({"a": {"b": 1}}, "a.c") is None and _table.lookup({}, "x.y") is None
+    assert _table.error_line("Traceback\n  File x\nValueError: boom\n\n") == "ValueError: boom"
+    assert _table.error_line(None) == ""
+    assert [_table.human_bytes(n) for n in (812, 45_200, 1_234_567, None)] == ["812 B", "45.2 kB", "1.23 MB", "-"]
+    assert _table.flatten({"a": {"b": 1, "c": {}}, "d": [1, 2]}) == {"a.b": 1, "d": [1, 2]}
