@@ -34,9 +34,18 @@ class Dataset(Plugin):
     synthetic: ClassVar[bool] = False  # reports label synthetic data as such
     classes: ClassVar[tuple[str, ...]] = CLASSES
 
-    def records(self) -> Iterator[Record]:
-        """Yield every record with its label, in a stable order."""
+    def records(self, log=None) -> Iterator[Record]:
+        """Yield every record with its label, in a stable order.
+
+        ``log`` (an ``ecgbench.data.problems.RecordLog``, optional in
+        subclasses) receives problems found while reading: ``log.problem(p)``
+        raises or counts a skipped record according to ``on_bad_record``.
+        """
         raise NotImplementedError
+
+    def split_group(self, record_id: str) -> str:
+        """Records of one group never land in two splits (e.g. windows of one recording)."""
+        return record_id
 
     def fingerprint(self) -> str:
         """A hash of everything that determines the records (source file contents, generator settings)."""

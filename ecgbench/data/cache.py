@@ -1,0 +1,89 @@
+"""Packed signal arrays on disk: written once, atomically, then memory-mapped by every run.
+
+An entry is a folder ``<cache_dir>/<name>-<key>/`` holding ``signals.npy``
+(float32, records end to end), ``offsets.npy``, ``labels.npy`` and
+``meta.json``. It is written in a temporary folder and renamed into place
+(``os.replace``), so a reader sees a whole entry or none, and concurrent
+runs building the same entry keep whichever lands first. The key is a hash of
+everything the arrays depend on; changing any of it writes a new entry (old
+entries stay until the cache folder is deleted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ecgbench.datasets import SignalSet
+
+CACHE_FORMAT = 1  # bump when the layout of an entry changes
+META_FILE = "meta.json"
+
+
+def cache_key(parts: dict) -> str:
+    """Short SHA-256 of the canonical JSON of ``parts``."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@dataclass
+class CachedArrays:
+    """A cache entry: the memory-mapped records and their metadata."""
+
+    folder: Path
+    signals: SignalSet
+    meta: dict
+
+
+def read_entry(folder: Path) -> CachedArrays | None:
+    """The entry in ``folder``, memory-mapped, or None when absent or incomplete."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        signals = np.load(folder / "signals.npy", mmap_mode="r")
+        offsets = np.load(folder / "offsets.npy")
+        labels = np.load(folder / "labels.npy")
+    except (OSError, ValueError):
+        return None
+    record_ids = meta["record_ids"]
+    if len(offsets) != len(record_ids) + 1 or len(labels) != len(record_ids) or offsets[-1] != len(signals):
+        return None
+    return CachedArrays(folder, SignalSet(signals, offsets, labels, record_ids), meta)
+
+
+def write_entry(folder: Path, parts: Iterable[np.ndarray], lengths: np.ndarray, labels: np.ndarray, meta: dict) -> CachedArrays:
+    """Write records ``parts`` (float32 arrays of ``lengths``) as one entry, atomically; returns it memory-mapped."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+    try:
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # open_memmap writes the records one by one, never holding a second copy of all of them.
+        out = np.lib.format.open_memmap(tmp / "signals.npy", mode="w+", dtype=np.float32, shape=(int(offsets[-1]),))
+        for i, part in enumerate(parts):
+            out[offsets[i] : offsets[i + 1]] = part
+        out.flush()
+        del out
+        np.save(tmp / "offsets.npy", offsets)
+        np.save(tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
+        (tmp / META_FILE).write_text(json.dumps(meta, sort_keys=True))
+        if folder.exists() and read_entry(folder) is None:
+            shutil.rmtree(folder, ignore_errors=True)  # a broken entry (interrupted copy, deleted file)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if read_entry(folder) is None:  # not a concurrent writer that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    entry = read_entry(folder)
+    if entry is None:
+        raise OSError(f"cache entry {folder} could not be read back after writing it; delete {folder.parent} and retry")
+    return entry

@@ -1,0 +1,135 @@
+"""The wfdb dataset: CSV labels, leads, declared rates, rhythm annotations cut into windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest_data import ecg, write_record, write_rhythm_annotations
+
+from ecgbench.data.config import DataConfig
+from ecgbench.data.loader import load_splits
+from ecgbench.data.problems import RecordLog, SkippedRecordsWarning
+from ecgbench.errors import ConfigError, DatasetError
+from ecgbench_plugins.datasets.wfdb_folder import MIT_BIH_AF_RHYTHMS, WfdbFolder
+
+FS = 250.0
+
+
+def two_lead(seconds: float, seed: int) -> np.ndarray:
+    return np.stack([ecg("N", seconds, FS, seed), -ecg("N", seconds, FS, seed + 100)], axis=1)
+
+
+@pytest.fixture
+def afdb_like(tmp_path):
+    """One 10 s two-lead record at 250 Hz: N from 0 s, AF from 4.2 s (MIT-BIH AF database style)."""
+    folder = tmp_path / "afdb"
+    write_record(folder, "04015", two_lead(10, 0), FS, sig_names=["ECG1", "ECG2"])
+    write_rhythm_annotations(folder, "04015", [0, int(4.2 * FS)], ["(N", "(AFIB"], FS)
+    return folder
+
+
+def test_csv_labels_and_lead_by_name_or_index(tmp_path):
+    folder = tmp_path / "csv"
+    write_record(folder, "a", two_lead(3, 1), FS, sig_names=["MLII", "V1"])
+    write_record(folder, "b", two_lead(3, 2), FS, sig_names=["MLII", "V1"])
+    (folder / "labels.csv").write_text("record,label\na,N\nb,A\n")
+    by_name = list(WfdbFolder.from_params({"path": str(folder), "labels_csv": "labels.csv", "lead": "V1"}).records())
+    by_index = list(WfdbFolder.from_params({"path": str(folder), "labels_csv": "labels.csv", "lead": 1}).records())
+    assert [(r.record_id, r.label, r.fs_hz) for r in by_name] == [("a", "N", 250.0), ("b", "A", 250.0)]
+    np.testing.assert_array_equal(by_name[0].signal, by_index[0].signal)
+    np.testing.assert_allclose(by_name[0].signal, two_lead(3, 1)[:, 1], atol=1e-3)  # 1000 adu/mV quantisation
+
+
+def test_declared_rate_rejects_other_rates(tmp_path):
+    folder = tmp_path / "rates"
+    write_record(folder, "a", ecg("N", 3, 250.0), 250.0)
+    write_record(folder, "b", ecg("N", 3, 360.0), 360.0)
+    (folder / "labels.csv").write_text("a,N\nb,N\n")
+    any_rate = WfdbFolder.from_params({"path": str(folder), "labels_csv": "labels.csv"})
+    assert [r.fs_hz for r in any_rate.records()] == [250.0, 360.0]
+    declared = WfdbFolder.from_params({"path": str(folder), "labels_csv": "labels.csv", "fs_hz": 250})
+    with pytest.raises(DatasetError, match=r"record 'b' \(.*b.hea\): sampled at 360 Hz, the dataset's records at 250 Hz; resample"):
+        list(declared.records())
+
+
+def test_rhythm_windows_labelled_by_the_rhythm_covering_them(afdb_like):
+    dataset = WfdbFolder.from_params({"path": str(afdb_like), "annotation": "atr", "window_s": 2})
+    log = RecordLog()
+    records = list(dataset.records(log))
+    # windows [0,2) [2,4) N; [4,6) crosses the change at 4.2 s: dropped; [6,8) [8,10) AF
+    assert [(r.record_id, r.label, len(r.signal)) for r in records] == [
+        ("04015@0s", "N", 500),
+        ("04015@2s", "N", 500),
+        ("04015@6s", "A", 500),
+        ("04015@8s", "A", 500),
+    ]
+    assert log.dropped == {"rhythm_change": 1}
+    assert dataset.split_group("04015@6s") == "04015"
+    log = RecordLog()
+    assert list(WfdbFolder.from_params({"path": str(afdb_like), "annotation": "atr"}).records(log)) == []
+    assert log.dropped == {"rhythm_change": 1}  # whole record: two rhythms
+
+
+def test_windows_before_the_first_rhythm_and_whole_records(tmp_path):
+    folder = tmp_path / "late"
+    write_record(folder, "r1", ecg("N", 6, FS), FS)
+    write_rhythm_annotations(folder, "r1", [int(2.5 * FS)], ["(AFIB"], FS)
+    write_record(folder, "r2", ecg("N", 6, FS, seed=2), FS)
+    write_rhythm_annotations(folder, "r2", [0, 0 + 10], ["(N", "(N"], FS)  # repeated code: one rhythm
+    log = RecordLog()
+    windows = list(WfdbFolder.from_params({"path": str(folder), "annotation": "atr", "window_s": 2}).records(log))
+    assert [r.record_id for r in windows] == ["r1@4s", "r2@0s", "r2@2s", "r2@4s"]
+    assert log.dropped == {"no_rhythm": 2}  # [0,2) and [2,4) start before the first rhythm annotation at 2.5 s
+    log = RecordLog()
+    whole = list(WfdbFolder.from_params({"path": str(folder), "annotation": "atr"}).records(log))
+    assert [(r.record_id, r.label, len(r.signal)) for r in whole] == [("r2", "N", 1500)]
+    assert log.dropped == {"no_rhythm": 1}
+
+
+def test_unknown_rhythm_code_names_the_mapping_fix(afdb_like):
+    write_rhythm_annotations(afdb_like, "04015", [0, 1000], ["(N", "(SVTA"], FS)
+    dataset = WfdbFolder.from_params({"path": str(afdb_like), "annotation": "atr", "window_s": 2})
+    with pytest.raises(DatasetError, match=r"rhythm code\(s\) \(SVTA are not in rhythm_map; map them to a class, e.g. rhythm_map: \{'\(SVTA': O\}"):
+        list(dataset.records())
+    mapped = WfdbFolder.from_params(
+        {"path": str(afdb_like), "annotation": "atr", "window_s": 2, "rhythm_map": {**MIT_BIH_AF_RHYTHMS, "(SVTA": "O"}}
+    )
+    assert [r.label for r in mapped.records()] == ["N", "N", "O", "O", "O"]
+
+
+def test_missing_annotation_file_is_a_bad_record(afdb_like, tmp_path):
+    write_record(afdb_like, "04043", two_lead(10, 5), FS, sig_names=["ECG1", "ECG2"])
+    dataset = WfdbFolder.from_params({"path": str(afdb_like), "annotation": "atr", "window_s": 2})
+    with pytest.warns(SkippedRecordsWarning, match="04043"):
+        splits = load_splits(dataset, DataConfig(on_bad_record="skip", split={"val": 0, "test": 0}), tmp_path / "cache")
+    assert splits.info["skipped"] == {"unreadable": {"count": 1, "records": ["04043"]}}
+    assert splits.info["dropped"] == {"rhythm_change": 1}
+
+
+def test_splits_keep_windows_of_a_recording_together(tmp_path):
+    folder = tmp_path / "many"
+    for i in range(8):
+        write_record(folder, f"r{i}", ecg("N", 8, FS, seed=i), FS)
+        write_rhythm_annotations(folder, f"r{i}", [0], ["(AFIB" if i % 2 else "(N"], FS)
+    dataset = WfdbFolder.from_params({"path": str(folder), "annotation": "atr", "window_s": 2})
+    splits = load_splits(dataset, DataConfig(fs_hz=100, split={"val": 0.25, "test": 0.25}), tmp_path / "cache")
+    where = {}
+    for name in ("train", "val", "test"):
+        for rid in getattr(splits, name).record_ids:
+            where.setdefault(rid.split("@")[0], set()).add(name)
+    assert len(where) == 8 and all(len(s) == 1 for s in where.values())
+    assert [len(splits.train), len(splits.val), len(splits.test)] == [16, 8, 8]  # 4 windows per recording
+
+
+def test_config_needs_exactly_one_label_source(tmp_path, registry):
+    assert registry.get("datasets", "wfdb") is WfdbFolder
+    with pytest.raises(ConfigError, match="set exactly one of labels_csv"):
+        WfdbFolder.from_params({"path": str(tmp_path)})
+    with pytest.raises(ConfigError, match="set exactly one of labels_csv"):
+        WfdbFolder.from_params({"path": str(tmp_path), "labels_csv": "x.csv", "annotation": "atr"})
+    with pytest.raises(ConfigError, match="map every rhythm code to one of N, A, O, ~"):
+        WfdbFolder.from_params({"path": str(tmp_path), "annotation": "atr", "rhythm_map": {"(AFIB": "AF"}})
+    with pytest.raises(ConfigError, match="lead index -1 is negative"):
+        WfdbFolder.from_params({"path": str(tmp_path), "annotation": "atr", "lead": -1})
+    with pytest.raises(ConfigError, match="pass `--data-dir wfdb=DIR`"):
+        WfdbFolder.from_params({"annotation": "atr"}).fingerprint()
