@@ -262,16 +262,15 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
     artifact = ModelArtifact(model=model)
     steps = []
     t = time.perf_counter()
-    for step in spec.steps:
+    for index, step in enumerate(spec.steps):
         compressor = _plugin(registry, "compressors", step)
         if artifact.is_onnx and not compressor.accepts_onnx:
             from ecgbench.errors import CompressionError
 
             raise CompressionError(f"'{step['name']}' needs a PyTorch model but the previous step produced ONNX; put quantizers last")
-        s = time.perf_counter()
-        outcome = compressor.compress(artifact, ctx)
-        artifact = outcome.artifact
-        steps.append({"name": step["name"], "params": step["params"], "seconds": time.perf_counter() - s, "record": outcome.record})
+        trainer.reseed(index + 1)
+        artifact, entry = _run_step(job, registry, index, compressor, artifact, ctx, len(splits.classes))
+        steps.append(entry)
     timings["compress_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -301,6 +300,57 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
     model_path.write_bytes(onnx_bytes)
     timings["total_s"] = time.perf_counter() - t0
     return CellResult(spec.cell_id, "done", metrics=metrics, timings=timings, artifacts={"onnx": str(model_path)})
+
+
+STEP_KIND = "steps"
+
+
+def _run_step(job: CellJob, registry: Registry, index: int, compressor, artifact: ModelArtifact, ctx, n_classes: int):
+    """Apply one pipeline step, or reuse it when another pipeline already ran the same prefix.
+
+    ``[lth_ecg]`` and ``[lth_ecg, int8_static]`` share their first step: the
+    ticket search runs once. Prefixes are keyed by the baseline and the steps'
+    settings; a step whose output changes the architecture (structured
+    pruning) is not cached, since a checkpoint of it cannot be loaded into a
+    freshly built model.
+    """
+    spec = job.spec
+    step = spec.steps[index]
+    cache = ArtifactCache(job.home)
+    key = stable_hash({"baseline": spec.baseline_key, "steps": list(spec.steps[: index + 1])})
+    with cache.locked(STEP_KIND, key) as folder:
+        if cache.is_done(STEP_KIND, key):
+            info = cache.read_done(STEP_KIND, key)
+            return _load_step(folder, info, registry, spec, n_classes), {**info["entry"], "reused": True}
+        s = time.perf_counter()
+        outcome = compressor.compress(artifact, ctx)
+        entry = {"name": step["name"], "params": step["params"], "seconds": time.perf_counter() - s, "record": outcome.record}
+        if _save_step(folder, outcome.artifact, registry, spec, n_classes):
+            cache.mark_done(STEP_KIND, key, {"entry": entry, "precision": outcome.artifact.precision, "onnx": outcome.artifact.is_onnx})
+        return outcome.artifact, entry
+
+
+def _save_step(folder: Path, artifact: ModelArtifact, registry: Registry, spec: CellSpec, n_classes: int) -> bool:
+    if artifact.is_onnx:
+        (folder / "model.onnx").write_bytes(artifact.onnx)
+        return True
+    reference = build_model(registry, spec, n_classes).state_dict()
+    state = artifact.model.state_dict()
+    if set(state) != set(reference) or any(state[k].shape != reference[k].shape for k in state):
+        return False
+    save_checkpoint(artifact.model, folder / "model.pt")
+    if artifact.masks:
+        torch.save({k: v.detach().cpu() for k, v in artifact.masks.items()}, folder / "masks.pt")
+    return True
+
+
+def _load_step(folder: Path, info: dict, registry: Registry, spec: CellSpec, n_classes: int) -> ModelArtifact:
+    if info["onnx"]:
+        return ModelArtifact(model=None, onnx=(folder / "model.onnx").read_bytes(), precision=info["precision"])
+    model = load_checkpoint(build_model(registry, spec, n_classes), folder / "model.pt")
+    masks_path = folder / "masks.pt"
+    masks = torch.load(masks_path, map_location="cpu", weights_only=True) if masks_path.exists() else None
+    return ModelArtifact(model=model, masks=masks, precision=info["precision"])
 
 
 def export_metadata(spec: CellSpec, splits: DataSplits, precision: str) -> dict[str, Any]:

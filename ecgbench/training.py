@@ -83,6 +83,13 @@ class Trainer:
         counts = np.bincount(splits.train.labels, minlength=len(splits.classes)).astype(np.float64)
         weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(counts), 0.0)
         self.class_weights = torch.tensor(weights, dtype=torch.float32) if recipe.class_weighting else None
+        self._stream = 0
+        self._fits = 0
+
+    def reseed(self, stream: int) -> None:
+        """Start an independent random stream (one per pipeline step), so a step's result never
+        depends on how many trainings ran before it in this process."""
+        self._stream = stream
         self._fits = 0
 
     # --- training -------------------------------------------------------------
@@ -100,8 +107,8 @@ class Trainer:
         epochs = recipe.epochs if epochs is None else epochs
         start = time.perf_counter()
         # A distinct but reproducible stream per call: same seed + same call order = same result.
-        rng = np.random.default_rng([self.seed, self._fits])
-        torch.manual_seed(self.seed * 1000 + self._fits)
+        rng = np.random.default_rng([self.seed, self._stream, self._fits])
+        torch.manual_seed(self.seed * 1_000_003 + self._stream * 1000 + self._fits)
         self._fits += 1
         model.to(self.device)
         params = dict(model.named_parameters())
