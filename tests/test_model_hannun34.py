@@ -153,7 +153,10 @@ def test_inner_channels_of_every_block_are_prunable(shortcut):
     structured = pytest.importorskip("ecgbench_plugins.compressors.structured")
     model = small(blocks=4, shortcut=shortcut).build(4)
     plan = structured.ChannelPlan(model, torch.zeros(1, 1, 256))
-    assert plan.prunable == {"blocks.0.conv1": 4, "blocks.1.conv1": 4, "blocks.2.conv1": 4, "blocks.3.conv1": 4}
+    inner = {"blocks.0.conv1": 4, "blocks.1.conv1": 4, "blocks.2.conv1": 4, "blocks.3.conv1": 4}
+    # Four blocks of one width: no channel growth, so the residual stream (stem, every conv2,
+    # the classifier's input) is one prunable group too, named by its last producer.
+    assert plan.prunable == {**inner, "blocks.3.conv2": 4}
 
 
 def test_same_seed_same_initialisation():

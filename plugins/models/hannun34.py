@@ -15,13 +15,10 @@ Choices that differ from the original, or that the original leaves open:
   logits, as every ecgbench model family does.
 - **'same' padding for the even kernel** matches Keras' (left ``(k-1)//2``,
   right the rest), so a strided block outputs ``ceil(L / 2)`` samples, equal
-  to its max-pooled shortcut (``ceil_mode``) for odd lengths too. Before
-  convolutions that read the residual stream (the stem and each block's first
-  convolution) the padding is a ``ConstantPad1d``; the second convolution pads
-  symmetrically by ``k // 2`` itself and its output loses the one extra leading
-  sample. So a block's inner channels (``conv1`` -> ``bn2`` -> ``conv2``) pass
-  no padding or slicing op, which torch-pruning's dependency graph (and the
-  ``structured`` compressor) needs to prune them.
+  to its max-pooled shortcut (``ceil_mode``) for odd lengths too. The padding
+  is a ``ConstantPad1d`` on the time axis before every convolution, never a
+  slice of a convolution's output: torch-pruning's dependency graph (and the
+  ``structured`` compressor) reads a slice as a cut across channels.
 - **Shortcut** ``"pad"`` (the original): when a block doubles the channels,
   its max-pooled shortcut gets zero channels appended with ``F.pad``.
   torch-pruning maps that padding one-to-one and would prune it wrongly, so
@@ -77,8 +74,8 @@ class ResidualBlock(nn.Module):
         self.conv1 = nn.Conv1d(c_in, c_out, kernel_size, stride=stride)
         self.bn2 = nn.BatchNorm1d(c_out)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv1d(c_out, c_out, kernel_size, padding=kernel_size // 2)
-        self.crop = 1 - kernel_size % 2  # an even kernel padded by k // 2 on both sides yields one extra leading sample
+        self.pad2 = nn.ConstantPad1d(same_padding(kernel_size), 0.0)
+        self.conv2 = nn.Conv1d(c_out, c_out, kernel_size)
         self.pool = nn.MaxPool1d(stride, ceil_mode=True) if stride > 1 else None
         self.extra_channels = c_out - c_in
         self.project = nn.Conv1d(c_in, c_out, 1, bias=False) if shortcut == "conv" and c_out != c_in else None
@@ -93,7 +90,7 @@ class ResidualBlock(nn.Module):
             x = F.relu(self.bn1(x))
         x = self.conv1(self.pad1(x))
         x = self.dropout(F.relu(self.bn2(x)))
-        x = self.conv2(x)[..., self.crop :]
+        x = self.conv2(self.pad2(x))
         return x + shortcut
 
 
