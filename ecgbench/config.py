@@ -244,10 +244,13 @@ def _pipeline(entry: Any, where: str, registry: Registry) -> Pipeline:
         steps_raw = [entry]
     if not isinstance(steps_raw, list) or not steps_raw:
         raise ConfigError(f"{where}: a pipeline needs at least one step (use 'dense' for none)")
-    nested = isinstance(entry, list) or (isinstance(entry, dict) and "steps" in entry)
-    steps = tuple(
-        _plugin_ref("compressors", s, f"{where}[{j}]" if nested else where, registry) for j, s in enumerate(steps_raw)
-    )
+    if isinstance(entry, list):
+        step_where = [f"{where}[{j}]" for j in range(len(steps_raw))]
+    elif isinstance(entry, dict) and "steps" in entry:
+        step_where = [f"{where}.steps[{j}]" for j in range(len(steps_raw))]
+    else:
+        step_where = [where]
+    steps = tuple(_plugin_ref("compressors", s, w, registry) for s, w in zip(steps_raw, step_where))
     onnx_from = None
     for step in steps:
         cls = registry.get("compressors", step.name)

@@ -11,6 +11,8 @@ the record counts the zero weights before and after to show it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
 import tempfile
 import time
@@ -34,6 +36,19 @@ WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 EXPORT_SECONDS = 30
 
 QuantTypeName = Literal["qint8", "quint8"]
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer warns on the root logger for every BatchNorm that precedes a conv
+    ("Axis 1 is out-of-range"): harmless for these models and it floods suite logs."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 class OnnxQuantizer(Compressor):
@@ -139,7 +154,8 @@ class Int8Dynamic(OnnxQuantizer):
         cfg: Int8DynamicConfig = self.config
         source = _preprocessed(fp32_path, workdir, cfg.preprocess)
         out = workdir / "int8_dynamic.onnx"
-        quantize_dynamic(str(source), str(out), per_channel=cfg.per_channel, weight_type=_quant_type(cfg.weight_type))
+        with _quiet_root_logger():
+            quantize_dynamic(str(source), str(out), per_channel=cfg.per_channel, weight_type=_quant_type(cfg.weight_type))
         return out, source, {"per_channel": cfg.per_channel, "weight_type": cfg.weight_type, "activation_type": "quint8 (dynamic)"}
 
 
@@ -186,16 +202,17 @@ class Int8Static(OnnxQuantizer):
         reader = CalibrationReader(input_name, batches)
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
         out = workdir / "int8_static.onnx"
-        quantize_static(
-            str(source),
-            str(out),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=cfg.per_channel,
-            weight_type=QuantType.QInt8,
-            activation_type=_quant_type(cfg.activation_type),
-            calibrate_method=method[cfg.calibrate_method],
-        )
+        with _quiet_root_logger():
+            quantize_static(
+                str(source),
+                str(out),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=cfg.per_channel,
+                weight_type=QuantType.QInt8,
+                activation_type=_quant_type(cfg.activation_type),
+                calibrate_method=method[cfg.calibrate_method],
+            )
         settings = {
             "per_channel": cfg.per_channel,
             "weight_type": "qint8",
