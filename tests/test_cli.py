@@ -1,0 +1,111 @@
+"""The command line end to end on small synthetic suites: run, resume after a kill, runs, report, plugins."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import ecgbench
+from ecgbench.cli import main
+
+SUITE = """
+name: cli-test
+data: {fs_hz: 100, window_s: 5, split: {val: 0.25, test: 0.25}}
+training: {epochs: 2, batch_size: 8, num_threads: 1, patience: 0}
+measure: {bootstrap_resamples: 50, latency_repeats: 2, latency_warmup: 1, input_s: 10}
+matrix:
+  datasets: [synthetic: {n_records: 40, max_duration_s: 20}]
+  models: [dscnn: {width: 4, blocks: 3}]
+  compressors:
+    - dense
+    - magnitude: {sparsity: 0.5, finetune_epochs: 1}
+    - magnitude: {sparsity: 0.7, finetune_epochs: 1}
+    - int8_dynamic
+  devices: [nrf52840]
+  seeds: [0]
+report: {formats: [md, json]}
+"""
+
+
+@pytest.fixture
+def suite(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECGBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ECGBENCH_QUIET", "1")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "suite.yaml"
+    path.write_text(textwrap.dedent(SUITE))
+    return path
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert ecgbench.__version__ in capsys.readouterr().out
+
+
+def test_run_twice_then_runs_and_report(suite, tmp_path, capsys):
+    assert main(["run", str(suite)]) == 0
+    out = capsys.readouterr().out
+    assert "4 done, 0 already done, 0 failed" in out
+    report = (tmp_path / "reports" / "cli-test" / "report.md").read_text()
+    assert "| magnitude(sparsity=0.5,finetune_epochs=1) |" in report
+
+    started = time.perf_counter()
+    assert main(["run", str(suite)]) == 0
+    assert "0 done, 4 already done, 0 failed" in capsys.readouterr().out
+    assert time.perf_counter() - started < 10  # nothing retrained
+
+    assert main(["runs"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("cli-test-") == 2 and "skipped 4" in listing, listing
+    assert main(["runs", "cli-test"]) == 0
+    cells = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert len(cells) == 4 and all(line.split()[0] == "skipped" for line in cells)
+    assert main(["report", "cli-test", "--format", "csv", "--out", str(tmp_path / "r2")]) == 0
+    assert (tmp_path / "r2" / "results.csv").exists()
+    assert main(["report", "cli-test", "--format", "pdf"]) == 2
+    assert "unknown reporter 'pdf'" in capsys.readouterr().err
+
+
+def test_plugins_lists_builtins_and_what_they_register(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "ecgbench_plugins.compressors.lottery  [builtin]" in out
+    assert "compressor lth, compressor lth_ecg" in out
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_only_the_missing_cells(suite, tmp_path):
+    """SIGKILL mid-way loses at most the cell in progress; the rerun does only what is missing."""
+    env = {**os.environ, "ECGBENCH_HOME": str(tmp_path / "home"), "ECGBENCH_QUIET": "1"}
+    command = [sys.executable, "-m", "ecgbench.cli", "run", str(suite)]
+    proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    db = tmp_path / "home" / "results.sqlite"
+    deadline = time.time() + 120
+    done_before = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                done_before = sqlite3.connect(db).execute("SELECT COUNT(*) FROM cells WHERE status='done'").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+            if done_before >= 1:
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = sqlite3.connect(db).execute("SELECT COUNT(*) FROM cells WHERE status='done'").fetchone()[0]
+    assert 1 <= done_before < 4
+
+    rerun = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{4 - done_before} done, {done_before} already done, 0 failed" in rerun.stdout
