@@ -103,3 +103,20 @@ def test_cell_ids_are_stable(tmp_path, registry):
     assert [c.cell_id for c in cells] == [c.cell_id for c in again]
     # The same baseline serves every pipeline of a (dataset, model, seed).
     assert len({c.baseline_key for c in cells}) == 2
+
+
+def test_known_cell_ids_are_pinned(tmp_path, registry):
+    """Adding a defaulted field anywhere must not rename stored results. These ids change only
+    with a new ecgbench version (part of the baseline key, as issue 2 asks) or a changed suite."""
+    import ecgbench
+    from ecgbench.cell import expand_cells
+
+    if ecgbench.__version__ != "0.1.0":
+        pytest.fail("ecgbench's version changed: re-pin these ids on purpose")
+    cells = expand_cells(load_suite(write(tmp_path, GOOD), registry), registry)
+    assert [(c.pipeline, c.cell_id) for c in cells[:3]] == [
+        ("dense", "30ce7ecc9711d0a0"),
+        ("magnitude(sparsity=0.5)", "8da5470f5fa13635"),
+        ("magnitude+int8_static", "c84aa44948bab2fe"),
+    ]
+    assert cells[0].baseline_key == "935626d5d7fb896f"
