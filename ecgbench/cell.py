@@ -9,6 +9,7 @@ final model and returns a :class:`CellResult`. Failures are results.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import time
@@ -25,6 +26,7 @@ from ecgbench.compression import CompressionContext, ModelArtifact
 from ecgbench.config import EXECUTION_ONLY, Suite, non_default, stable_hash
 from ecgbench.datasets import DataSplits
 from ecgbench.export import to_onnx, with_metadata
+from ecgbench.sizing import canonical_zeros
 from ecgbench.registry import Registry
 from ecgbench.training import Trainer, TrainRecipe, load_checkpoint, save_checkpoint
 
@@ -204,7 +206,8 @@ def ensure_baseline(job: CellJob, registry: Registry) -> dict[str, Any]:
         trainer = Trainer(splits, TrainRecipe.model_validate(spec.training), spec.seed, job.progress, label=f"dense {spec.model['name']}")
         fit = trainer.fit(model)
         save_checkpoint(model, folder / "model.pt")
-        dense_onnx = to_onnx(model, samples=_input_samples(spec, splits))
+        dense_spec = dataclasses.replace(spec, pipeline="dense", steps=({"name": "dense", "params": {}},))
+        dense_onnx = with_metadata(to_onnx(model, samples=_input_samples(spec, splits)), export_metadata(dense_spec, splits, "fp32"))
         dense_reference = _dense_reference(dense_onnx, trainer, spec)
         info = {
             "fit": asdict(fit),
@@ -275,7 +278,8 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
 
     t = time.perf_counter()
     onnx_bytes = artifact.onnx if artifact.is_onnx else to_onnx(artifact.model, samples=_input_samples(spec, splits))
-    onnx_bytes = with_metadata(onnx_bytes, export_metadata(spec, splits, artifact.precision))
+    # Stored as measured: -0.0 weights (left by masking) written as +0.0, same outputs, smaller sparse form.
+    onnx_bytes = canonical_zeros(with_metadata(onnx_bytes, export_metadata(spec, splits, artifact.precision)))
     devices = [registry.get("devices", name) for name in spec.devices]
     metrics = measure_artifact(onnx_bytes, trainer, MeasureConfig.model_validate(spec.measure), devices=devices, dense=baseline["dense"])
     timings["measure_s"] = time.perf_counter() - t

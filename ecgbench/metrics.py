@@ -20,6 +20,9 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = le
     """Counts with true classes as rows and predicted classes as columns."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
+    for name, values in (("labels", y_true), ("predictions", y_pred)):
+        if values.size and (values.min() < 0 or values.max() >= n_classes):
+            raise ValueError(f"{name} must be class indices 0..{n_classes - 1}, got {values.min()}..{values.max()}")
     return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 

@@ -1,0 +1,173 @@
+"""``ecgbench eval MODEL --data DIR``: score an exported model on every record of a folder.
+
+The model carries its preprocessing in its ``ecgbench.preprocessing``
+metadata (written at export), so the same sampling rate, band-pass and
+normalisation are applied as in training. Records are scored whole, as in
+the benchmark; the model may be stored in any format of ``ecgbench.sizing``
+(plain, sparse, zlib, zstd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgbench import CLASSES
+from ecgbench.errors import ConfigError, EcgbenchError
+
+PREPROCESSING_KEY = "preprocessing"
+PREPROCESSING_FIELDS = ("fs_hz", "normalize", "bandpass_hz", "window_s")
+
+
+def register(subparsers) -> None:
+    """Add the ``eval`` subcommand."""
+    p = subparsers.add_parser("eval", help="score an exported model on every record of a dataset folder")
+    p.add_argument("model", type=Path, help="model exported by ecgbench (.onnx, or a sparse/zlib/zstd file of it)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (e.g. CinC 2017 records with REFERENCE.csv)")
+    p.add_argument("--dataset", default="cinc2017", help="dataset plugin that reads the folder (default cinc2017)")
+    p.add_argument("--labels", choices=("final", "v1"), help="CinC 2017 reference labels (default: the plugin's, final)")
+    p.add_argument("--cache-dir", type=Path, help="keep preprocessed records here (default: a temporary folder)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default 0: onnxruntime chooses)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run ``ecgbench eval``."""
+    result = evaluate_model_file(
+        args.model, args.data, dataset=args.dataset, labels=args.labels, cache_dir=args.cache_dir, threads=args.threads
+    )
+    print(json.dumps(result, indent=2, sort_keys=True) if args.json else summary_text(result))
+    return 0
+
+
+def evaluate_model_file(
+    model_path: Path,
+    data_dir: Path,
+    dataset: str = "cinc2017",
+    labels: str | None = None,
+    cache_dir: Path | None = None,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """Metrics of the model stored at ``model_path`` on every record of ``data_dir``."""
+    from ecgbench.export import read_metadata
+    from ecgbench.measure import MeasureConfig
+    from ecgbench.metrics import bootstrap_challenge_ci, classification_scores
+    from ecgbench.sizing import detect_format, load_format, size_report
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ConfigError(f"model file {model_path} does not exist; pass the .onnx written by 'ecgbench run' (artifacts/<cell>/model.onnx)")
+    stored = model_path.read_bytes()
+    fmt = detect_format(stored)
+    try:
+        onnx_bytes = load_format(stored, fmt)
+        metadata = read_metadata(onnx_bytes)
+    except EcgbenchError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{model_path} is not an ONNX model nor one of ecgbench's stored formats ({exc.__class__.__name__}: {exc})") from None
+    data_config = data_config_from_metadata(metadata, model_path)
+    classes = tuple(metadata.get("classes", CLASSES))
+    if classes != CLASSES:
+        raise ConfigError(f"{model_path}: the model predicts classes {list(classes)}, but eval scores CinC 2017 classes {list(CLASSES)}")
+
+    with tempfile.TemporaryDirectory(prefix="ecgbench-eval-") as tmp:
+        # The temporary cache outlives prediction: the loader may memory-map its files.
+        signals = _load_records(dataset, data_dir, labels, data_config, Path(cache_dir or tmp))
+        logits = predict_records(onnx_bytes, signals, threads=threads)
+    y_pred = logits.argmax(axis=1)
+    measure = MeasureConfig()  # the benchmark's interval settings, so eval and cells agree
+    scores = classification_scores(signals.labels, y_pred)
+    scores["challenge_f1_ci"] = list(
+        bootstrap_challenge_ci(signals.labels, y_pred, measure.bootstrap_resamples, measure.bootstrap_seed, measure.ci_level)
+    )
+    size = size_report(onnx_bytes)
+    return {
+        **scores,
+        "ci_level": measure.ci_level,
+        "deployable_bytes": size["deployable_bytes"],
+        "deployable_format": size["deployable_format"],
+        "nonzero_params": size["nonzero_params"],
+        "total_params": size["total_params"],
+        "file_bytes": len(stored),
+        "file_format": fmt,
+        "model": str(model_path),
+        "data": str(data_dir),
+        "dataset": dataset,
+        "labels": labels,
+        "preprocessing": data_config.model_dump(mode="json"),
+        "exported": {k: metadata[k] for k in ("pipeline", "model", "dataset", "seed", "precision", "cell_id", "version") if k in metadata},
+    }
+
+
+def data_config_from_metadata(metadata: dict[str, Any], model_path: Path):
+    """The DataConfig stored in a model's ``ecgbench.preprocessing`` metadata, or a ConfigError saying what is missing."""
+    from ecgbench.data.config import DataConfig
+
+    needed = ", ".join(PREPROCESSING_FIELDS)
+    prep = metadata.get(PREPROCESSING_KEY)
+    if not isinstance(prep, dict) or "fs_hz" not in prep:
+        raise ConfigError(
+            f"{model_path}: no 'ecgbench.{PREPROCESSING_KEY}' metadata with fs_hz: the model was not exported by ecgbench. "
+            f"eval needs the preprocessing the model was trained with ({needed}); add it with "
+            f"ecgbench.export.with_metadata(onnx_bytes, {{'{PREPROCESSING_KEY}': {{'fs_hz': 300, ...}}}})"
+        )
+    known = {k: v for k, v in prep.items() if k in DataConfig.model_fields and k != "split"}
+    try:
+        # Through JSON, so lists stored in the metadata validate as the config's tuples.
+        return DataConfig.model_validate_json(json.dumps(known))
+    except Exception as exc:
+        raise ConfigError(f"{model_path}: 'ecgbench.{PREPROCESSING_KEY}' metadata is invalid ({exc}); it must hold {needed}") from None
+
+
+def _load_records(dataset: str, data_dir: Path, labels: str | None, data_config, cache_dir: Path):
+    from ecgbench.data.loader import load_signalset
+    from ecgbench.plugin_manager import make_plugin_manager
+    from ecgbench.registry import build_registry
+
+    registry = build_registry(make_plugin_manager())
+    cls = registry.get("datasets", dataset, "--dataset")
+    params: dict[str, Any] = {"path": str(Path(data_dir).resolve())}
+    if labels is not None:
+        if "labels" not in cls.Config.model_fields:
+            raise ConfigError(f"--labels applies to datasets with reference label versions (cinc2017); '{dataset}' has none")
+        params["labels"] = labels
+    ds = cls.from_params(params, where=f"--dataset {dataset}")
+    return load_signalset(ds, data_config, cache_dir)
+
+
+def predict_records(onnx_bytes: bytes, signals, threads: int = 0, batch_size: int = 64) -> np.ndarray:
+    """Logits ``[n_records, n_classes]`` of whole records, run in onnxruntime (records of equal length batched)."""
+    import onnxruntime as ort
+
+    from ecgbench.training import length_buckets
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    out = np.zeros((len(signals), len(CLASSES)), dtype=np.float32)
+    for idx, x in length_buckets(signals, batch_size):
+        out[idx] = session.run(None, {name: x})[0]
+    return out
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """A few lines for people: score with interval, per-class F1, size."""
+    lo, hi = result["challenge_f1_ci"]
+    per_class = "  ".join(f"{name} {value:.3f}" for name, value in result["f1"].items())
+    return "\n".join(
+        [
+            f"{result['model']}: {result['n_records']} records of {result['data']} ({result['dataset']})",
+            f"challenge F1 (mean of N, A, O) {result['challenge_f1']:.3f}  [{result['ci_level']:.0%} CI {lo:.3f}-{hi:.3f}]",
+            f"F1 {per_class}  |  macro F1 {result['macro_f1']:.3f}  accuracy {result['accuracy']:.3f}",
+            f"size: {result['deployable_bytes']:,} bytes deployable ({result['deployable_format']}); "
+            f"{result['nonzero_params']:,} of {result['total_params']:,} parameters non-zero",
+        ]
+    )

@@ -1,0 +1,164 @@
+"""What every cell reports, computed the same way for every strategy from the exported ONNX model.
+
+One function, :func:`measure_artifact`, turns the final model of a cell into
+its metrics JSON: accuracy on validation and test (with a bootstrap interval),
+size in every loadable format, MACs, host latency and simulated device figures.
+Because the ONNX file is the only input, a pruned PyTorch model, an int8
+ONNX model and the dense baseline go through exactly the same code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+from pydantic import Field
+
+from ecgbench.metrics import bootstrap_challenge_ci, classification_scores, mean_std
+from ecgbench.plugin import PluginConfig
+from ecgbench.sizing import canonical_zeros, size_report
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ecgbench.training import Trainer
+
+
+class MeasureConfig(PluginConfig):
+    """How a cell's final model is measured (suite key ``measure``)."""
+
+    bootstrap_resamples: int = Field(1000, ge=1, description="bootstrap resamples of the test records for the challenge-score interval")
+    bootstrap_seed: int = Field(0, description="seed of the bootstrap resampling (the same for every cell, so intervals are comparable)")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="coverage of the percentile bootstrap interval")
+    input_s: float = Field(30.0, gt=0, description="seconds of ECG per inference for MACs, latency and device figures (CinC 2017 records are 9-61 s, most 30 s)")
+    latency_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads for host latency (1: comparable across machines)")
+    latency_warmup: int = Field(5, ge=0, description="untimed runs before host latency is timed")
+    latency_repeats: int = Field(30, ge=1, description="timed runs of host latency (median and 95th percentile reported)")
+    screening_interval_min: float = Field(5.0, gt=0, description="energy per day assumes one input_s recording classified every N minutes")
+
+
+def measure_artifact(
+    onnx_bytes: bytes,
+    trainer: "Trainer",
+    config: MeasureConfig,
+    devices: list[Any],
+    dense: dict | None = None,
+) -> dict:
+    """The metrics JSON of one model; ``dense`` is the dense baseline's own measure_artifact dict.
+
+    The model is measured and scored as :func:`ecgbench.sizing.canonical_zeros`
+    stores it (``-0.0`` weights as ``+0.0``, identical outputs).
+    """
+    from ecgbench.latency import measure_onnx_latency
+    from ecgbench.onnx_graph import analyze_onnx
+    from ecgbench.simulator import simulate
+
+    onnx_bytes = canonical_zeros(onnx_bytes)
+    val = trainer.evaluate_onnx(onnx_bytes, "val")
+    test_labels = trainer.splits.test.labels
+    test_pred = trainer.predict_onnx(onnx_bytes, "test").argmax(axis=1)
+    test = classification_scores(test_labels, test_pred)
+    lo, hi = bootstrap_challenge_ci(test_labels, test_pred, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
+    test["challenge_f1_ci"] = [lo, hi]
+
+    size = size_report(onnx_bytes)
+    if dense is not None:
+        # A model with no non-zero weight left would divide by zero; it cannot classify anyway.
+        size["compression_ratio"] = dense["size"]["nonzero_params"] / max(size["nonzero_params"], 1)
+        size["size_reduction"] = dense["size"]["onnx"] / size["deployable_bytes"]
+    else:
+        size["compression_ratio"] = 1.0
+        size["size_reduction"] = size["onnx"] / size["deployable_bytes"]
+
+    samples = int(round(config.input_s * trainer.splits.fs_hz))
+    input_shape = (1, 1, samples)
+    graph = analyze_onnx(onnx_bytes, input_shape=input_shape)
+    graph_dict = graph.to_dict()
+    compute = {
+        "input_samples": samples,
+        "macs": int(graph_dict["totals"]["macs"]),
+        "effective_macs": int(graph_dict["totals"]["effective_macs"]),
+        "per_layer": graph_dict["layers"],
+    }
+
+    timing = measure_onnx_latency(
+        onnx_bytes, input_shape, threads=config.latency_threads, warmup=config.latency_warmup, repeats=config.latency_repeats
+    )
+    latency = {
+        "host_median_ms": timing.median_ms,
+        "host_p95_ms": timing.p95_ms,
+        "threads": timing.threads,
+        "repeats": timing.repeats,
+    }
+
+    device_figures = {}
+    for profile in devices:
+        prediction = simulate(graph, profile, flash_bytes=size["deployable_bytes"], screening_interval_min=config.screening_interval_min)
+        figures = prediction.to_dict()
+        figures.pop("per_layer", None)  # per-layer figures live in "compute" only
+        device_figures[profile.name] = figures
+
+    delta = (test["challenge_f1"] - dense["test"]["challenge_f1"]) * 100 if dense is not None else 0.0
+    return {
+        "val": val,
+        "test": test,
+        "size": size,
+        "compute": compute,
+        "latency": latency,
+        "devices": device_figures,
+        "delta_f1_points": delta,
+    }
+
+
+# Scalars averaged across seeds: name -> path in the metrics dict.
+SEED_SCALARS: dict[str, tuple[str, ...]] = {
+    "test_challenge_f1": ("test", "challenge_f1"),
+    "test_af_f1": ("test", "af_f1"),
+    "val_challenge_f1": ("val", "challenge_f1"),
+    "delta_f1_points": ("delta_f1_points",),
+    "compression_ratio": ("size", "compression_ratio"),
+    "size_reduction": ("size", "size_reduction"),
+    "deployable_bytes": ("size", "deployable_bytes"),
+    "nonzero_params": ("size", "nonzero_params"),
+    "effective_macs": ("compute", "effective_macs"),
+    "host_median_ms": ("latency", "host_median_ms"),
+}
+DEVICE_SCALARS = ("latency_ms", "energy_mj", "energy_per_day_j", "peak_ram_bytes")
+
+
+def _lookup(metrics: dict, path: Iterable[str]) -> Any:
+    value: Any = metrics
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _summary(values: list[Any]) -> dict | None:
+    if not values or any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
+        return None
+    mean, std = mean_std([float(v) for v in values])
+    return {"mean": mean, "std": std}
+
+
+def aggregate_seeds(metrics: list[dict]) -> dict:
+    """Mean and sample std across seeds of the key scalars (those present in every seed's dict)."""
+    out: dict[str, Any] = {"n_seeds": len(metrics)}
+    for name, path in SEED_SCALARS.items():
+        summary = _summary([_lookup(m, path) for m in metrics])
+        if summary is not None:
+            out[name] = summary
+    names = set.intersection(*(set(m.get("devices", {})) for m in metrics)) if metrics else set()
+    devices = {}
+    for device in sorted(names):
+        figures = {}
+        for key in DEVICE_SCALARS:
+            summary = _summary([m["devices"][device].get(key) for m in metrics])
+            if summary is not None:
+                figures[key] = summary
+        fits = [m["devices"][device].get("fits") for m in metrics]
+        if all(isinstance(f, bool) for f in fits):
+            figures["fits_all_seeds"] = all(fits)
+        devices[device] = figures
+    if devices:
+        out["devices"] = devices
+    return out
+

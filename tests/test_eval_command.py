@@ -1,0 +1,168 @@
+"""``ecgbench eval``: an exported model scored on a folder gives the in-process scores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+
+from ecgbench import CLASSES
+from ecgbench.commands.eval import register
+from ecgbench.data.config import DataConfig
+from ecgbench.data.loader import load_signalset
+from ecgbench.datasets import DataSplits
+from ecgbench.errors import ConfigError
+from ecgbench.export import to_onnx, with_metadata
+from ecgbench.metrics import bootstrap_challenge_ci
+from ecgbench.sizing import save_format, size_report
+from ecgbench.testing import TinyNet, fast_recipe, make_random_splits
+from ecgbench.training import Trainer
+
+FS_FILE_HZ = 300.0  # as CinC 2017 records; the model runs at 100 Hz, so eval must resample
+DATA_CONFIG = DataConfig(fs_hz=100.0, window_s=4.0, bandpass_hz=[0.5, 40.0])
+N_RECORDS = 20
+
+
+def write_folder(folder, n_records: int = N_RECORDS) -> list[str]:
+    """WFDB records (format 16, 1000 adu/mV) of 3 or 4 s whose class sets a sine frequency, with REFERENCE files."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    labels = [CLASSES[i % 4] for i in range(n_records)]
+    names = [f"T{i:04d}" for i in range(n_records)]
+    for name, label in zip(names, labels):
+        seconds = 3 if rng.random() < 0.5 else 4
+        t = np.arange(int(seconds * FS_FILE_HZ)) / FS_FILE_HZ
+        freq = {"N": 1.0, "A": 3.0, "O": 6.0, "~": 10.0}[label]
+        signal = 0.5 * np.sin(2 * np.pi * freq * t) + rng.normal(0, 0.2, size=t.size)
+        wfdb.wrsamp(
+            name, fs=FS_FILE_HZ, units=["mV"], sig_name=["ECG"], p_signal=signal[:, None], fmt=["16"], adc_gain=[1000.0],
+            baseline=[0], write_dir=str(folder),
+        )
+    (folder / "RECORDS").write_text("".join(f"{n}\n" for n in names))
+    (folder / "REFERENCE.csv").write_text("".join(f"{n},{lab}\n" for n, lab in zip(names, labels)))
+    v1 = ["~"] * 4 + labels[4:]  # the first four records labelled noise in the first release
+    (folder / "REFERENCE-v1.csv").write_text("".join(f"{n},{lab}\n" for n, lab in zip(names, v1)))
+    return labels
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("eval") / "records"
+    write_folder(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = TinyNet(width=8)
+    Trainer(make_random_splits(n_train=48, n_eval=8), fast_recipe(epochs=3), seed=0).fit(net)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def model_file(model, tmp_path_factory):
+    preprocessing = {k: v for k, v in DATA_CONFIG.model_dump(mode="json").items() if k != "split"}
+    onnx_bytes = with_metadata(to_onnx(model, 400), {"preprocessing": preprocessing, "classes": list(CLASSES), "pipeline": "dense"})
+    path = tmp_path_factory.mktemp("model") / "model.onnx"
+    path.write_bytes(onnx_bytes)
+    return path
+
+
+def in_process_scores(model, folder, tmp_path, labels: str = "final") -> tuple[dict, np.ndarray]:
+    from ecgbench.plugin_manager import make_plugin_manager
+    from ecgbench.registry import build_registry
+
+    dataset = build_registry(make_plugin_manager(load_entrypoints=False)).get("datasets", "cinc2017").from_params({"path": str(folder), "labels": labels})
+    records = load_signalset(dataset, DATA_CONFIG, tmp_path / "cache")
+    trainer = Trainer(DataSplits(records, records, records, DATA_CONFIG.fs_hz, DATA_CONFIG.window_s), fast_recipe(), seed=0)
+    return trainer.evaluate(model, "test"), trainer.predict(model, "test").argmax(axis=1)
+
+
+def run_eval(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ecgbench")
+    register(parser.add_subparsers())
+    args = parser.parse_args(["eval", *argv])
+    return args.func(args)
+
+
+def eval_json(capsys, model_path, folder, *extra: str) -> dict:
+    assert run_eval([str(model_path), "--data", str(folder), "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_gives_the_in_process_scores(capsys, model, model_file, folder, tmp_path):
+    expected, y_pred = in_process_scores(model, folder, tmp_path)
+    assert len(set(y_pred.tolist())) > 1, "the test model should not predict a single class"
+    result = eval_json(capsys, model_file, folder)
+    for key in ("challenge_f1", "f1", "af_f1", "macro_f1", "accuracy", "confusion", "n_records"):
+        assert result[key] == expected[key], key
+    assert result["n_records"] == N_RECORDS
+    labels = np.arange(N_RECORDS) % 4
+    assert result["challenge_f1_ci"] == list(bootstrap_challenge_ci(labels, y_pred, 1000, 0, 0.95))
+    size = size_report(model_file.read_bytes())
+    for key in ("deployable_bytes", "deployable_format", "nonzero_params", "total_params"):
+        assert result[key] == size[key], key
+    assert result["file_format"] == "onnx"
+    assert result["preprocessing"]["fs_hz"] == 100.0 and result["preprocessing"]["bandpass_hz"] == [0.5, 40.0]
+    assert result["exported"] == {"pipeline": "dense"}
+
+
+def test_eval_reads_a_compressed_sparse_model(capsys, model_file, folder, tmp_path):
+    stored = tmp_path / "model.sparse.zst"
+    stored.write_bytes(save_format(model_file.read_bytes(), "sparse_zstd"))
+    plain = eval_json(capsys, model_file, folder)
+    packed = eval_json(capsys, stored, folder, "--cache-dir", str(tmp_path / "cache"))
+    assert packed["file_format"] == "sparse_zstd"
+    assert packed["file_bytes"] == stored.stat().st_size
+    for key in ("challenge_f1", "confusion", "challenge_f1_ci", "deployable_bytes"):
+        assert packed[key] == plain[key]
+    assert any((tmp_path / "cache").iterdir())  # --cache-dir keeps the preprocessed records
+
+
+def test_eval_with_first_release_labels(capsys, model, model_file, folder, tmp_path):
+    result = eval_json(capsys, model_file, folder, "--labels", "v1")
+    expected, _ = in_process_scores(model, folder, tmp_path, labels="v1")
+    assert result["confusion"] == expected["confusion"]
+    # Rows are true labels: 4 records moved to noise (one N, A, O, ~ each) -> 4, 4, 4, 8.
+    assert [sum(row) for row in result["confusion"]] == [4, 4, 4, 8]
+    assert result["labels"] == "v1"
+
+
+def test_human_summary(capsys, model_file, folder):
+    assert run_eval([str(model_file), "--data", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"{N_RECORDS} records" in out
+    assert "challenge F1 (mean of N, A, O)" in out and "95% CI" in out
+    assert "bytes deployable" in out
+
+
+def test_model_without_ecgbench_metadata_is_a_clear_error(tmp_path, folder, capsys):
+    from ecgbench.cli import main
+
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(to_onnx(TinyNet(width=2), 100))
+    assert main(["eval", str(bare), "--data", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "not exported by ecgbench" in err
+    for field in ("fs_hz", "normalize", "bandpass_hz", "window_s"):
+        assert field in err
+
+
+def test_missing_model_file_and_wrong_labels_option(tmp_path, folder, model_file):
+    with pytest.raises(ConfigError, match="does not exist"):
+        run_eval([str(tmp_path / "nope.onnx"), "--data", str(folder)])
+    with pytest.raises(ConfigError, match="--labels applies to datasets"):
+        run_eval([str(model_file), "--data", str(folder), "--dataset", "wfdb", "--labels", "v1"])
+
+
+def test_not_a_model_is_a_clear_error(tmp_path, folder):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not a model")
+    with pytest.raises(ConfigError, match="is not an ONNX model"):
+        run_eval([str(junk), "--data", str(folder)])

@@ -1,0 +1,212 @@
+"""measure_artifact on a two-layer model whose parameters and MACs are counted by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ecgbench.errors import ConfigError
+from ecgbench.export import to_onnx
+from ecgbench.measure import MeasureConfig, aggregate_seeds, measure_artifact
+from ecgbench.metrics import classification_scores
+from ecgbench.plugin import parse_config
+from ecgbench.testing import fast_recipe, make_random_splits
+from ecgbench.training import Trainer
+
+INPUT_S = 2.0  # at 100 Hz: 200 samples per inference
+SAMPLES = 200
+
+
+class TwoLayer(torch.nn.Module):
+    """Conv1d(1->4, k=5, same padding) then Linear(4->4).
+
+    Parameters: 4*1*5 + 4 + 4*4 + 4 = 44.
+    MACs on 200 samples: conv 4 * 1 * 5 * 200 = 4000, fc 4 * 4 = 16 -> 4016.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(1, 4, 5, padding=2)
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=2))
+
+
+def two_layer(pruned: bool) -> TwoLayer:
+    torch.manual_seed(0)
+    model = TwoLayer()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_((torch.rand_like(p) * 0.5 + 0.5) * torch.sign(torch.randn_like(p)))
+        if pruned:
+            # 5 + 1 + 1 zeros: 37 non-zero parameters; effective MACs (20 - 5) * 200 + (16 - 1) = 3015.
+            model.conv.weight[0].zero_()
+            model.conv.bias[3] = 0.0
+            model.fc.weight[1, 2] = 0.0
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    torch.set_num_threads(1)
+    return Trainer(make_random_splits(n_train=16, n_eval=24, samples=SAMPLES), fast_recipe(), seed=0)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return MeasureConfig(input_s=INPUT_S, bootstrap_resamples=200, latency_warmup=1, latency_repeats=3)
+
+
+@pytest.fixture(scope="module")
+def device():
+    from ecgbench.plugin_manager import make_plugin_manager
+    from ecgbench.registry import build_registry
+
+    registry = build_registry(make_plugin_manager(load_entrypoints=False))
+    return registry.get("devices", "nrf52840")
+
+
+@pytest.fixture(scope="module")
+def dense_metrics(trainer, config, device):
+    return measure_artifact(to_onnx(two_layer(False), SAMPLES), trainer, config, devices=[device])
+
+
+def test_schema_of_the_dense_measurement(dense_metrics, device):
+    m = dense_metrics
+    assert set(m) == {"val", "test", "size", "compute", "latency", "devices", "delta_f1_points"}
+    assert {"challenge_f1", "f1", "af_f1", "macro_f1", "accuracy", "confusion", "n_records"} <= set(m["val"])
+    assert set(m["test"]) == set(m["val"]) | {"challenge_f1_ci"}
+    assert {"onnx", "onnx_zlib", "onnx_zstd", "sparse", "sparse_zlib", "sparse_zstd", "deployable_bytes", "deployable_format",
+            "total_params", "nonzero_params", "compression_ratio", "size_reduction"} == set(m["size"])
+    assert {"input_samples", "macs", "effective_macs", "per_layer"} == set(m["compute"])
+    assert set(m["latency"]) == {"host_median_ms", "host_p95_ms", "threads", "repeats"}
+    assert list(m["devices"]) == [device.name]
+    assert "per_layer" not in m["devices"][device.name]
+    assert {"latency_ms", "energy_mj", "energy_per_day_j", "peak_ram_bytes", "flash_bytes", "fits"} <= set(m["devices"][device.name])
+    json.dumps(m, allow_nan=False)  # stored as JSON: no NaN, no numpy types
+
+
+def test_dense_figures_by_hand(dense_metrics, trainer):
+    m = dense_metrics
+    assert m["size"]["total_params"] == m["size"]["nonzero_params"] == 44
+    assert m["size"]["compression_ratio"] == 1.0
+    assert m["size"]["size_reduction"] == pytest.approx(m["size"]["onnx"] / m["size"]["deployable_bytes"])
+    assert m["compute"]["input_samples"] == SAMPLES
+    assert m["compute"]["macs"] == m["compute"]["effective_macs"] == 4016
+    assert sum(layer["macs"] for layer in m["compute"]["per_layer"]) == 4016
+    assert m["delta_f1_points"] == 0.0
+    assert m["latency"]["repeats"] == 3 and m["latency"]["threads"] == 1
+    assert 0 < m["latency"]["host_median_ms"] <= m["latency"]["host_p95_ms"]
+
+
+def test_scores_match_in_process_evaluation(dense_metrics, trainer):
+    model = two_layer(False)
+    assert dense_metrics["val"] == trainer.evaluate(model, "val")
+    test = dict(dense_metrics["test"])
+    lo, hi = test.pop("challenge_f1_ci")
+    assert test == trainer.evaluate(model, "test")
+    assert lo <= test["challenge_f1"] <= hi
+    assert test["n_records"] == 24
+
+
+def test_pruned_model_against_the_dense_baseline(dense_metrics, trainer, config, device):
+    pruned = measure_artifact(to_onnx(two_layer(True), SAMPLES), trainer, config, devices=[device], dense=dense_metrics)
+    assert pruned["size"]["nonzero_params"] == 37
+    assert pruned["size"]["compression_ratio"] == pytest.approx(44 / 37)
+    assert pruned["size"]["size_reduction"] == pytest.approx(dense_metrics["size"]["onnx"] / pruned["size"]["deployable_bytes"])
+    assert pruned["compute"]["macs"] == 4016
+    assert pruned["compute"]["effective_macs"] == 3015
+    expected = classification_scores(trainer.splits.test.labels, trainer.predict(two_layer(True), "test").argmax(axis=1))
+    assert pruned["test"]["challenge_f1"] == expected["challenge_f1"]
+    assert pruned["delta_f1_points"] == pytest.approx((expected["challenge_f1"] - dense_metrics["test"]["challenge_f1"]) * 100)
+    assert pruned["devices"][device.name]["flash_bytes"] == pruned["size"]["deployable_bytes"]
+
+
+def test_negative_zero_weights_measure_like_positive_zeros(dense_metrics, trainer, config):
+    model = two_layer(True)
+    with torch.no_grad():
+        model.conv.weight[0] = -0.0
+    m = measure_artifact(to_onnx(model, SAMPLES), trainer, config, devices=[], dense=dense_metrics)
+    assert m["size"]["nonzero_params"] == 37
+    assert m["compute"]["effective_macs"] == 3015
+    assert m["devices"] == {}
+
+
+def test_config_defaults_and_validation():
+    config = MeasureConfig()
+    assert (config.bootstrap_resamples, config.ci_level, config.input_s, config.latency_threads, config.screening_interval_min) == (
+        1000,
+        0.95,
+        30.0,
+        1,
+        5.0,
+    )
+    assert parse_config(MeasureConfig, {"input_s": 10}, "suite.yaml").input_s == 10.0  # YAML ints are fine
+    with pytest.raises(ConfigError, match="ci_level"):
+        parse_config(MeasureConfig, {"ci_level": 1.5}, "suite.yaml")
+    with pytest.raises(ConfigError, match="did you mean 'latency_repeats'"):
+        parse_config(MeasureConfig, {"latency_repeat": 3}, "suite.yaml")
+
+
+def fake_metrics(f1: float, delta: float, ratio: float, deployable: int, latency_ms: float, fits: bool) -> dict:
+    return {
+        "val": {"challenge_f1": f1},
+        "test": {"challenge_f1": f1, "af_f1": f1 / 2},
+        "size": {"compression_ratio": ratio, "size_reduction": 2.0, "deployable_bytes": deployable, "nonzero_params": 10},
+        "compute": {"effective_macs": 100},
+        "latency": {"host_median_ms": 1.0},
+        "devices": {"mcu": {"latency_ms": latency_ms, "energy_mj": 1.0, "fits": fits}},
+        "delta_f1_points": delta,
+    }
+
+
+def test_aggregate_seeds_by_hand():
+    out = aggregate_seeds([fake_metrics(0.6, -2.0, 10.0, 1000, 5.0, True), fake_metrics(0.8, 0.0, 12.0, 1200, 7.0, False)])
+    assert out["n_seeds"] == 2
+    # Sample std of two values a, b: |a - b| / sqrt(2).
+    assert out["test_challenge_f1"] == pytest.approx({"mean": 0.7, "std": 0.2 / math.sqrt(2)})
+    assert out["delta_f1_points"] == pytest.approx({"mean": -1.0, "std": 2.0 / math.sqrt(2)})
+    assert out["compression_ratio"] == pytest.approx({"mean": 11.0, "std": 2.0 / math.sqrt(2)})
+    assert out["deployable_bytes"] == pytest.approx({"mean": 1100.0, "std": 200 / math.sqrt(2)})
+    assert out["size_reduction"] == {"mean": 2.0, "std": 0.0}
+    assert out["devices"]["mcu"]["latency_ms"] == pytest.approx({"mean": 6.0, "std": 2.0 / math.sqrt(2)})
+    assert out["devices"]["mcu"]["fits_all_seeds"] is False
+
+
+def test_aggregate_of_one_seed_and_of_missing_figures():
+    one = fake_metrics(0.5, 0.0, 1.0, 10, 1.0, True)
+    del one["latency"]
+    out = aggregate_seeds([one])
+    assert out["test_challenge_f1"] == {"mean": 0.5, "std": 0.0}
+    assert "host_median_ms" not in out  # absent in a seed: not averaged
+    assert aggregate_seeds([]) == {"n_seeds": 0}
+    assert np.isfinite(out["compression_ratio"]["mean"])
+
+
+def test_int8_model_goes_through_the_same_code(dense_metrics, trainer, config, device, tmp_path):
+    import logging
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"ecg": x} for x in trainer.calibration_inputs(8)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    src.write_bytes(to_onnx(two_layer(True), SAMPLES))
+    logging.getLogger().setLevel(logging.ERROR)
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
+    m = measure_artifact(dst.read_bytes(), trainer, config, devices=[device], dense=dense_metrics)
+    # The same 44 weights and biases (scales and zero points left out), the same 7 zeros.
+    assert (m["size"]["total_params"], m["size"]["nonzero_params"]) == (44, 37)
+    assert m["size"]["compression_ratio"] == pytest.approx(44 / 37)
+    assert m["compute"]["macs"] == 4016 and m["compute"]["effective_macs"] == 3015
+    assert m["test"]["n_records"] == 24
