@@ -39,9 +39,9 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
         "zlib or zstd of either), with that encoding in brackets; kB = 1000 bytes, MB = 10^6 bytes.",
     ),
     ("size reduction", "bytes of the dense baseline's ONNX file / deployable bytes of the compressed model."),
-    ("host ms", "median wall-clock latency of one inference in onnxruntime on the machine that ran the suite."),
+    ("measured host ms", "median wall-clock latency of one inference in onnxruntime on the machine that ran the suite."),
     (
-        "device ms / mJ / fits",
+        "device sim ms / mJ / fits",
         "simulated latency and energy of one inference on the device profile, and whether the model's flash "
         "and peak RAM fit the device (simulated figures, not measurements on a board).",
     ),
@@ -305,11 +305,11 @@ def summary_table(results) -> Table:
         "compression ratio",
         "deployable",
         "size reduction",
-        "host ms",
+        "measured host ms",
     ]
     numeric = [False] * (3 if several else 1) + [True] * 6
     for device in devices:
-        headers += [f"{device} ms", f"{device} mJ", f"{device} fits"]
+        headers += [f"{device} sim ms", f"{device} mJ", f"{device} fits"]
         numeric += [True, True, False]
     rows = []
     for g in groups:
