@@ -32,6 +32,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ecgbench_plugins.reporters.markdown",
     "ecgbench_plugins.reporters.tabular",
     "ecgbench_plugins.reporters.html",
+    "ecgbench_plugins.reporters.models",
     "ecgbench_plugins.executors.local",
     "ecgbench_plugins.executors.processes",
     "ecgbench_plugins.executors.ray_executor",

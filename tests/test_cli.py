@@ -31,7 +31,7 @@ matrix:
     - int8_dynamic
   devices: [nrf52840]
   seeds: [0]
-report: {formats: [md, json]}
+report: {formats: [md, json, models]}
 """
 
 
@@ -57,6 +57,12 @@ def test_run_twice_then_runs_and_report(suite, tmp_path, capsys):
     assert "4 done, 0 already done, 0 failed" in out
     report = (tmp_path / "reports" / "cli-test" / "report.md").read_text()
     assert "| magnitude(sparsity=0.5,finetune_epochs=1) |" in report
+    models = tmp_path / "reports" / "cli-test" / "models"
+    assert (models / "dense.onnx").exists() and (models / "int8_dynamic.onnx").exists()
+    from ecgbench.export import read_metadata
+
+    meta = read_metadata(models / "int8_dynamic.onnx")
+    assert meta["pipeline"] == "int8_dynamic" and meta["preprocessing"]["fs_hz"] == 100
 
     started = time.perf_counter()
     assert main(["run", str(suite)]) == 0
