@@ -1,0 +1,174 @@
+"""``ecgbench devices``: list device profiles, calibrate the host, simulate an ONNX model on devices.
+
+    ecgbench devices                                    # name, core, clock, flash, RAM, source
+    ecgbench devices calibrate [--out PATH]             # measure this machine -> host profile YAML
+    ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--json]
+
+``simulate --json`` prints ``{"schema": "ecgbench.simulation/1", "model": path,
+"graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
+(the schemas are documented in ``ecgbench.onnx_graph`` and ``ecgbench.simulator``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ecgbench.errors import ConfigError
+
+SIMULATION_SCHEMA = "ecgbench.simulation/1"
+
+
+def register(subparsers) -> None:
+    """Add the ``devices`` command and its ``calibrate`` and ``simulate`` actions."""
+    p = subparsers.add_parser("devices", help="list device profiles, calibrate the host, simulate a model on devices")
+    p.set_defaults(func=cmd_list)
+    sub = p.add_subparsers(metavar="ACTION")
+
+    c = sub.add_parser("calibrate", help="measure this machine's onnxruntime throughput and write the host profile")
+    c.add_argument("--out", type=Path, help="profile file to write (default $ECGBENCH_HOME/devices/host.yaml, i.e. .ecgbench/devices/host.yaml)")
+    c.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1, as cells are timed)")
+    c.add_argument("--repeats", type=int, default=15, help="timed runs per micro-kernel (default 15)")
+    c.set_defaults(func=cmd_calibrate)
+
+    s = sub.add_parser("simulate", help="predict latency, energy, RAM and flash fit of an ONNX model on device profiles")
+    s.add_argument("model", type=Path, help="ONNX model file")
+    s.add_argument("--device", action="append", default=[], metavar="NAME", help="device profile (repeatable; default: every profile)")
+    s.add_argument("--input-shape", metavar="N,C,L", help="shape of one inference for a model with dynamic axes, e.g. 1,1,3000")
+    s.add_argument("--flash-bytes", type=int, help="deployable model size in bytes (default: the parameters' stored bytes)")
+    s.add_argument("--interval-min", type=float, default=5.0, help="minutes between screened recordings for energy per day (default 5)")
+    s.add_argument("--json", action="store_true", help="print JSON (schema ecgbench.simulation/1) instead of tables")
+    s.set_defaults(func=cmd_simulate)
+
+
+def _profiles():
+    """(registry, {name: DeviceProfile}) from every installed plugin."""
+    from ecgbench.plugin_manager import make_plugin_manager
+    from ecgbench.registry import build_registry
+
+    registry = build_registry(make_plugin_manager())
+    return registry, registry.tables.get("devices", {})
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print one line per registered device profile."""
+    from ecgbench.simulator import human_bytes
+
+    _registry, profiles = _profiles()
+    rows = []
+    for name in sorted(profiles, key=lambda n: (n == "host", n)):
+        p = profiles[name]
+        source = "calibrated: " + p.calibration if p.calibration else p.sources[0]
+        rows.append([name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), _clip(source, 70)])
+    print(_table(["name", "core / clock", "flash", "RAM", "source"], rows))
+    host = profiles.get("host")
+    if host is not None and not host.calibration:
+        print("\nhost: uncalibrated defaults; run `ecgbench devices calibrate` to measure this machine")
+    return 0
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Measure the host and write its profile."""
+    from ecgbench.devices import default_host_profile_path, load_profile, save_profile
+    from ecgbench.latency import calibrate_host_profile
+    from ecgbench_plugins.devices.builtin_profiles import PROFILE_DIR
+
+    if args.threads < 1 or args.repeats < 1:
+        raise ConfigError("--threads and --repeats must be at least 1")
+    defaults = load_profile(PROFILE_DIR / "host.yaml")
+    profile, records = calibrate_host_profile(threads=args.threads, repeats=args.repeats, base=defaults)
+    rows = [[r["kernel"], f"{r['median_ms']:.4f}", f"{r['net_ms']:.4f}"] for r in records]
+    print(_table(["micro-kernel", "median ms", "net ms (QDQ subtracted)"], rows))
+    print()
+    rates = [[precision] + [f"{getattr(getattr(profile.macs_per_cycle, precision), op) * profile.clock_hz / 1e9:.3g}"
+                            for op in ("conv", "im2col", "depthwise_conv", "fc", "elementwise")] for precision in ("fp32", "int8")]
+    print(_table(["G per second", "conv MACs", "im2col values", "depthwise MACs", "fc MACs", "element ops"], rates))
+    print(f"bandwidth {profile.bandwidth_bytes_per_s / 1e9:.3g} GB/s, per-operator cost {profile.layer_overhead_cycles / profile.clock_hz * 1e6:.3g} us")
+    out = save_profile(profile, args.out or default_host_profile_path())
+    print(f"\nwrote {out}" + ("" if args.out is None else f"; use it with ECGBENCH_HOST_PROFILE={out}"))
+    return 0
+
+
+def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
+    """'1,1,3000' -> (1, 1, 3000); ConfigError on anything else."""
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"--input-shape expects positive comma-separated sizes such as 1,1,3000, got '{text}'")
+    return shape
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Analyse the model once, simulate it on each requested device, print tables or JSON."""
+    from ecgbench.onnx_graph import analyze_onnx
+    from ecgbench.simulator import simulate
+
+    registry, profiles = _profiles()
+    names = args.device or sorted(profiles, key=lambda n: (n == "host", n))
+    chosen = [registry.get("devices", name, "--device") for name in names]
+    graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape))
+    predictions = [simulate(graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min) for p in chosen]
+    if args.json:
+        doc = {
+            "schema": SIMULATION_SCHEMA,
+            "model": str(args.model),
+            "graph": graph.to_dict(),
+            "devices": {p.device: p.to_dict() for p in predictions},
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(_graph_summary(args.model, graph))
+    for prediction in predictions:
+        print()
+        print(_prediction_text(graph, prediction))
+    return 0
+
+
+def _graph_summary(model: Path, graph) -> str:
+    from ecgbench.simulator import human_bytes
+
+    text = (
+        f"{model}: input {list(graph.input_shape)}, {len(graph.layers)} layers, {graph.macs:,} MACs "
+        f"({graph.effective_macs:,} on non-zero weights), {graph.params:,} parameters "
+        f"({graph.nonzero_params:,} non-zero, {human_bytes(graph.param_bytes)} stored)"
+    )
+    if graph.unsupported:
+        text += f"\n  unsupported operators, costed as 1 op per output element: {', '.join(graph.unsupported)}"
+    return text
+
+
+def _prediction_text(graph, prediction) -> str:
+    from ecgbench.simulator import human_bytes
+
+    rows = []
+    for layer, p in zip(graph.layers, prediction.per_layer):
+        if p.bound == "free":
+            continue
+        rows.append([
+            _clip(p.name, 40), p.op_type, p.op_class, p.precision, f"{p.work:,}", f"{p.latency_ms:.3f}", p.bound, human_bytes(p.live_bytes),
+        ])
+    verdict = "fits" if prediction.fits else f"DOES NOT FIT: {prediction.why}"
+    header = (
+        f"== {prediction.device}: {prediction.latency_ms:.3f} ms, {prediction.energy_mj:.4g} mJ per inference, "
+        f"{prediction.energy_per_day_j:.4g} J per day ({prediction.inferences_per_day:g} inferences), "
+        f"peak RAM {human_bytes(prediction.peak_ram_bytes)} of {human_bytes(prediction.ram_capacity_bytes)}, "
+        f"flash {human_bytes(prediction.flash_bytes)} of {human_bytes(prediction.flash_capacity_bytes)} ({prediction.flash_source}): {verdict}"
+    )
+    return header + "\n" + _table(["layer", "op", "class", "precision", "work", "ms", "bound", "live RAM"], rows)

@@ -1,0 +1,156 @@
+"""Device profiles: the figures of a board or chip that the simulator predicts latency, energy and fit on.
+
+A profile is data (a YAML file) registered by a plugin::
+
+    from ecgbench import hookimpl
+    from ecgbench.devices import load_profile
+
+    @hookimpl
+    def ecgbench_register_devices(register):
+        register(load_profile("my_board.yaml"))
+
+Every figure carries its unit in its name and every profile lists the
+sources its figures come from (datasheets, papers, or "estimate: ..." with the
+reasoning). Throughput is given per operator class and per precision, because
+the same core runs a dense convolution, a depthwise convolution and a
+fully-connected layer at rates up to 2x apart (CMSIS-NN, Lai et al. 2018).
+
+The ``host`` profile describes the machine running ecgbench with onnxruntime;
+``ecgbench devices calibrate`` measures it and writes
+:func:`default_host_profile_path` (or the file ``$ECGBENCH_HOST_PROFILE``
+names), which the built-in plugin loads instead of the documented defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ecgbench.errors import ConfigError
+from ecgbench.plugin import format_validation_error
+
+OP_CLASSES = ("conv", "depthwise_conv", "fc", "elementwise")
+"""Operator classes a profile gives a rate for (``ecgbench.simulator`` maps pooling and copies to ``elementwise``)."""
+
+PRECISIONS = ("fp32", "int8")
+"""Precisions a profile gives rates for; fp16 layers run at the fp32 rate (no built-in core has fp16 SIMD MACs)."""
+
+HOST_PROFILE_ENV = "ECGBENCH_HOST_PROFILE"
+"""Environment variable naming a calibrated host profile YAML to use instead of the default path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class OpRates(_Strict):
+    """Sustained multiply-accumulates per clock cycle of one operator class (element operations for ``elementwise``)."""
+
+    conv: float = Field(gt=0, description="dense (full or grouped) convolution, MACs per cycle")
+    depthwise_conv: float = Field(gt=0, description="depthwise convolution (groups == input channels), MACs per cycle")
+    fc: float = Field(gt=0, description="fully connected / matrix multiply, MACs per cycle")
+    elementwise: float = Field(gt=0, description="element-wise, pooling and copy operations, element operations per cycle")
+    im2col: float = Field(gt=0, description="values copied into im2col columns per cycle by dense convolutions with kernel > 1")
+
+
+class MacRates(_Strict):
+    """Throughput per precision: fp32 (FPU) and int8 (SIMD/DSP extension kernels)."""
+
+    fp32: OpRates
+    int8: OpRates
+
+
+class DeviceProfile(_Strict):
+    """What the simulator needs to know about a device, with units in every name.
+
+    ``macs_per_cycle`` are sustained rates of a realistic kernel library
+    (CMSIS-NN, esp-nn, onnxruntime MLAS), not peak instruction rates. A dense
+    convolution also pays for building its im2col columns (``im2col`` values
+    per cycle; CMSIS-NN's arm_convolve_s8 and onnxruntime's Conv both do), a
+    cost that weighs most on narrow layers.
+    ``sparse_kernels`` says whether the software stack can skip zero weights
+    of unstructured sparsity; only then does the simulator use a layer's
+    effective MACs, at ``sparse_efficiency`` of the dense rate (index decoding
+    and irregular access cost the rest).
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="short name used in suites, e.g. nrf52840")
+    description: str = Field(min_length=1, description="one line: the device class this profile stands for")
+    core: str = Field(min_length=1, description="processor core and extensions, e.g. 'Arm Cortex-M4F (DSP, FPU)'")
+    sources: list[str] = Field(min_length=1, description="where the figures come from: datasheet sections, papers, or 'estimate: why'")
+    clock_hz: float = Field(gt=0, description="core clock while running inference")
+    macs_per_cycle: MacRates
+    sparse_kernels: bool = Field(description="true when the software stack runs sparse (zero-skipping) kernels")
+    sparse_efficiency: float = Field(gt=0, le=1, description="sparse-kernel rate as a fraction of the dense rate (used only with sparse_kernels)")
+    bandwidth_bytes_per_s: float = Field(gt=0, description="sustained bytes per second between memory and core (weights and activations)")
+    flash_bytes: int = Field(gt=0, description="non-volatile memory available for the model")
+    ram_bytes: int = Field(gt=0, description="RAM available for activations and scratch buffers")
+    active_power_mw: float = Field(gt=0, description="power while running inference")
+    sleep_power_uw: float = Field(gt=0, description="power between inferences (deepest mode that keeps a timed wake-up)")
+    layer_overhead_cycles: float = Field(gt=0, description="fixed cost of dispatching one operator (interpreter, kernel set-up)")
+    calibration: str = Field("", description="how the figures were measured on this machine; empty for datasheet figures and estimates")
+
+    def rate(self, precision: str, op_class: str) -> float:
+        """MACs (or element operations) per cycle for ``precision`` ('fp32', 'fp16' or 'int8') and an OP_CLASSES name."""
+        rates = self.macs_per_cycle.int8 if precision == "int8" else self.macs_per_cycle.fp32
+        return getattr(rates, op_class)
+
+    def to_yaml(self) -> str:
+        """The profile as YAML that :func:`load_profile` reads back."""
+        return yaml.safe_dump(self.model_dump(), sort_keys=False, width=120)
+
+
+def profile_from_dict(data: Any, where: str) -> DeviceProfile:
+    """Validate a mapping into a DeviceProfile; ConfigError lines read ``where.field: problem``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: a device profile must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        detail = format_validation_error(exc, where, DeviceProfile)
+        raise ConfigError(f"invalid device profile: {detail} (fix these fields in {where})") from None
+
+
+def load_profile(path: str | Path) -> DeviceProfile:
+    """Read a device profile YAML, raising ConfigError naming the file and the field at fault."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"device profile {path} does not exist; check the path (or run `ecgbench devices calibrate` for the host)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"device profile {path} is not valid YAML: {exc}") from None
+    return profile_from_dict(data, str(path))
+
+
+def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
+    """Write ``profile`` as YAML (parent folders created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(profile.to_yaml(), encoding="utf-8")
+    return path
+
+
+def default_host_profile_path() -> Path:
+    """Where ``ecgbench devices calibrate`` writes the host profile: ``$ECGBENCH_HOME/devices/host.yaml``."""
+    # The rule of ecgbench.runner.default_home, repeated here because importing the
+    # runner pulls in torch and this runs every time the device plugins register.
+    return Path(os.environ.get("ECGBENCH_HOME", ".ecgbench")) / "devices" / "host.yaml"
+
+
+def calibrated_host_profile_path() -> Path | None:
+    """The calibrated host profile to use: ``$ECGBENCH_HOST_PROFILE`` (must exist), else the default path if present."""
+    explicit = os.environ.get(HOST_PROFILE_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{HOST_PROFILE_ENV}={explicit} names no file; run `ecgbench devices calibrate --out {explicit}` or unset it")
+        return path
+    path = default_host_profile_path()
+    return path if path.is_file() else None

@@ -1,0 +1,212 @@
+"""Predict latency, energy and memory fit of an analysed ONNX graph on a device profile.
+
+Latency, per layer (a roofline plus a dispatch cost)::
+
+    compute_cycles = work / macs_per_cycle[precision][class]
+                     + im2col_elements / macs_per_cycle[precision].im2col       (dense convolutions)
+    memory_cycles  = (activation bytes in + out + parameter bytes) / bandwidth_bytes_per_s x clock_hz
+    cycles         = max(compute_cycles, memory_cycles) + layer_overhead_cycles
+
+``work`` is the layer's MACs for conv / depthwise_conv / fc layers and its
+element operations otherwise (pooling, copies and unsupported operators use the
+``elementwise`` rate). int8 layers use the int8 rates; fp32 and fp16 the fp32
+rates. Unstructured sparsity earns nothing unless the profile declares sparse
+kernels: then a layer with weights runs ``effective_macs / (rate x
+sparse_efficiency)`` cycles when that beats its dense cycles. ``free`` layers
+(aliases, fused Q/DQ) cost nothing.
+
+Memory. Peak RAM is the largest, over the layers in execution order, of the
+activation buffers alive at that layer (each from the layer that writes it to
+the last layer that reads it; the input from the start, outputs to the end;
+no in-place reuse) plus that layer's scratch buffer
+(:func:`ecgbench.onnx_graph.scratch_bytes`, CMSIS-NN's im2col sizes). Flash need
+is ``flash_bytes`` when the caller passes the deployable size of the model, else
+the parameters' stored bytes. Neither counts the runtime's own code or RAM.
+
+Energy. ``energy_mj = active_power_mw x latency_s``. A day of screening runs
+one inference per recording, one recording every ``screening_interval_min``
+minutes, and sleeps the rest of the day:
+``energy_per_day_j = active_s x active_power + (86400 - active_s) x sleep_power``.
+The ECG front end and the radio are not counted.
+
+JSON schema of :meth:`DevicePrediction.to_dict` (``schema: "ecgbench.device-prediction/1"``)::
+
+    {
+      "schema": "ecgbench.device-prediction/1",
+      "device": str,
+      "latency_ms": float, "energy_mj": float, "energy_per_day_j": float,
+      "inferences_per_day": float, "duty_cycle": float,      # share of the day spent computing
+      "peak_ram_bytes": int, "ram_capacity_bytes": int,
+      "flash_bytes": int, "flash_capacity_bytes": int,
+      "flash_source": "deployable" | "parameters",           # where flash_bytes came from
+      "fits": bool, "why": str,                              # why is "" when it fits
+      "sparse_kernels_used": bool,
+      "per_layer": [{
+        "name": str, "op_type": str, "op_class": str, "precision": str,
+        "work": int,                                         # MACs or element operations costed
+        "compute_cycles": float, "memory_cycles": float, "cycles": float,
+        "latency_ms": float, "bound": "compute" | "memory" | "free",
+        "sparse": bool,                                      # effective MACs were used
+        "live_bytes": int                                    # activations alive + scratch at this layer
+      }, ...]
+    }
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ecgbench.devices import DeviceProfile
+from ecgbench.onnx_graph import GraphStats, LayerStats
+
+SCHEMA = "ecgbench.device-prediction/1"
+SECONDS_PER_DAY = 86_400.0
+
+# Layer class -> the profile's operator class whose rate it runs at.
+RATE_CLASS = {
+    "conv": "conv",
+    "depthwise_conv": "depthwise_conv",
+    "fc": "fc",
+    "elementwise": "elementwise",
+    "pool": "elementwise",
+    "copy": "elementwise",
+    "other": "elementwise",
+}
+MAC_CLASSES = ("conv", "depthwise_conv", "fc")
+
+
+@dataclass
+class LayerPrediction:
+    """Predicted cost of one layer on one device."""
+
+    name: str
+    op_type: str
+    op_class: str
+    precision: str
+    work: int
+    compute_cycles: float
+    memory_cycles: float
+    cycles: float
+    latency_ms: float
+    bound: str
+    sparse: bool
+    live_bytes: int
+
+
+@dataclass
+class DevicePrediction:
+    """Latency, energy, memory and fit of one model on one device."""
+
+    device: str
+    latency_ms: float
+    energy_mj: float
+    energy_per_day_j: float
+    inferences_per_day: float
+    duty_cycle: float
+    peak_ram_bytes: int
+    ram_capacity_bytes: int
+    flash_bytes: int
+    flash_capacity_bytes: int
+    flash_source: str
+    fits: bool
+    why: str
+    sparse_kernels_used: bool
+    per_layer: list[LayerPrediction] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict following the schema in the module docstring."""
+        return {"schema": SCHEMA, **asdict(self)}
+
+
+def simulate(
+    graph: GraphStats,
+    profile: DeviceProfile,
+    flash_bytes: int | None = None,
+    screening_interval_min: float = 5.0,
+) -> DevicePrediction:
+    """Predict one inference of ``graph`` on ``profile`` and a day of screening every ``screening_interval_min`` minutes."""
+    if screening_interval_min <= 0:
+        raise ValueError("screening_interval_min must be positive")
+    live = live_bytes_per_layer(graph)
+    per_layer = [_layer(layer, profile, live_now) for layer, live_now in zip(graph.layers, live)]
+    latency_s = sum(p.cycles for p in per_layer) / profile.clock_hz
+    peak_ram = max(live, default=sum(graph.buffer_bytes.get(b, 0) for b in graph.graph_inputs))
+    flash_need = int(flash_bytes) if flash_bytes is not None else graph.param_bytes
+    inferences = 24 * 60 / screening_interval_min
+    active_s = min(inferences * latency_s, SECONDS_PER_DAY)
+    energy_per_day_j = active_s * profile.active_power_mw / 1e3 + (SECONDS_PER_DAY - active_s) * profile.sleep_power_uw / 1e6
+    reasons = []
+    if flash_need > profile.flash_bytes:
+        reasons.append(f"needs {human_bytes(flash_need)} flash, has {human_bytes(profile.flash_bytes)}")
+    if peak_ram > profile.ram_bytes:
+        reasons.append(f"needs {human_bytes(peak_ram)} RAM, has {human_bytes(profile.ram_bytes)}")
+    return DevicePrediction(
+        device=profile.name,
+        latency_ms=latency_s * 1e3,
+        energy_mj=profile.active_power_mw * latency_s,
+        energy_per_day_j=energy_per_day_j,
+        inferences_per_day=inferences,
+        duty_cycle=active_s / SECONDS_PER_DAY,
+        peak_ram_bytes=int(peak_ram),
+        ram_capacity_bytes=profile.ram_bytes,
+        flash_bytes=flash_need,
+        flash_capacity_bytes=profile.flash_bytes,
+        flash_source="deployable" if flash_bytes is not None else "parameters",
+        fits=not reasons,
+        why="; ".join(reasons),
+        sparse_kernels_used=any(p.sparse for p in per_layer),
+        per_layer=per_layer,
+    )
+
+
+def _layer(layer: LayerStats, profile: DeviceProfile, live_now: int) -> LayerPrediction:
+    precision = "int8" if layer.compute_dtype == "int8" else "fp32"
+    if layer.op_class == "free":
+        return LayerPrediction(layer.name, layer.op_type, layer.op_class, precision, 0, 0.0, 0.0, 0.0, 0.0, "free", False, live_now)
+    rate = profile.rate(precision, RATE_CLASS[layer.op_class])
+    work = layer.macs if layer.op_class in MAC_CLASSES else layer.ops
+    compute = work / rate
+    sparse = False
+    if profile.sparse_kernels and layer.op_class in MAC_CLASSES and layer.effective_macs < layer.macs:
+        sparse_cycles = layer.effective_macs / (rate * profile.sparse_efficiency)
+        if sparse_cycles < compute:
+            compute, work, sparse = sparse_cycles, layer.effective_macs, True
+    if layer.im2col_elements:
+        compute += layer.im2col_elements / profile.rate(precision, "im2col")
+    moved = layer.activation_bytes_in + layer.activation_bytes_out + layer.param_bytes
+    memory = moved / profile.bandwidth_bytes_per_s * profile.clock_hz
+    cycles = max(compute, memory) + profile.layer_overhead_cycles
+    bound = "memory" if memory > compute else "compute"
+    return LayerPrediction(
+        layer.name, layer.op_type, layer.op_class, precision, int(work), compute, memory, cycles,
+        cycles / profile.clock_hz * 1e3, bound, sparse, live_now,
+    )
+
+
+def live_bytes_per_layer(graph: GraphStats) -> list[int]:
+    """Bytes of activation buffers alive at each layer (written earlier or now, read now or later) plus its scratch."""
+    last = len(graph.layers)
+    start: dict[str, int] = {name: -1 for name in graph.graph_inputs}
+    end: dict[str, int] = {}
+    for step, layer in enumerate(graph.layers):
+        for name in layer.writes:
+            start.setdefault(name, step)
+        for name in layer.reads:
+            end[name] = step
+    for name in graph.graph_outputs:
+        end[name] = last
+    out = []
+    for step, layer in enumerate(graph.layers):
+        alive = sum(
+            size for name, size in graph.buffer_bytes.items() if start.get(name, last + 1) <= step <= end.get(name, start.get(name, -2))
+        )
+        out.append(int(alive + layer.scratch_bytes))
+    return out
+
+
+def human_bytes(n: float) -> str:
+    """Sizes as microcontroller datasheets write them: 1 KB = 1024 bytes, 1 MB = 1024 KB."""
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
