@@ -202,8 +202,10 @@ def test_int8_model_goes_through_the_same_code(dense_metrics, trainer, config, d
 
     src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
     src.write_bytes(to_onnx(two_layer(True), SAMPLES))
-    logging.getLogger().setLevel(logging.ERROR)
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
+    from ecgbench_plugins.compressors.quantization import _quiet_root_logger
+
+    with _quiet_root_logger():
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
     m = measure_artifact(dst.read_bytes(), trainer, config, devices=[device], dense=dense_metrics)
     # The same 44 weights and biases (scales and zero points left out), the same 7 zeros.
     assert (m["size"]["total_params"], m["size"]["nonzero_params"]) == (44, 37)

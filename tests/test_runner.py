@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 
 import numpy as np
@@ -180,6 +181,7 @@ def test_interrupt_loses_only_the_cell_in_progress(env):
 
 def test_lifecycle_hook_errors_never_fail_a_run(env, caplog):
     recorder, pm, registry, path, store, home = env
+    caplog.set_level(logging.WARNING, logger="ecgbench")
 
     class Broken:
         @hookimpl
