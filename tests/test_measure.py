@@ -189,8 +189,6 @@ def test_aggregate_of_one_seed_and_of_missing_figures():
 
 
 def test_int8_model_goes_through_the_same_code(dense_metrics, trainer, config, device, tmp_path):
-    import logging
-
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
