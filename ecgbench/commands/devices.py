@@ -102,6 +102,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shape_from_metadata(model) -> tuple[int, ...] | None:
+    """One 30-s record at the sampling rate an ecgbench export records in its metadata."""
+    from ecgbench.export import read_metadata
+
+    try:
+        fs_hz = read_metadata(model).get("preprocessing", {}).get("fs_hz")
+    except Exception:  # not an ecgbench export: analyze_onnx asks for --input-shape
+        return None
+    return (1, 1, int(round(30 * fs_hz))) if fs_hz else None
+
+
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
     """'1,1,3000' -> (1, 1, 3000); ConfigError on anything else."""
     if text is None:
@@ -123,7 +134,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     registry, profiles = _profiles()
     names = args.device or sorted(profiles, key=lambda n: (n == "host", n))
     chosen = [registry.get("devices", name, "--device") for name in names]
-    graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape))
+    graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model))
     predictions = [simulate(graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min) for p in chosen]
     if args.json:
         doc = {
