@@ -13,7 +13,7 @@ from ecgbench.plugin import Plugin
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from ecgbench.training import FitResult, Trainer
+    from ecgbench.training import Trainer
 
 Masks = dict[str, torch.Tensor]
 """Pruning masks by parameter name (``model.named_parameters()``); 0 = pruned, kept at zero in training."""

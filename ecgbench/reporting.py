@@ -21,3 +21,19 @@ class Reporter(Plugin):
 
     def write(self, results, out_dir: Path) -> list[Path]:
         raise NotImplementedError
+
+
+class SingleFileReporter(Reporter):
+    """A reporter that writes one text file, ``<basename><extension>``: implement :meth:`render`."""
+
+    basename: ClassVar[str] = "report"
+
+    def render(self, results, out_dir: Path) -> str:
+        raise NotImplementedError
+
+    def write(self, results, out_dir: Path) -> list[Path]:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{self.basename}{self.extension}"
+        path.write_text(self.render(results, out_dir), encoding="utf-8")
+        return [path]

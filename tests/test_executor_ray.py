@@ -11,7 +11,7 @@ import socket
 import sys
 
 import pytest
-from test_executors import SUITE, deterministic, fake_job, run
+from test_executors import deterministic, fake_job, run
 
 from ecgbench.cell import CellResult
 from ecgbench.errors import ConfigError, PluginError

@@ -6,7 +6,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 
 from ecgbench.cell import CellJob, CellResult, CellSpec
 from ecgbench.config import build_suite

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import textwrap
 
-import numpy as np
 import pytest
 
 from ecgbench import CLASSES, hookimpl

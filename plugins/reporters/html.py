@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgbench import hookimpl
-from ecgbench.reporting import Reporter
+from ecgbench.reporting import SingleFileReporter
 from ecgbench_plugins.reporters import _table
 
 STYLE = """
@@ -187,19 +187,15 @@ def html_report(results, out_dir: Path, fmt: str = "html") -> str:
     return "\n".join(parts) + "\n"
 
 
-class HtmlReporter(Reporter):
+class HtmlReporter(SingleFileReporter):
     """Writes ``report.html``: table, trade-off plots and lottery rounds on one offline page."""
 
     name = "html"
     description = "self-contained HTML page: comparison table, F1 vs size (Pareto front), F1 vs device latency, lottery rounds"
     extension = ".html"
 
-    def write(self, results, out_dir: Path) -> list[Path]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"report{self.extension}"
-        path.write_text(html_report(results, out_dir, self.name), encoding="utf-8")
-        return [path]
+    def render(self, results, out_dir: Path) -> str:
+        return html_report(results, out_dir, self.name)
 
 
 @hookimpl

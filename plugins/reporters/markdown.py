@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecgbench import hookimpl
-from ecgbench.reporting import Reporter
+from ecgbench.reporting import SingleFileReporter
 from ecgbench_plugins.reporters import _table
 
 
@@ -39,19 +39,15 @@ def markdown_report(results, out_dir: Path, fmt: str = "md") -> str:
     return "\n".join(parts) + "\n"
 
 
-class MarkdownReporter(Reporter):
+class MarkdownReporter(SingleFileReporter):
     """Writes ``report.md``: one row per pipeline, seeds as mean ± std."""
 
     name = "md"
     description = "Markdown comparison table (one row per pipeline, seeds as mean ± std)"
     extension = ".md"
 
-    def write(self, results, out_dir: Path) -> list[Path]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"report{self.extension}"
-        path.write_text(markdown_report(results, out_dir, self.name), encoding="utf-8")
-        return [path]
+    def render(self, results, out_dir: Path) -> str:
+        return markdown_report(results, out_dir, self.name)
 
 
 @hookimpl

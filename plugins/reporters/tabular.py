@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgbench import hookimpl
-from ecgbench.reporting import Reporter
+from ecgbench.reporting import Reporter, SingleFileReporter
 from ecgbench_plugins.reporters import _table
 
 JSON_FORMAT = "ecgbench-results"
@@ -64,19 +64,17 @@ class CsvReporter(Reporter):
         return [path]
 
 
-class JsonReporter(Reporter):
+class JsonReporter(SingleFileReporter):
     """Writes ``results.json``: run metadata, flat rows and the nested metrics of every cell."""
 
     name = "json"
     description = "JSON with the run's metadata, one flat row per cell and the nested metrics (input of ecgbench compare)"
     extension = ".json"
 
-    def write(self, results, out_dir: Path) -> list[Path]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"results{self.extension}"
-        path.write_text(json.dumps(results_document(results), indent=1, default=str) + "\n", encoding="utf-8")
-        return [path]
+    basename = "results"
+
+    def render(self, results, out_dir: Path) -> str:
+        return json.dumps(results_document(results), indent=1, default=str) + "\n"
 
 
 @hookimpl
