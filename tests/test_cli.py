@@ -114,3 +114,14 @@ def test_killed_run_resumes_with_only_the_missing_cells(suite, tmp_path):
     rerun = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"{4 - done_before} done, {done_before} already done, 0 failed" in rerun.stdout
+
+
+def test_smoke_trains_one_epoch_of_two_batches(suite, tmp_path, capsys):
+    assert main(["run", str(suite), "--smoke", "--only", "dense"]) == 0
+    assert "1 done" in capsys.readouterr().out
+    from ecgbench.store import ResultStore
+
+    results = ResultStore(tmp_path / "home" / "results.sqlite").run_results("cli-test-smoke")
+    (cell,) = results.cells
+    assert cell.config["training"]["epochs"] == 1 and cell.config["training"]["max_batches_per_epoch"] == 2
+    assert cell.metrics["baseline"]["epochs"] == 1
