@@ -15,6 +15,23 @@ reasoning). Throughput is given per operator class and per precision, because
 the same core runs a dense convolution, a depthwise convolution and a
 fully-connected layer at rates up to 2x apart (CMSIS-NN, Lai et al. 2018).
 
+Two rate groups are optional, and a profile leaves them out when its software
+stack has no such kernel:
+
+- ``depthwise_conv_strided`` (in any precision's rates): depthwise
+  convolutions with a stride above 1. onnxruntime's depthwise kernel runs them
+  about 2.5x slower per MAC than stride 1 on the calibration machine; CMSIS-NN
+  computes only the strided outputs, so the microcontroller profiles omit it
+  and strided layers run at ``depthwise_conv``.
+- ``int8_dynamic``: integer kernels fed by dynamic (run-time) activation
+  quantization, onnxruntime's ConvInteger / MatMulInteger that
+  ``quantize_dynamic`` emits. They are a different kernel from the static int8
+  path (onnxruntime's ConvInteger ran 25x slower than its QDQ/QLinearConv path
+  here). Dynamic quantization is a server/desktop technique: TFLite Micro and
+  CMSIS-NN only run statically quantized int8, so the microcontroller profiles
+  omit it; a dynamic layer then runs at the ``int8`` rates and the prediction's
+  notes say so.
+
 The ``host`` profile describes the machine running ecgbench with onnxruntime;
 ``ecgbench devices calibrate`` measures it and writes
 :func:`default_host_profile_path` (or the file ``$ECGBENCH_HOST_PROFILE``
@@ -37,7 +54,13 @@ OP_CLASSES = ("conv", "depthwise_conv", "fc", "elementwise")
 """Operator classes a profile gives a rate for (``ecgbench.simulator`` maps pooling and copies to ``elementwise``)."""
 
 PRECISIONS = ("fp32", "int8")
-"""Precisions a profile gives rates for; fp16 layers run at the fp32 rate (no built-in core has fp16 SIMD MACs)."""
+"""Precisions every profile gives rates for; fp16 layers run at the fp32 rate (no built-in core has fp16 SIMD MACs)."""
+
+DYNAMIC_INT8 = "int8_dynamic"
+"""The optional precision of dynamically quantized integer kernels (ConvInteger, MatMulInteger)."""
+
+STRIDED_DEPTHWISE = "depthwise_conv_strided"
+"""The optional operator class of depthwise convolutions with a stride above 1."""
 
 HOST_PROFILE_ENV = "ECGBENCH_HOST_PROFILE"
 """Environment variable naming a calibrated host profile YAML to use instead of the default path."""
@@ -55,13 +78,31 @@ class OpRates(_Strict):
     fc: float = Field(gt=0, description="fully connected / matrix multiply, MACs per cycle")
     elementwise: float = Field(gt=0, description="element-wise, pooling and copy operations, element operations per cycle")
     im2col: float = Field(gt=0, description="values copied into im2col columns per cycle by dense convolutions with kernel > 1")
+    depthwise_conv_strided: float | None = Field(
+        None, gt=0, description="depthwise convolution with stride > 1, MACs per cycle; omitted: runs at depthwise_conv"
+    )
+
+
+class DynamicOpRates(_Strict):
+    """Rates of dynamically quantized integer kernels (ConvInteger, MatMulInteger); element-wise work around them is float."""
+
+    conv: float = Field(gt=0, description="dense ConvInteger, MACs per cycle")
+    depthwise_conv: float = Field(gt=0, description="depthwise ConvInteger (groups == input channels), MACs per cycle")
+    fc: float = Field(gt=0, description="MatMulInteger, MACs per cycle")
+    im2col: float = Field(gt=0, description="values copied into im2col columns per cycle by dense ConvInteger with kernel > 1")
+    depthwise_conv_strided: float | None = Field(
+        None, gt=0, description="depthwise ConvInteger with stride > 1, MACs per cycle; omitted: runs at depthwise_conv"
+    )
 
 
 class MacRates(_Strict):
-    """Throughput per precision: fp32 (FPU) and int8 (SIMD/DSP extension kernels)."""
+    """Throughput per precision: fp32 (FPU), int8 (SIMD/DSP extension kernels) and, optionally, dynamic int8."""
 
     fp32: OpRates
     int8: OpRates
+    int8_dynamic: DynamicOpRates | None = Field(
+        None, description="dynamically quantized kernels (onnxruntime ConvInteger / MatMulInteger); omitted: they run at the int8 rates"
+    )
 
 
 class DeviceProfile(_Strict):
@@ -95,13 +136,34 @@ class DeviceProfile(_Strict):
     calibration: str = Field("", description="how the figures were measured on this machine; empty for datasheet figures and estimates")
 
     def rate(self, precision: str, op_class: str) -> float:
-        """MACs (or element operations) per cycle for ``precision`` ('fp32', 'fp16' or 'int8') and an OP_CLASSES name."""
-        rates = self.macs_per_cycle.int8 if precision == "int8" else self.macs_per_cycle.fp32
-        return getattr(rates, op_class)
+        """MACs (or element operations) per cycle for ``precision`` ('fp32', 'fp16', 'int8', 'int8_dynamic') and an operator class."""
+        return self.resolve_rate(precision, op_class)[0]
+
+    def resolve_rate(self, precision: str, op_class: str) -> tuple[float, str]:
+        """(rate, note): the note says which rate stood in for one this profile does not give, "" when none did.
+
+        ``op_class`` is an OP_CLASSES name, ``im2col`` or ``depthwise_conv_strided``
+        (falls back to ``depthwise_conv`` without a note: that is its documented meaning).
+        ``int8_dynamic`` falls back to the ``int8`` rates, with a note.
+        """
+        note = ""
+        rates: OpRates | DynamicOpRates = self.macs_per_cycle.int8 if precision == "int8" else self.macs_per_cycle.fp32
+        if precision == DYNAMIC_INT8:
+            dynamic = self.macs_per_cycle.int8_dynamic
+            if dynamic is not None and hasattr(dynamic, op_class):
+                rates = dynamic
+            else:
+                rates = self.macs_per_cycle.int8
+                if dynamic is None:
+                    note = f"profile '{self.name}' gives no int8_dynamic rates: dynamic-quantized layers (ConvInteger, MatMulInteger) use its int8 rates"
+        value = getattr(rates, op_class)
+        if value is None and op_class == STRIDED_DEPTHWISE:
+            value = rates.depthwise_conv
+        return value, note
 
     def to_yaml(self) -> str:
         """The profile as YAML that :func:`load_profile` reads back."""
-        return yaml.safe_dump(self.model_dump(), sort_keys=False, width=120)
+        return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False, width=120)
 
 
 def profile_from_dict(data: Any, where: str) -> DeviceProfile:

@@ -8,7 +8,11 @@ by one with ``time.perf_counter``.
 :func:`calibrate_host_profile` measures the throughput the simulator needs
 (MACs per second per operator class and precision, bytes per second, the
 per-operator dispatch cost) on single-operator micro-kernels built here with
-``onnx.helper``, never on the models being predicted. Rates are per second and
+``onnx.helper``, never on the models being predicted. Three int8 kernel kinds
+are told apart: QDQ groups that onnxruntime fuses into QLinearConv / QGemm
+(``int8``), and the ConvInteger / MatMulInteger that dynamic quantization
+leaves (``int8_dynamic``); depthwise convolutions are calibrated at stride 1
+(``depthwise_conv``) and stride 2 (``depthwise_conv_strided``). Rates are per second and
 stored per cycle of a nominal clock (``/proc/cpuinfo``'s, or 1 GHz): the clock
 cancels out of every prediction.
 """
@@ -27,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ecgbench.devices import DeviceProfile, MacRates, OpRates, profile_from_dict
+from ecgbench.devices import DeviceProfile, DynamicOpRates, MacRates, OpRates, profile_from_dict
 from ecgbench.errors import ConfigError
 
 
@@ -106,14 +110,16 @@ def _time_session(session, feed: dict, threads: int, warmup: int, repeats: int) 
 # --- calibration of the host profile ----------------------------------------------------------
 
 # Micro-kernels: 'same'-padded 1-D convolutions over 10 s at 300 Hz with kernel 16 (Hannun et al.
-# 2019) at ECG-typical widths; depthwise convolutions with the kernels and strides of 1-D
-# depthwise-separable nets (k9 stride 2 as in MLPerf Tiny's DS-CNN and ecgbench's dscnn; k16
-# stride 1); matrix-vector products of classifier size; element-wise operators over a 64 x 3000
-# activation; and a chain of tiny convolutions for the per-operator cost.
+# 2019) at ECG-typical widths; depthwise convolutions with the kernels of 1-D depthwise-separable
+# nets (k9 as in MLPerf Tiny's DS-CNN and ecgbench's dscnn; k16), once at stride 1 and once at
+# stride 2 (the stride of every dscnn block); matrix-vector products of classifier size;
+# element-wise operators over a 64 x 3000 activation; and a chain of tiny convolutions for the
+# per-operator cost.
 CALIBRATION_SAMPLES = 3000
 CONV_WIDTHS = (8, 16, 32, 64)
 CONV_KERNEL = 16
-DEPTHWISE_SHAPES = ((16, 9, 2), (64, 9, 2), (16, 16, 1), (64, 16, 1))  # (channels, kernel, stride)
+DEPTHWISE_SHAPES = ((16, 9), (64, 9), (16, 16), (64, 16))  # (channels, kernel)
+DEPTHWISE_STRIDED = 2
 FC_SHAPES = ((1, 256, 256), (1, 1024, 256))  # (M, K, N)
 ELEMENTWISE_CHANNELS = 64
 OVERHEAD_CHAIN = 32
@@ -127,6 +133,7 @@ class _Kernel:
     input_shape: tuple[int, ...]
     work: float  # MACs or element operations
     im2col: float = 0.0  # values copied into im2col columns
+    input_dtype: type = np.float32  # uint8 for dynamic-quantization kernels
 
 
 def _model(nodes, inputs, outputs, initializers) -> bytes:
@@ -184,6 +191,41 @@ def _conv_kernel(c_in: int, c_out: int, kernel: int, groups: int, int8: bool, rn
     return _Kernel(label, _model(nodes, [x], [y], _activation_quant_inits() + w_inits + b_inits), (1, c_in, samples), macs, im2col)
 
 
+def _integer_weight(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> list[TensorProto]:
+    """Symmetric int8 weight and its one zero point (0), as quantize_dynamic stores them (scales stay in the float Mul after)."""
+    return [numpy_helper.from_array(rng.integers(-127, 128, shape).astype(np.int8), name),
+            numpy_helper.from_array(np.array(0, np.int8), name + "_zp")]
+
+
+def _conv_integer_kernel(c_in: int, c_out: int, kernel: int, groups: int, rng: np.random.Generator, stride: int = 1) -> _Kernel:
+    """The ConvInteger that onnxruntime's quantize_dynamic emits for a conv (uint8 activations, int8 weights).
+
+    Only the integer kernel: the DynamicQuantizeLinear before it and the
+    Cast / Mul / Add after it are float element-wise layers the analyzer costs
+    on their own (about 3 % of a quantize_dynamic'd 16 -> 16, k16 conv here).
+    """
+    samples = CALIBRATION_SAMPLES
+    pads = [(kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2]
+    outputs = (samples - 1) // stride + 1
+    weight_shape = (c_out, c_in // groups, kernel)
+    macs = c_out * outputs * (c_in // groups) * kernel
+    im2col = outputs * c_in * kernel if groups != c_in or c_in == 1 else 0
+    inits = _integer_weight("w", weight_shape, rng) + [numpy_helper.from_array(np.array(128, np.uint8), "x_zp")]
+    node = helper.make_node("ConvInteger", ["x", "w", "x_zp", "w_zp"], ["y"], group=groups, pads=pads, kernel_shape=[kernel], strides=[stride])
+    x = helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c_in, samples])
+    y = helper.make_tensor_value_info("y", TensorProto.INT32, [1, c_out, outputs])
+    label = f"conv int8_dynamic {c_in}->{c_out} k{kernel} g{groups} s{stride}"
+    return _Kernel(label, _model([node], [x], [y], inits), (1, c_in, samples), macs, im2col, np.uint8)
+
+
+def _matmul_integer_kernel(m: int, k: int, n: int, rng: np.random.Generator) -> _Kernel:
+    """The MatMulInteger that quantize_dynamic emits for a Linear layer (uint8 activations, int8 weights)."""
+    inits = _integer_weight("w", (k, n), rng) + [numpy_helper.from_array(np.array(128, np.uint8), "x_zp")]
+    node = helper.make_node("MatMulInteger", ["x", "w", "x_zp", "w_zp"], ["y"])
+    x, y = helper.make_tensor_value_info("x", TensorProto.UINT8, [m, k]), helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])
+    return _Kernel(f"fc int8_dynamic {m}x{k}x{n}", _model([node], [x], [y], inits), (m, k), m * k * n, 0.0, np.uint8)
+
+
 def _fc_kernel(m: int, k: int, n: int, int8: bool, rng: np.random.Generator) -> _Kernel:
     x, y = _float_input("x", (m, k)), _float_input("y", (m, n))
     label = f"fc {'int8' if int8 else 'fp32'} {m}x{k}x{n}"
@@ -230,7 +272,12 @@ CALIBRATION_ROUNDS = 3
 
 def _seconds(kernel: _Kernel, threads: int, repeats: int) -> float:
     session = make_session(kernel.model, threads)
-    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(kernel.input_shape).astype(np.float32)}
+    rng = np.random.default_rng(0)
+    if kernel.input_dtype == np.uint8:
+        values = rng.integers(0, 256, kernel.input_shape).astype(np.uint8)
+    else:
+        values = rng.standard_normal(kernel.input_shape).astype(kernel.input_dtype)
+    feed = {session.get_inputs()[0].name: values}
     rounds = [_time_session(session, feed, threads, warmup=3 if i == 0 else 1, repeats=repeats) for i in range(CALIBRATION_ROUNDS)]
     return min(r.median_ms for r in rounds) / 1e3
 
@@ -277,7 +324,9 @@ def calibrate_host_profile(threads: int = 1, repeats: int = 15, base: DeviceProf
     in CONV_WIDTHS (:func:`fit_conv_rates`); other rates are work / median time
     (geometric mean over shapes). int8 kernels are in quantize_static's QDQ
     form, with the time of their surrounding QuantizeLinear/DequantizeLinear
-    subtracted. The per-operator cost is the time per node of a chain of tiny
+    subtracted; int8_dynamic kernels are the ConvInteger / MatMulInteger that
+    quantize_dynamic emits, alone. Depthwise rates are calibrated at stride 1
+    and, as ``depthwise_conv_strided``, at stride DEPTHWISE_STRIDED. The per-operator cost is the time per node of a chain of tiny
     convolutions. Power figures cannot be measured here and come from ``base``.
     """
     rng = np.random.default_rng(0)
@@ -305,16 +354,27 @@ def calibrate_host_profile(threads: int = 1, repeats: int = 15, base: DeviceProf
         subtract = [c if int8 else None for c in CONV_WIDTHS]
         dense = [_conv_kernel(c, c, CONV_KERNEL, 1, int8, rng) for c in CONV_WIDTHS]
         conv_rate, im2col_rate = fit_conv_rates(dense, [timed(k, c) for k, c in zip(dense, subtract)])
+        depthwise_subtract = [c if int8 else None for c, _k in DEPTHWISE_SHAPES]
         per_second[precision] = {
             "conv": conv_rate,
             "im2col": im2col_rate,
-            "depthwise_conv": mean_rate(
-                [_conv_kernel(c, c, k, c, int8, rng, stride) for c, k, stride in DEPTHWISE_SHAPES],
-                [c if int8 else None for c, _k, _s in DEPTHWISE_SHAPES],
+            "depthwise_conv": mean_rate([_conv_kernel(c, c, k, c, int8, rng) for c, k in DEPTHWISE_SHAPES], depthwise_subtract),
+            "depthwise_conv_strided": mean_rate(
+                [_conv_kernel(c, c, k, c, int8, rng, DEPTHWISE_STRIDED) for c, k in DEPTHWISE_SHAPES], depthwise_subtract
             ),
             "fc": mean_rate([_fc_kernel(m, k, n, int8, rng) for m, k, n in FC_SHAPES], [None] * len(FC_SHAPES)),
             "elementwise": mean_rate([_elementwise_kernel("Relu" if not int8 else "Add", int8)], [ELEMENTWISE_CHANNELS if int8 else None]),
         }
+    dense = [_conv_integer_kernel(c, c, CONV_KERNEL, 1, rng) for c in CONV_WIDTHS]
+    conv_rate, im2col_rate = fit_conv_rates(dense, [timed(k) for k in dense])
+    no_subtract = [None] * len(DEPTHWISE_SHAPES)
+    per_second["int8_dynamic"] = {
+        "conv": conv_rate,
+        "im2col": im2col_rate,
+        "depthwise_conv": mean_rate([_conv_integer_kernel(c, c, k, c, rng) for c, k in DEPTHWISE_SHAPES], no_subtract),
+        "depthwise_conv_strided": mean_rate([_conv_integer_kernel(c, c, k, c, rng, DEPTHWISE_STRIDED) for c, k in DEPTHWISE_SHAPES], no_subtract),
+        "fc": mean_rate([_matmul_integer_kernel(m, k, n, rng) for m, k, n in FC_SHAPES], [None] * len(FC_SHAPES)),
+    }
     add = _elementwise_kernel("Add", False)
     bandwidth = 3 * 4 * add.work / timed(add)  # two fp32 operands read, one written
     long_chain, short_chain = _conv_chain_kernel(OVERHEAD_CHAIN + 1, rng), _conv_chain_kernel(1, rng)
@@ -336,6 +396,7 @@ def calibrate_host_profile(threads: int = 1, repeats: int = 15, base: DeviceProf
         "macs_per_cycle": MacRates(
             fp32=OpRates(**{k: v / clock for k, v in per_second["fp32"].items()}),
             int8=OpRates(**{k: v / clock for k, v in per_second["int8"].items()}),
+            int8_dynamic=DynamicOpRates(**{k: v / clock for k, v in per_second["int8_dynamic"].items()}),
         ).model_dump(),
         "sparse_kernels": False,  # onnxruntime's CPU Conv/MatMul kernels are dense
         "sparse_efficiency": base_data.get("sparse_efficiency", 1.0),

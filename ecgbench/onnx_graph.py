@@ -29,7 +29,12 @@ follow hand-countable rules:
   zero point.
 
 Quantized graphs. onnxruntime's QOperator form (QLinearConv, QLinearMatMul,
-ConvInteger, MatMulInteger, ...) runs in int8. In QDQ form (quantize_static's
+ConvInteger, MatMulInteger, ...) runs in int8. ConvInteger and MatMulInteger
+are their own kernel kind, ``quantization: "dynamic"``: they multiply uint8/int8
+values into int32 sums and leave scaling to float operators around them, the
+form ``quantize_dynamic`` emits after a DynamicQuantizeLinear that quantizes
+each activation at run time. Every other int8 layer is ``quantization:
+"static"``; float layers have ``null``. In QDQ form (quantize_static's
 default) an operator whose data inputs all come from DequantizeLinear, whose
 float constants (weights, bias) are all dequantized integer tensors, and whose
 outputs all go to QuantizeLinear runs in int8, as onnxruntime and TFLite Micro
@@ -39,6 +44,16 @@ keeps the operator in float, as onnxruntime's QDQ selectors do. The surrounding 
 then ``free`` (the int8 kernel reads and requantizes in place) and its output
 is an int8 buffer. Q/DQ nodes that convert between a float operator and an int8
 one are real element-wise operators.
+
+This QDQ rule is the format's meaning, the same on every device, and it is what
+TFLite Micro runs. One runtime may fuse fewer groups: onnxruntime 1.2x-1.3x on
+x86 first rewrites int8 Q->DQ pairs to uint8 (QDQS8ToU8Transformer) only where
+the QuantizeLinear has a single reader, after EnsureUniqueDQForNodeUnit has
+given each reader of a shared DequantizeLinear its own copy; its Conv selector
+then needs input and output of one type. A convolution whose input feeds a
+residual Add as well (or whose output does) keeps int8 on one side and uint8 on
+the other and runs as float Conv between Q/DQ nodes. That rule depends on the
+platform (no uint8 rewrite on Arm64) and is left out here.
 
 Layers that cost nothing. Nodes whose inputs are all constants (shape
 arithmetic, the DequantizeLinear of a weight) are folded at conversion time
@@ -64,10 +79,12 @@ JSON schema of :meth:`GraphStats.to_dict` (``schema: "ecgbench.graph/1"``)::
         "name": str, "op_type": str,
         "op_class": "conv" | "depthwise_conv" | "fc" | "elementwise" | "pool" | "copy" | "free" | "other",
         "compute_dtype": "fp32" | "fp16" | "int8",
+        "quantization": "static" | "dynamic" | null,   # int8 kernel kind (see above); null for float layers
         "weight_dtype": "fp32" | "fp16" | "int8" | null,
         "input_shapes": [[int, ...], ...],     # activation (non-constant) inputs
         "output_shapes": [[int, ...], ...],
         "weight_shape": [int, ...] | null,
+        "strides": [int, ...],                 # convolutions: stride per spatial axis; [] for other layers
         "macs": int, "effective_macs": int, "im2col_elements": int, "ops": int,
         "params": int, "nonzero_params": int, "param_bytes": int,
         "activation_bytes_in": int, "activation_bytes_out": int,   # as stored on a device (int8 buffers: 1 byte)
@@ -128,6 +145,8 @@ _MATMUL_OPS: dict[str, tuple[tuple[int, ...], int | None, dict[int, int]]] = {
     "MatMulInteger": ((1, 0), None, {1: 3, 0: 2}),
     "QGemm": ((3, 0), 6, {3: 5, 0: 2}),  # com.microsoft, from onnxruntime's QOperator quantizer
 }
+# Integer-accumulating operators with float scaling around them: onnxruntime's dynamic quantization kernels.
+_DYNAMIC_INT8 = frozenset({"ConvInteger", "MatMulInteger"})
 # Operators that compute in int8 whatever surrounds them (onnxruntime's QOperator form).
 _INT8_NATIVE = frozenset(
     {"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QGemm", "QLinearAdd", "QLinearMul",
@@ -193,6 +212,8 @@ class LayerStats:
     input_shapes: list[list[int]]
     output_shapes: list[list[int]]
     weight_shape: list[int] | None = None
+    strides: list[int] = field(default_factory=list)
+    quantization: str | None = None
     macs: int = 0
     effective_macs: int = 0
     im2col_elements: int = 0
@@ -719,6 +740,8 @@ class _Analysis:
             layer.note = f"unsupported operator {node.domain + '.' if node.domain else ''}{op}: counted as one element-wise operation per output element"
         if layer.op_class not in ("conv", "depthwise_conv", "fc"):
             layer.effective_macs = layer.macs
+        if layer.compute_dtype == "int8" and layer.op_class != "free":
+            layer.quantization = "dynamic" if op in _DYNAMIC_INT8 else "static"
         return layer
 
     def _compute_dtype(self, node: onnx.NodeProto, data_inputs: list[str], qdq_int8: bool) -> str:
@@ -748,6 +771,7 @@ class _Analysis:
             operands.append((node.input[b_index], None, 0))
         self._weights(layer, operands, weight)
         kernel = list(w_shape[2:])
+        layer.strides = [int(v) for v in _attr(node, "strides", [1] * len(kernel))]
         channels = w_shape[1] if not depthwise else c_in
         layer.scratch_bytes = scratch_bytes(layer.op_class, channels, kernel, layer.compute_dtype)
         if layer.op_class == "conv" and math.prod(kernel) > 1 and node.op_type != "ConvTranspose":

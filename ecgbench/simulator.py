@@ -9,10 +9,15 @@ Latency, per layer (a roofline plus a dispatch cost)::
 
 ``work`` is the layer's MACs for conv / depthwise_conv / fc layers and its
 element operations otherwise (pooling, copies and unsupported operators use the
-``elementwise`` rate). int8 layers use the int8 rates; fp32 and fp16 the fp32
-rates. Unstructured sparsity earns nothing unless the profile declares sparse
-kernels: then a layer with weights runs ``effective_macs / (rate x
-sparse_efficiency)`` cycles when that beats its dense cycles. ``free`` layers
+``elementwise`` rate). Statically quantized int8 layers use the int8 rates;
+dynamically quantized ones (ConvInteger, MatMulInteger: the analyzer's
+``quantization: "dynamic"``) the profile's ``int8_dynamic`` rates, or the int8
+rates with a note in ``notes`` when the profile gives none; fp32 and fp16 the
+fp32 rates. A depthwise convolution with a stride above 1 runs at the
+``depthwise_conv_strided`` rate when the profile gives one. Unstructured
+sparsity earns nothing unless the profile declares sparse kernels: then a layer
+with weights runs ``effective_macs / (rate x sparse_efficiency)`` cycles when
+that beats its dense cycles. ``free`` layers
 (aliases, fused Q/DQ) cost nothing.
 
 Memory. Peak RAM is the largest, over the layers in execution order, of the
@@ -41,8 +46,10 @@ JSON schema of :meth:`DevicePrediction.to_dict` (``schema: "ecgbench.device-pred
       "flash_source": "deployable" | "parameters",           # where flash_bytes came from
       "fits": bool, "why": str,                              # why is "" when it fits
       "sparse_kernels_used": bool,
+      "notes": [str, ...],                                   # rates the profile lacked and what stood in
       "per_layer": [{
-        "name": str, "op_type": str, "op_class": str, "precision": str,
+        "name": str, "op_type": str, "op_class": str,
+        "precision": "fp32" | "int8" | "int8_dynamic",        # the rate table used
         "work": int,                                         # MACs or element operations costed
         "compute_cycles": float, "memory_cycles": float, "cycles": float,
         "latency_ms": float, "bound": "compute" | "memory" | "free",
@@ -56,7 +63,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ecgbench.devices import DeviceProfile
+from ecgbench.devices import DYNAMIC_INT8, STRIDED_DEPTHWISE, DeviceProfile
 from ecgbench.onnx_graph import GraphStats, LayerStats
 
 SCHEMA = "ecgbench.device-prediction/1"
@@ -111,6 +118,7 @@ class DevicePrediction:
     fits: bool
     why: str
     sparse_kernels_used: bool
+    notes: list[str] = field(default_factory=list)
     per_layer: list[LayerPrediction] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -128,7 +136,8 @@ def simulate(
     if screening_interval_min <= 0:
         raise ValueError("screening_interval_min must be positive")
     live = live_bytes_per_layer(graph)
-    per_layer = [_layer(layer, profile, live_now) for layer, live_now in zip(graph.layers, live)]
+    notes: list[str] = []
+    per_layer = [_layer(layer, profile, live_now, notes) for layer, live_now in zip(graph.layers, live)]
     latency_s = sum(p.cycles for p in per_layer) / profile.clock_hz
     peak_ram = max(live, default=sum(graph.buffer_bytes.get(b, 0) for b in graph.graph_inputs))
     flash_need = int(flash_bytes) if flash_bytes is not None else graph.param_bytes
@@ -155,15 +164,32 @@ def simulate(
         fits=not reasons,
         why="; ".join(reasons),
         sparse_kernels_used=any(p.sparse for p in per_layer),
+        notes=notes,
         per_layer=per_layer,
     )
 
 
-def _layer(layer: LayerStats, profile: DeviceProfile, live_now: int) -> LayerPrediction:
-    precision = "int8" if layer.compute_dtype == "int8" else "fp32"
+def precision_of(layer: LayerStats) -> str:
+    """The rate table a layer runs at: 'int8_dynamic' (ConvInteger, MatMulInteger), 'int8' or 'fp32' (also for fp16)."""
+    if layer.quantization == "dynamic":
+        return DYNAMIC_INT8
+    return "int8" if layer.compute_dtype == "int8" else "fp32"
+
+
+def rate_class_of(layer: LayerStats) -> str:
+    """The profile's operator class for a layer: RATE_CLASS, with strided depthwise convolutions apart."""
+    if layer.op_class == "depthwise_conv" and any(s > 1 for s in layer.strides):
+        return STRIDED_DEPTHWISE
+    return RATE_CLASS[layer.op_class]
+
+
+def _layer(layer: LayerStats, profile: DeviceProfile, live_now: int, notes: list[str]) -> LayerPrediction:
+    precision = precision_of(layer)
     if layer.op_class == "free":
         return LayerPrediction(layer.name, layer.op_type, layer.op_class, precision, 0, 0.0, 0.0, 0.0, 0.0, "free", False, live_now)
-    rate = profile.rate(precision, RATE_CLASS[layer.op_class])
+    rate, note = profile.resolve_rate(precision, rate_class_of(layer))
+    if note and note not in notes:
+        notes.append(note)
     work = layer.macs if layer.op_class in MAC_CLASSES else layer.ops
     compute = work / rate
     sparse = False

@@ -115,6 +115,26 @@ def test_yaml_round_trip_and_rates(tmp_path):
         profile.clock_hz = 1.0  # frozen
 
 
+def test_optional_rates_and_their_fallbacks(tmp_path):
+    nrf = load_profile(PROFILE_DIR / "nrf52840.yaml")
+    assert nrf.macs_per_cycle.int8_dynamic is None  # microcontroller runtimes have no dynamic quantization
+    rate, note = nrf.resolve_rate("int8_dynamic", "conv")
+    assert rate == nrf.rate("int8", "conv") == 0.5 and "no int8_dynamic rates" in note and "nrf52840" in note
+    assert nrf.resolve_rate("fp32", "depthwise_conv_strided") == (0.15, "")  # strided falls back to depthwise_conv
+    host = load_profile(PROFILE_DIR / "host.yaml")
+    dynamic = host.macs_per_cycle.int8_dynamic
+    assert dynamic is not None and host.resolve_rate("int8_dynamic", "conv") == (dynamic.conv, "")
+    assert host.rate("int8_dynamic", "elementwise") == host.rate("int8", "elementwise")  # no dynamic element-wise kernels
+    assert host.rate("fp32", "depthwise_conv_strided") < host.rate("fp32", "depthwise_conv")
+    again = load_profile(save_profile(host, tmp_path / "host.yaml"))
+    assert again == host
+    assert "null" not in (tmp_path / "host.yaml").read_text()  # absent optional rates are left out, not written as null
+    data = _nrf_data()
+    data["macs_per_cycle"]["int8_dynamic"] = {"conv": 1.0, "depthwise_conv": 1.0, "fc": 1.0}
+    with pytest.raises(ConfigError, match=r"macs_per_cycle.int8_dynamic.im2col"):
+        load_profile(_write(tmp_path, data))
+
+
 def test_calibrated_host_profile_replaces_the_defaults(tmp_path, monkeypatch, plugin_manager):
     from ecgbench.registry import build_registry
 

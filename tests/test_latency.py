@@ -73,6 +73,27 @@ def test_micro_kernels_have_the_macs_they_claim():
         assert [layer.compute_dtype for layer in stats.layers if layer.macs] == ["int8" if int8 else "fp32"]
 
 
+def test_conv_integer_kernel_is_what_quantize_dynamic_emits(tmp_path):
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ecgbench.latency import _conv_integer_kernel
+    from ecgbench.onnx_graph import analyze_onnx
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "f.onnx").write_bytes(_conv_kernel(8, 8, 16, 1, False, rng).model)
+    quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), per_channel=True, weight_type=QuantType.QInt8)
+    emitted = next(n for n in onnx.load(str(tmp_path / "q.onnx")).graph.node if n.op_type == "ConvInteger")
+    kernel = _conv_integer_kernel(8, 8, 16, 1, rng)
+    (built,) = onnx.load_from_string(kernel.model).graph.node
+    assert built.op_type == emitted.op_type and len(built.input) == len(emitted.input) == 4
+    assert kernel.input_dtype == np.uint8
+    stats = analyze_onnx(kernel.model)
+    assert stats.macs == kernel.work == 8 * 3000 * 8 * 16
+    assert [(layer.quantization, layer.im2col_elements) for layer in stats.layers] == [("dynamic", kernel.im2col)]
+    measure_onnx_latency(kernel.model, (1, 8, 3000), warmup=0, repeats=1)  # onnxruntime runs it
+
+
 def test_fit_conv_rates_recovers_known_rates():
     from ecgbench.latency import _Kernel, fit_conv_rates
 
@@ -89,6 +110,8 @@ def test_calibration_gives_a_valid_host_profile():
     assert profile.sparse_kernels is False
     labels = [r["kernel"] for r in records]
     assert any(label.startswith("conv fp32") for label in labels) and any(label.startswith("conv int8") for label in labels)
-    for rates in (profile.macs_per_cycle.fp32, profile.macs_per_cycle.int8):
+    assert any(label.startswith("conv int8_dynamic") for label in labels) and any(label.endswith(" s2") for label in labels)
+    for rates in (profile.macs_per_cycle.fp32, profile.macs_per_cycle.int8, profile.macs_per_cycle.int8_dynamic):
         assert all(math.isfinite(v) and v > 0 for v in rates.model_dump().values())
+        assert rates.depthwise_conv_strided is not None
     assert profile.bandwidth_bytes_per_s > 0 and profile.layer_overhead_cycles > 0

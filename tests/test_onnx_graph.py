@@ -185,6 +185,71 @@ def test_int8_models_keep_macs_and_count_int8(conv1d_onnx, tmp_path, mode, conv_
         assert [layer.param_bytes for layer in convs] == [4 * 5 + 4 * 4, 6 * 4 * 3 + 6 * 4]
 
 
+def test_dynamic_quantization_is_its_own_kernel_kind(conv1d_onnx, tmp_path):
+    graph = analyze_onnx(_quantize(conv1d_onnx, tmp_path, "dynamic"), (1, 1, 100))
+    integer = [layer for layer in graph.layers if layer.op_type in ("ConvInteger", "MatMulInteger")]
+    assert [(layer.op_type, layer.macs) for layer in integer] == [("ConvInteger", 2000), ("ConvInteger", 3600), ("MatMulInteger", 18)]
+    assert all(layer.compute_dtype == "int8" and layer.quantization == "dynamic" for layer in integer)
+    # the run-time quantizers and the float rescaling around the integer kernels stay float
+    around = [layer for layer in graph.layers if layer.op_type in ("DynamicQuantizeLinear", "Cast", "Mul")]
+    assert around and all(layer.quantization is None and layer.compute_dtype == "fp32" for layer in around)
+
+
+def test_static_int8_layers_are_marked_static(conv1d_onnx, tmp_path):
+    for mode in ("qdq", "qoperator"):
+        graph = analyze_onnx(_quantize(conv1d_onnx, tmp_path, mode), (1, 1, 100))
+        convs = [layer for layer in graph.layers if layer.op_class == "conv"]
+        assert [layer.quantization for layer in convs] == ["static", "static"], mode
+
+
+def _qdq_conv_graph(input_through_dq: bool = True, weight_through_dq: bool = True, output_to_q: bool = True, residual: bool = False):
+    """x -> [Q -> DQ] -> Conv(4->4, k3; weight [int8 -> DQ] or float) -> [Q -> DQ] (-> Add with the conv input) -> y."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "zp")]
+    nodes = []
+    x = "x"
+    if input_through_dq:
+        nodes += [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]), helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"])]
+        x = "xd"
+    if weight_through_dq:
+        inits += [numpy_helper.from_array(rng.integers(-127, 128, (4, 4, 3)).astype(np.int8), "w_int8"),
+                  numpy_helper.from_array(np.full(4, 0.01, np.float32), "w_scale"), numpy_helper.from_array(np.zeros(4, np.int8), "w_zp")]
+        nodes.append(helper.make_node("DequantizeLinear", ["w_int8", "w_scale", "w_zp"], ["w"], axis=0))
+    else:
+        inits.append(numpy_helper.from_array(rng.standard_normal((4, 4, 3)).astype(np.float32), "w"))
+    nodes.append(helper.make_node("Conv", [x, "w"], ["c"], pads=[1, 1], name="conv"))
+    out = "c"
+    if output_to_q:
+        nodes += [helper.make_node("QuantizeLinear", ["c", "s", "zp"], ["cq"]), helper.make_node("DequantizeLinear", ["cq", "s", "zp"], ["cd"])]
+        out = "cd"
+    if residual:
+        nodes.append(helper.make_node("Add", [out, x], ["sum"], name="add"))
+        out = "sum"
+    nodes.append(helper.make_node("Identity", [out], ["y"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    "input_dq, weight_dq, output_q, expected",
+    [(True, True, True, "int8"), (False, True, True, "fp32"), (True, False, True, "fp32"), (True, True, False, "fp32")],
+)
+def test_qdq_rule_needs_dequantized_input_and_weight_and_a_quantized_output(input_dq, weight_dq, output_q, expected):
+    graph = analyze_onnx(_qdq_conv_graph(input_dq, weight_dq, output_q))
+    conv = next(layer for layer in graph.layers if layer.op_type == "Conv")
+    assert conv.compute_dtype == expected
+    assert conv.quantization == ("static" if expected == "int8" else None)
+    assert conv.macs == 4 * 8 * 4 * 3
+
+
+def test_qdq_rule_ignores_activation_fan_out():
+    """A conv whose input also feeds a residual Add stays int8: the QDQ meaning, not onnxruntime's x86 rewrite (module docstring)."""
+    graph = analyze_onnx(_qdq_conv_graph(residual=True))
+    conv = next(layer for layer in graph.layers if layer.op_type == "Conv")
+    assert conv.compute_dtype == "int8" and conv.quantization == "static"
+
+
 def test_qdq_pairs_around_int8_operators_are_free_and_buffers_int8(conv1d_onnx, tmp_path):
     graph = analyze_onnx(_quantize(conv1d_onnx, tmp_path, "qdq"), (1, 1, 100))
     first = graph.layers[0]
@@ -316,13 +381,16 @@ def test_to_dict_follows_the_documented_schema(conv1d_onnx):
         "name": str, "op_type": str, "op_class": str, "compute_dtype": str, "input_shapes": list, "output_shapes": list,
         "macs": int, "effective_macs": int, "im2col_elements": int, "ops": int, "params": int, "nonzero_params": int, "param_bytes": int,
         "activation_bytes_in": int, "activation_bytes_out": int, "scratch_bytes": int, "supported": bool, "note": str,
+        "strides": list,
     }
     for layer in doc["layers"]:
-        assert set(layer) == set(types) | {"weight_dtype", "weight_shape"}
+        assert set(layer) == set(types) | {"weight_dtype", "weight_shape", "quantization"}
+        assert layer["quantization"] is None  # a float model
         for key, kind in types.items():
             assert isinstance(layer[key], kind), key
         assert layer["op_class"] in LAYER_CLASSES
         assert layer["weight_dtype"] in (None, "fp32", "fp16", "int8")
+    assert [layer["strides"] for layer in doc["layers"] if layer["macs"] and layer["op_type"] == "Conv"] == [[1], [2]]
     import json
 
     assert json.loads(json.dumps(doc)) == doc

@@ -184,14 +184,68 @@ def test_unstructured_sparsity_only_helps_with_sparse_kernels():
     assert not mild.per_layer[2].sparse and not mild.sparse_kernels_used
 
 
+def conv_integer_model(samples: int = 10):
+    """x uint8 [1,2,L] -> ConvInteger(2->4, k3, pad 1) -> y int32: a dynamic-quantization kernel, 4 x L x 2 x 3 MACs."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.integers(-127, 128, (4, 2, 3)).astype(np.int8), "w"),
+             numpy_helper.from_array(np.array(128, np.uint8), "x_zp"), numpy_helper.from_array(np.array(0, np.int8), "w_zp")]
+    node = helper.make_node("ConvInteger", ["x", "w", "x_zp", "w_zp"], ["y"], pads=[1, 1], name="conv")
+    graph = helper.make_graph([node], "dynamic", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 2, samples])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, None)], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_dynamic_int8_layers_use_the_int8_dynamic_rates():
+    graph = analyze_onnx(conv_integer_model(10))
+    dynamic = {"conv": 0.25, "depthwise_conv": 1.0, "fc": 1.0, "im2col": 0.5}
+    profile = make_profile(macs_per_cycle={"fp32": dict(RATES), "int8": dict(RATES), "int8_dynamic": dynamic})
+    prediction = simulate(graph, profile)
+    (conv,) = prediction.per_layer
+    # 4 x 10 x 2 x 3 = 240 MACs at 0.25/cycle + 10 x 2 x 3 = 60 im2col values at 0.5/cycle; + 100 cycles dispatch.
+    assert (conv.precision, conv.work, conv.compute_cycles) == ("int8_dynamic", 240, 240 / 0.25 + 60 / 0.5)
+    assert prediction.latency_ms == pytest.approx((960 + 120 + 100) / 1e6 * 1e3)
+    assert prediction.notes == []
+
+
+def test_dynamic_int8_falls_back_to_int8_rates_with_a_note():
+    graph = analyze_onnx(conv_integer_model(10))
+    prediction = simulate(graph, make_profile())  # the toy profile gives no int8_dynamic rates
+    (conv,) = prediction.per_layer
+    assert conv.precision == "int8_dynamic" and conv.compute_cycles == 240 + 60  # the int8 rates: 1 per cycle
+    assert len(prediction.notes) == 1 and "no int8_dynamic rates" in prediction.notes[0]
+    assert prediction.to_dict()["notes"] == prediction.notes
+
+
+def depthwise_model(stride: int, samples: int = 20):
+    """x [1,4,L] -> depthwise Conv(4, k3, pad 1, stride) -> y: 4 x outputs x 3 MACs."""
+    w = numpy_helper.from_array(np.ones((4, 1, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1], group=4, strides=[stride], name="dw")
+    graph = helper.make_graph([node], "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, samples])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_strided_depthwise_uses_its_own_rate_when_the_profile_gives_one():
+    rates = {**RATES, "depthwise_conv": 2.0, "depthwise_conv_strided": 0.5}
+    profile = make_profile(macs_per_cycle={"fp32": rates, "int8": dict(RATES)})
+    stride1, stride2 = (simulate(analyze_onnx(depthwise_model(s)), profile).per_layer[0] for s in (1, 2))
+    assert (stride1.work, stride1.compute_cycles) == (4 * 20 * 3, 240 / 2.0)
+    assert (stride2.work, stride2.compute_cycles) == (4 * 10 * 3, 120 / 0.5)
+    without = make_profile(macs_per_cycle={"fp32": {**RATES, "depthwise_conv": 2.0}, "int8": dict(RATES)})
+    fallback = simulate(analyze_onnx(depthwise_model(2)), without)
+    assert fallback.per_layer[0].compute_cycles == 120 / 2.0 and fallback.notes == []  # documented default, no note
+
+
 def test_to_dict_schema():
     doc = simulate(analyze_onnx(chain_model(10)), make_profile()).to_dict()
     required = {
         "latency_ms": float, "energy_mj": float, "energy_per_day_j": float, "peak_ram_bytes": int, "flash_bytes": int,
         "fits": bool, "why": str, "per_layer": list, "device": str, "inferences_per_day": float, "duty_cycle": float,
         "ram_capacity_bytes": int, "flash_capacity_bytes": int, "flash_source": str, "sparse_kernels_used": bool,
+        "notes": list,
     }
     assert set(doc) == set(required) | {"schema"} and doc["schema"] == SCHEMA
+    assert doc["notes"] == []  # a float model on a profile with every rate it needs
     for key, kind in required.items():
         assert isinstance(doc[key], kind), key
     layer_keys = {"name", "op_type", "op_class", "precision", "work", "compute_cycles", "memory_cycles", "cycles",

@@ -182,4 +182,5 @@ def _prediction_text(graph, prediction) -> str:
         f"peak RAM {human_bytes(prediction.peak_ram_bytes)} of {human_bytes(prediction.ram_capacity_bytes)}, "
         f"flash {human_bytes(prediction.flash_bytes)} of {human_bytes(prediction.flash_capacity_bytes)} ({prediction.flash_source}): {verdict}"
     )
-    return header + "\n" + _table(["layer", "op", "class", "precision", "work", "ms", "bound", "live RAM"], rows)
+    notes = "".join(f"\nnote: {note}" for note in getattr(prediction, "notes", []))
+    return header + notes + "\n" + _table(["layer", "op", "class", "precision", "work", "ms", "bound", "live RAM"], rows)
