@@ -203,6 +203,7 @@ def ensure_baseline(job: CellJob, registry: Registry) -> dict[str, Any]:
         splits = load_cell_splits(job, registry)
         model = build_model(registry, spec, len(splits.classes))
         save_checkpoint(model, folder / "initial.pt")
+        _write_split_file(splits, folder / "split.csv")
         trainer = Trainer(splits, TrainRecipe.model_validate(spec.training), spec.seed, job.progress, label=f"dense {spec.model['name']}")
         fit = trainer.fit(model)
         save_checkpoint(model, folder / "model.pt")
@@ -219,6 +220,14 @@ def ensure_baseline(job: CellJob, registry: Registry) -> dict[str, Any]:
         }
         cache.mark_done(BASELINE_KIND, spec.baseline_key, info)
         return info
+
+
+def _write_split_file(splits: DataSplits, path: Path) -> None:
+    """``record_id,split`` of every record, kept with the baseline so a run can be reproduced exactly
+    (and reused as a suite's ``data.split.file``)."""
+    assignment = splits.info.get("split") or {}
+    rows = [f"{rid},{name}" for rid, name in sorted(assignment.items())]
+    path.write_text("record,split\n" + "\n".join(rows) + "\n")
 
 
 def _dense_reference(dense_onnx: bytes, trainer: Trainer, spec: CellSpec) -> dict[str, Any]:
@@ -299,11 +308,15 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
         "n_val": len(splits.val),
         "n_test": len(splits.test),
         "skipped": splits.info.get("skipped", {}),
+        "split_counts": splits.info.get("split_counts", {}),
     }
     model_path = workdir / "model.onnx"
     model_path.write_bytes(onnx_bytes)
     timings["total_s"] = time.perf_counter() - t0
-    return CellResult(spec.cell_id, "done", metrics=metrics, timings=timings, artifacts={"onnx": str(model_path)})
+    artifacts = {"onnx": str(model_path)}
+    if (folder / "split.csv").exists():
+        artifacts["split"] = str(folder / "split.csv")
+    return CellResult(spec.cell_id, "done", metrics=metrics, timings=timings, artifacts=artifacts)
 
 
 STEP_KIND = "steps"

@@ -126,6 +126,9 @@ def test_failure_is_isolated_and_resume_skips_done_cells(env):
     dense = by_pipeline["dense"].metrics
     assert 0.0 <= dense["test"]["challenge_f1"] <= 1.0
     assert dense["delta_f1_points"] == pytest.approx(0.0)
+    split_rows = open(by_pipeline["dense"].artifacts["split"]).read().splitlines()
+    assert split_rows[0] == "record,split" and len(split_rows) == 1 + 48  # every record, with its split
+    assert {row.split(",")[1] for row in split_rows[1:]} == {"train", "val", "test"}
     half = by_pipeline["half"].metrics
     assert half["size"]["nonzero_params"] < dense["size"]["nonzero_params"]
     assert half["compression"]["steps"][0]["name"] == "magnitude"
