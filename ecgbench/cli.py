@@ -172,7 +172,12 @@ def cmd_run(args) -> int:
         print(f"  FAILED {title}: {error}")
     if summary.failures:
         print(f"  tracebacks: ecgbench runs {summary.run_id}" + (f" --db {args.db}" if args.db else ""))
-    out = args.out or Path(suite.report.out or Path("reports") / suite.name)
+    if args.out:
+        out = args.out
+    elif args.smoke:  # never overwrite a suite's published report with a smoke run
+        out = home / "reports" / suite.name
+    else:
+        out = Path(suite.report.out or Path("reports") / suite.name)
     written = _write_reports(registry, store, summary.run_id, suite.report.formats, out)
     for path in written:
         print(f"  wrote {path}")

@@ -125,3 +125,4 @@ def test_smoke_trains_one_epoch_of_two_batches(suite, tmp_path, capsys):
     (cell,) = results.cells
     assert cell.config["training"]["epochs"] == 1 and cell.config["training"]["max_batches_per_epoch"] == 2
     assert cell.metrics["baseline"]["epochs"] == 1
+    assert (tmp_path / "home" / "reports" / "cli-test-smoke" / "report.md").exists()
