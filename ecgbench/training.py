@@ -48,6 +48,7 @@ class TrainRecipe(PluginConfig):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
     amp: bool = Field(True, description="automatic mixed precision on CUDA")
     eval_batch_size: int = Field(64, ge=1)
+    max_eval_records: int | None = Field(None, ge=1, description="score only the first N records of val/test (smoke runs)")
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Trainer:
         self.class_weights = torch.tensor(weights, dtype=torch.float32) if recipe.class_weighting else None
         self._stream = 0
         self._fits = 0
+        self._eval_subsets: dict[tuple[str, int], SignalSet] = {}
 
     def reseed(self, stream: int) -> None:
         """Start an independent random stream (one per pipeline step), so a step's result never
@@ -182,7 +184,14 @@ class Trainer:
 
     # --- evaluation -----------------------------------------------------------
     def split(self, name: Split) -> SignalSet:
-        return getattr(self.splits, name)
+        data = getattr(self.splits, name)
+        limit = self.recipe.max_eval_records
+        if limit and name != "train" and len(data) > limit:
+            key = (name, limit)
+            if key not in self._eval_subsets:
+                self._eval_subsets[key] = data.subset(np.arange(limit))
+            return self._eval_subsets[key]
+        return data
 
     @torch.no_grad()
     def predict(self, model: torch.nn.Module, split: Split) -> np.ndarray:

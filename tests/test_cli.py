@@ -124,5 +124,6 @@ def test_smoke_trains_one_epoch_of_two_batches(suite, tmp_path, capsys):
     results = ResultStore(tmp_path / "home" / "results.sqlite").run_results("cli-test-smoke")
     (cell,) = results.cells
     assert cell.config["training"]["epochs"] == 1 and cell.config["training"]["max_batches_per_epoch"] == 2
+    assert cell.config["training"]["max_eval_records"] == 64
     assert cell.metrics["baseline"]["epochs"] == 1
     assert (tmp_path / "home" / "reports" / "cli-test-smoke" / "report.md").exists()

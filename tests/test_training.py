@@ -105,3 +105,12 @@ def test_hannun34_learns_the_synthetic_ecg_classes(registry, tmp_path):
     model = registry.get("models", "hannun34").from_params({"width": 8, "blocks": 8}).build(4)
     result = trainer.fit(model)
     assert result.best_val_challenge_f1 > 0.6
+
+
+def test_max_eval_records_scores_a_prefix_of_val_and_test_only():
+    splits = make_random_splits()
+    trainer = Trainer(splits, fast_recipe(epochs=1, max_eval_records=5), seed=0)
+    model = TinyNet()
+    assert trainer.evaluate(model, "val")["n_records"] == 5
+    assert trainer.evaluate(model, "test")["n_records"] == 5
+    assert len(trainer.split("train")) == len(splits.train)
