@@ -8,6 +8,8 @@ so re-running a suite finds its finished cells whatever run produced them.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 import uuid
@@ -91,6 +93,7 @@ class RunRow:
     status: str  # running | done | failed | interrupted
     summary: dict
     ecgbench_version: str
+    owner: dict = field(default_factory=dict)  # host and pid of a run still marked running
 
 
 @dataclass
@@ -127,9 +130,10 @@ class ResultStore:
     # --- runs ---------------------------------------------------------------------
     def start_run(self, suite_name: str, suite_path: str, suite: dict, version: str) -> str:
         run_id = f"{suite_name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        owner = {"host": socket.gethostname(), "pid": os.getpid()}  # replaced by the summary at the end
         self.db.execute(
             "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
-            (run_id, suite_name, suite_path, json.dumps(suite, default=str), time.time(), None, "running", None, version),
+            (run_id, suite_name, suite_path, json.dumps(suite, default=str), time.time(), None, "running", json.dumps(owner), version),
         )
         return run_id
 
@@ -220,6 +224,12 @@ class ResultStore:
     # --- rows -> objects ------------------------------------------------------------
     @staticmethod
     def _run(row: Any) -> RunRow:
+        summary = json.loads(row[7]) if row[7] else {}
+        status, owner = row[6], {}
+        if status == "running":
+            owner, summary = summary, {}
+            if _owner_is_gone(owner):
+                status = "interrupted"  # killed without a chance to say so (SIGKILL, power loss)
         return RunRow(
             run_id=row[0],
             suite_name=row[1],
@@ -227,9 +237,10 @@ class ResultStore:
             suite=json.loads(row[3]),
             started_at=row[4],
             finished_at=row[5],
-            status=row[6],
-            summary=json.loads(row[7]) if row[7] else {},
+            status=status,
+            summary=summary,
             ecgbench_version=row[8],
+            owner=owner,
         )
 
     @staticmethod
@@ -250,3 +261,16 @@ class ResultStore:
             finished_at=row[12],
             outcome=row[14] if len(row) > 14 else None,
         )
+
+
+def _owner_is_gone(owner: dict) -> bool:
+    """True when a 'running' run's process is known to have died on this host."""
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return False  # another machine's run, or one stored before owners were recorded
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -55,3 +55,21 @@ def test_other_schema_version_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="schema version 99"):
         ResultStore(path)
+
+
+def test_a_killed_run_reads_as_interrupted(tmp_path):
+    """A run whose process died without finishing is not shown as running forever."""
+    import json
+    import subprocess
+    import sys
+
+    store = ResultStore(tmp_path / "r.sqlite")
+    live = store.start_run("live", "s.yaml", {}, "0.1.0")
+    dead = store.start_run("dead", "s.yaml", {}, "0.1.0")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owner = {**store.find_run(dead).owner, "pid": int(gone.stdout)}
+    store.db.execute("UPDATE runs SET summary_json=? WHERE run_id=?", (json.dumps(owner), dead))
+    assert store.find_run(live).status == "running" and store.find_run(live).summary == {}
+    assert store.find_run(dead).status == "interrupted"
+    store.finish_run(live, "done", {"done": 1})
+    assert store.find_run(live).status == "done" and store.find_run(live).owner == {}
