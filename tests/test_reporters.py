@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -240,3 +241,10 @@ def test_helpers_tolerate_missing_keys():
     assert _table.error_line(None) == ""
     assert [_table.human_bytes(n) for n in (812, 45_200, 1_234_567, None)] == ["812 B", "45.2 kB", "1.23 MB", "-"]
     assert _table.flatten({"a": {"b": 1, "c": {}}, "d": [1, 2]}) == {"a.b": 1, "d": [1, 2]}
+
+
+def test_regenerate_command_names_the_store_relative_to_the_working_directory(results, tmp_path, monkeypatch):
+    """A published report must not carry the publishing machine's absolute paths."""
+    monkeypatch.chdir(results.store_path.parent)
+    command = _table.regenerate_command(results, "md", Path("reports/quick"))
+    assert command.endswith(f"--out reports/quick --db {results.store_path.name}")

@@ -348,8 +348,16 @@ def regenerate_command(results, fmt: str, out_dir: Path) -> str:
     parts = ["ecgbench", "report", results.run.run_id, "--format", fmt, "--out", str(out_dir)]
     store_path = getattr(results, "store_path", None)  # set by stores that know their file
     if store_path:
-        parts += ["--db", str(store_path)]
+        parts += ["--db", _relative_to_cwd(Path(store_path))]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def _relative_to_cwd(path: Path) -> str:
+    """The path as the user would type it from here: relative when under the working directory."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def when(timestamp: float | None) -> str:
