@@ -184,11 +184,14 @@ def cmd_run(args) -> int:
     return 0 if summary.ok else 1
 
 
+SMOKE_EVAL_RECORDS = 64
+
+
 def _smoke(suite):
     """The same suite with every training cut to 1 epoch of 2 batches, scored on 64 records."""
     import dataclasses
 
-    update = {"epochs": 1, "max_batches_per_epoch": 2, "patience": 0, "max_eval_records": 64}
+    update = {"epochs": 1, "max_batches_per_epoch": 2, "patience": 0, "max_eval_records": SMOKE_EVAL_RECORDS}
     training = suite.training.model_copy(update=update)
     return dataclasses.replace(suite, name=suite.name + "-smoke", training=training)
 

@@ -52,7 +52,7 @@ def measure_artifact(
 
     onnx_bytes = canonical_zeros(onnx_bytes)
     val = trainer.evaluate_onnx(onnx_bytes, "val")
-    test_labels = trainer.splits.test.labels
+    test_labels = trainer.split("test").labels  # the records predict_onnx scores
     test_pred = trainer.predict_onnx(onnx_bytes, "test").argmax(axis=1)
     test = classification_scores(test_labels, test_pred)
     lo, hi = bootstrap_challenge_ci(test_labels, test_pred, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)

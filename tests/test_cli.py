@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 import ecgbench
@@ -116,7 +117,10 @@ def test_killed_run_resumes_with_only_the_missing_cells(suite, tmp_path):
     assert f"{4 - done_before} done, {done_before} already done, 0 failed" in rerun.stdout
 
 
-def test_smoke_trains_one_epoch_of_two_batches(suite, tmp_path, capsys):
+def test_smoke_trains_one_epoch_of_two_batches(suite, tmp_path, capsys, monkeypatch):
+    import ecgbench.cli
+
+    monkeypatch.setattr(ecgbench.cli, "SMOKE_EVAL_RECORDS", 3)  # fewer than the suite's test records
     assert main(["run", str(suite), "--smoke", "--only", "dense"]) == 0
     assert "1 done" in capsys.readouterr().out
     from ecgbench.store import ResultStore
@@ -124,6 +128,7 @@ def test_smoke_trains_one_epoch_of_two_batches(suite, tmp_path, capsys):
     results = ResultStore(tmp_path / "home" / "results.sqlite").run_results("cli-test-smoke")
     (cell,) = results.cells
     assert cell.config["training"]["epochs"] == 1 and cell.config["training"]["max_batches_per_epoch"] == 2
-    assert cell.config["training"]["max_eval_records"] == 64
+    assert cell.config["training"]["max_eval_records"] == 3
     assert cell.metrics["baseline"]["epochs"] == 1
+    assert cell.metrics["test"]["n_records"] == np.sum(cell.metrics["test"]["confusion"]) == 3 and cell.metrics["data"]["n_test"] > 3
     assert (tmp_path / "home" / "reports" / "cli-test-smoke" / "report.md").exists()
