@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.add_argument("--format", default="md,csv,json", help="comma-separated reporter names (default md,csv,json)")
     p.add_argument("--out", type=Path, help="folder (default reports/<suite name>)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="REPORTER.KEY=VALUE", help="a reporter setting, e.g. models.max_bytes=2500000 (repeatable)"
+    )
     p.set_defaults(func=cmd_report)
 
     for module_name in COMMAND_MODULES:
@@ -135,11 +138,15 @@ def cmd_validate(args) -> int:
     _pm, registry = _registry()
     suite = load_suite(args.suite, registry, _overrides(args.data_dir))
     cells = expand_cells(suite, registry)
-    print(
-        f"{args.suite}: ok, {len(cells)} cells = {len(suite.datasets)} datasets x {len(suite.models)} models x "
-        f"{len(suite.pipelines)} pipelines x {len(suite.seeds)} seeds; devices: {', '.join(suite.devices) or 'none'}"
+    factors = " x ".join(
+        _count(n, noun) for n, noun in ((len(suite.datasets), "dataset"), (len(suite.models), "model"), (len(suite.pipelines), "pipeline"), (len(suite.seeds), "seed"))
     )
+    print(f"{args.suite}: ok, {_count(len(cells), 'cell')} = {factors}; devices: {', '.join(suite.devices) or 'none'}")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def cmd_run(args) -> int:
@@ -178,7 +185,7 @@ def cmd_run(args) -> int:
         out = home / "reports" / suite.name
     else:
         out = Path(suite.report.out or Path("reports") / suite.name)
-    written = _write_reports(registry, store, summary.run_id, suite.report.formats, out)
+    written = _write_reports(registry, store, summary.run_id, suite.report.formats, out, suite.report.settings)
     for path in written:
         print(f"  wrote {path}")
     return 0 if summary.ok else 1
@@ -196,13 +203,27 @@ def _smoke(suite):
     return dataclasses.replace(suite, name=suite.name + "-smoke", training=training)
 
 
-def _write_reports(registry, store, run_ref: str, formats, out: Path) -> list[Path]:
+def _write_reports(registry, store, run_ref: str, formats, out: Path, settings: dict | None = None) -> list[Path]:
     results = store.run_results(run_ref)
     written = []
     for fmt in formats:
-        reporter = registry.get("reporters", fmt, "--format")()
+        reporter = registry.get("reporters", fmt, "--format").from_params((settings or {}).get(fmt), f"report settings of '{fmt}'")
         written.extend(reporter.write(results, out))
     return written
+
+
+def _reporter_settings(assignments: list[str]) -> dict[str, dict]:
+    """``["models.max_bytes=2500000"]`` -> ``{"models": {"max_bytes": 2500000}}`` (values read as YAML)."""
+    import yaml
+
+    settings: dict[str, dict] = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        reporter, dot, field = key.partition(".")
+        if not (sep and dot and reporter and field):
+            raise ConfigError(f"--set {item!r}: expected REPORTER.KEY=VALUE, e.g. --set models.max_bytes=2500000")
+        settings.setdefault(reporter, {})[field] = yaml.safe_load(value)
+    return settings
 
 
 def cmd_report(args) -> int:
@@ -213,7 +234,11 @@ def cmd_report(args) -> int:
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     for fmt in formats:
         registry.get("reporters", fmt, "--format")
-    for path in _write_reports(registry, store, results.run.run_id, formats, out):
+    settings = _reporter_settings(args.set)
+    for fmt in settings:
+        if fmt not in formats:
+            raise ConfigError(f"--set {fmt}.*: '{fmt}' is not among --format {','.join(formats)}; add it there")
+    for path in _write_reports(registry, store, results.run.run_id, formats, out, settings):
         print(f"wrote {path}")
     return 0
 

@@ -60,6 +60,9 @@ class ReportSpec(_Strict):
 
     formats: list[str] = Field(default_factory=lambda: ["md"])
     out: str | None = Field(None, description="folder for reports, relative to the current directory; default reports/<suite name>")
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="settings of each reporter by name, e.g. {models: {max_bytes: 2500000}}"
+    )
 
 
 class SuiteSpec(_Strict):
@@ -191,6 +194,10 @@ def build_suite(raw: Any, path: Path, registry: Registry, overrides: dict[str, d
     executor = _plugin_ref("executors", spec.executor, f"{where} at executor", registry)
     for i, fmt in enumerate(spec.report.formats):
         registry.get("reporters", fmt, f"{where} at report.formats[{i}]")
+    for fmt, settings in spec.report.settings.items():
+        if fmt not in spec.report.formats:
+            raise ConfigError(f"{where} at report.settings.{fmt}: '{fmt}' is not in report.formats {spec.report.formats}; add it there or remove its settings")
+        registry.get("reporters", fmt, f"{where} at report.settings").from_params(settings, f"{where} at report.settings.{fmt}")
     return Suite(
         path=path,
         name=spec.name,

@@ -341,6 +341,17 @@ FORMATS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = 
 }
 
 
+# File name endings of each format, for files written in it.
+FORMAT_SUFFIXES: dict[str, str] = {
+    "onnx": ".onnx",
+    "onnx_zlib": ".onnx.zlib",
+    "onnx_zstd": ".onnx.zst",
+    "sparse": ".onnx.sparse",
+    "sparse_zlib": ".onnx.sparse.zlib",
+    "sparse_zstd": ".onnx.sparse.zst",
+}
+
+
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise EcgbenchError(f"unknown model format '{fmt}'; known formats: {', '.join(FORMATS)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -79,6 +80,33 @@ def test_run_twice_then_runs_and_report(suite, tmp_path, capsys):
     assert (tmp_path / "r2" / "results.csv").exists()
     assert main(["report", "cli-test", "--format", "pdf"]) == 2
     assert "unknown reporter 'pdf'" in capsys.readouterr().err
+
+
+def test_models_too_big_as_onnx_are_written_in_their_smallest_format(suite, tmp_path, capsys):
+    from ecgbench.sizing import FORMAT_SUFFIXES, canonical_zeros, load_any
+
+    assert main(["run", str(suite)]) == 0
+    models = tmp_path / "reports" / "cli-test" / "models"
+    pruned_onnx = models / "magnitude(sparsity=0.7,finetune_epochs=1).onnx"
+    limit = pruned_onnx.stat().st_size - 1
+    out = tmp_path / "small"
+    assert main(["report", "cli-test", "--format", "models", "--set", f"models.max_bytes={limit}", "--out", str(out)]) == 0
+    index = {e["pipeline"]: e for e in json.loads((out / "models" / "index.json").read_text())["models"]}
+    pruned = index["magnitude(sparsity=0.7,finetune_epochs=1)"]
+    assert pruned["format"].startswith("sparse") and pruned["bytes"] <= limit
+    assert pruned["file"] == "magnitude(sparsity=0.7,finetune_epochs=1)" + FORMAT_SUFFIXES[pruned["format"]]
+    assert load_any((out / "models" / pruned["file"]).read_bytes()) == canonical_zeros(pruned_onnx.read_bytes())
+    for entry in index.values():  # plain ONNX whenever it fits
+        original = models / (entry["pipeline"] + ".onnx")
+        assert (entry["format"] == "onnx") == (original.stat().st_size <= limit), entry
+
+    capsys.readouterr()
+    assert main(["report", "cli-test", "--format", "models", "--set", "models.max_bytes=1", "--out", str(out)]) == 0
+    assert all("not_copied" in e for e in json.loads((out / "models" / "index.json").read_text())["models"])
+    assert main(["report", "cli-test", "--format", "models", "--set", "models.maxbytes=1"]) == 2
+    assert "unknown key 'maxbytes'; did you mean 'max_bytes'?" in capsys.readouterr().err
+    assert main(["report", "cli-test", "--format", "md", "--set", "models.max_bytes=1"]) == 2
+    assert "'models' is not among --format md" in capsys.readouterr().err
 
 
 def test_plugins_lists_builtins_and_what_they_register(capsys):

@@ -53,6 +53,8 @@ def test_good_suite_is_typed(tmp_path, registry):
         (("models: [dscnn: {width: 4}]", "models: []"), "{path} at matrix.models: List should have at least 1 item"),
         (("[magnitude, int8_static]", "[int8_static, magnitude]"), "'magnitude' works on PyTorch models but follows 'int8_static'"),
         (("{label: mag9, steps: [magnitude: {sparsity: 0.9}]}", "{label: dense, steps: [dense]}"), "pipeline label 'dense' appears twice"),
+        (("  seeds: [0, 1]", "  seeds: [0, 1]\nreport: {formats: [md], settings: {models: {max_bytes: 9}}}"), "{path} at report.settings.models: 'models' is not in report.formats"),
+        (("  seeds: [0, 1]", "  seeds: [0, 1]\nreport: {formats: [models], settings: {models: {max_byte: 9}}}"), "{path} at report.settings.models.max_byte: unknown key 'max_byte'; did you mean 'max_bytes'?"),
     ],
 )
 def test_bad_suites_give_one_clear_line(tmp_path, registry, change, expected):
@@ -89,7 +91,7 @@ def test_validate_command_exits_2_and_runs_nothing(tmp_path, capsys, monkeypatch
 
 def test_validate_command_counts_cells(tmp_path, capsys):
     assert main(["validate", str(write(tmp_path, GOOD))]) == 0
-    assert "8 cells = 1 datasets x 1 models x 4 pipelines x 2 seeds" in capsys.readouterr().out
+    assert "8 cells = 1 dataset x 1 model x 4 pipelines x 2 seeds" in capsys.readouterr().out
 
 
 def test_cell_ids_are_stable(tmp_path, registry):

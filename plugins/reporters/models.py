@@ -1,16 +1,18 @@
-"""``models``: export each pipeline's final model as ONNX next to the report, for ``ecgbench eval``.
+"""``models``: export each pipeline's final model next to the report, for ``ecgbench eval``.
 
 Files are named after their pipeline (``dense.onnx``, ``lth_ecg+int8_static.onnx``)
 and carry their preprocessing settings in ONNX metadata, so anyone can score
-them on their own copy of the data. Models larger than ``max_bytes`` are
-listed but not copied (repositories are no place for big binaries).
+them on their own copy of the data. A model whose plain ONNX file is larger
+than ``max_bytes`` is written in its smallest lossless format instead (a
+pruned model's zeros cost nothing there), e.g. ``lth_ecg.onnx.sparse.zst``;
+``ecgbench eval`` reads every format. Models that do not fit even then are
+listed in ``index.json`` but not copied: repositories are no place for big binaries.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 from pydantic import Field
@@ -20,39 +22,59 @@ from ecgbench.reporting import Reporter
 
 
 def model_filename(cell) -> str:
-    """``<pipeline>.onnx``, with a seed and model suffix only when the run has several."""
+    """``<pipeline>.onnx``, the pipeline label with characters unsafe in file names replaced."""
     return re.sub(r"[^A-Za-z0-9_.+=,()-]", "_", cell.pipeline) + ".onnx"
 
 
+def smallest_fitting(onnx_bytes: bytes, max_bytes: int) -> tuple[str, bytes] | None:
+    """``(format, data)``: plain ONNX when it fits in ``max_bytes``, else the smallest format that does, else None."""
+    from ecgbench.sizing import FORMATS, canonical_zeros, save_format
+
+    if len(onnx_bytes) <= max_bytes:
+        return "onnx", onnx_bytes
+    canonical = canonical_zeros(onnx_bytes)
+    encoded = {fmt: save_format(canonical, fmt) for fmt in FORMATS if fmt != "onnx"}
+    fmt = min(encoded, key=lambda f: len(encoded[f]))
+    return (fmt, encoded[fmt]) if len(encoded[fmt]) <= max_bytes else None
+
+
 class ModelsReporter(Reporter):
-    """Copies the exported ONNX model of every finished cell into ``<out>/models/``."""
+    """Writes the exported model of every finished cell into ``<out>/models/``, with an ``index.json``."""
 
     name = "models"
-    description = "the final ONNX model of each pipeline, for ecgbench eval"
+    description = "the final model of each pipeline (ONNX, or its sparse/zstd file when large), for ecgbench eval"
     extension = ".onnx"
 
     class Config(PluginConfig):
-        max_bytes: int = Field(2_000_000, ge=1, description="models larger than this are listed, not copied")
+        max_bytes: int = Field(2_000_000, ge=1, description="bytes a model file may take; larger models are listed, not copied")
 
     def write(self, results, out_dir: Path) -> list[Path]:
+        from ecgbench.sizing import FORMAT_SUFFIXES
+
         folder = Path(out_dir) / "models"
         folder.mkdir(parents=True, exist_ok=True)
         done = [c for c in results.cells if c.status == "done" and c.artifacts.get("onnx")]
         several = len({(c.dataset, c.model, c.seed) for c in done}) > 1
         written, index = [], []
         for cell in done:
-            name = model_filename(cell)
+            stem = model_filename(cell)[: -len(".onnx")]
             if several:
-                name = name[: -len(".onnx")] + f".{cell.dataset}.{cell.model}.seed{cell.seed}.onnx"
+                stem += f".{cell.dataset}.{cell.model}.seed{cell.seed}"
             source = Path(cell.artifacts["onnx"])
-            entry = {"file": name, "pipeline": cell.pipeline, "cell_id": cell.cell_id, "seed": cell.seed}
+            entry = {"pipeline": cell.pipeline, "cell_id": cell.cell_id, "seed": cell.seed}
             if not source.exists():
                 entry["missing"] = str(source)
-            elif source.stat().st_size > self.config.max_bytes:
-                entry["not_copied"] = f"{source.stat().st_size} bytes > {self.config.max_bytes}"
             else:
-                shutil.copyfile(source, folder / name)
-                written.append(folder / name)
+                onnx_bytes = source.read_bytes()
+                fitting = smallest_fitting(onnx_bytes, self.config.max_bytes)
+                if fitting is None:
+                    entry["not_copied"] = f"{len(onnx_bytes)} bytes as ONNX, more than {self.config.max_bytes} in every format"
+                else:
+                    fmt, data = fitting
+                    path = folder / (stem + FORMAT_SUFFIXES[fmt])
+                    path.write_bytes(data)
+                    written.append(path)
+                    entry.update(file=path.name, format=fmt, bytes=len(data))
             index.append(entry)
         (folder / "index.json").write_text(json.dumps({"run": results.run.run_id, "models": index}, indent=1))
         return written + [folder / "index.json"]
