@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ecgbench.errors import ConfigError
 from ecgbench.store import ResultStore
 from ecgbench_plugins.reporters import _table
 from ecgbench_plugins.reporters.html import HtmlReporter
@@ -99,6 +100,26 @@ def test_summary_table_values_match_the_stored_metrics(results):
     assert lth["compression ratio"] == "1.4x" and lth["deployable"] == "30.0 kB (sparse_zlib)" and lth["ΔF1 (pts)"] == "+0.50"
     failed = row_of(table, "int8")
     assert failed["test challenge F1 [95% CI]"] == "failed" and failed["deployable"] == "-"
+
+
+@pytest.mark.parametrize("budget, winner, over", [(1.0, "magnitude-80", []), (0.5, "lth_ecg", ["magnitude-80"])])
+def test_f1_budget_marks_the_over_budget_and_bolds_the_winners(results, budget, winner, over):
+    table = _table.summary_table(results, devices=[], f1_budget_points=budget)
+    assert table.headers[-1] == "measured host ms"  # no device columns
+    names = [r[0] for r in table.rows]
+    assert [n[: -len(" (over budget)")] for n in names if n.endswith(" (over budget)")] == over
+    assert "int8" in names  # a failed pipeline has no ΔF1: never marked
+    ratio_col, bytes_col = table.headers.index("compression ratio"), table.headers.index("deployable")
+    assert table.strong == {(names.index(winner), ratio_col), (names.index(winner), bytes_col)}
+    report = MarkdownReporter.from_params({"f1_budget_points": budget, "devices": []}).render(results, Path("."))
+    expected_bytes = {"magnitude-80": "12.5 kB", "lth_ecg": "30.0 kB"}[winner]
+    assert f"smallest deployable model: {winner} ({expected_bytes})" in report
+    assert f"largest compression ratio: {winner} (" in report
+
+
+def test_unknown_device_column_is_a_clear_error(results):
+    with pytest.raises(ConfigError, match="nrf5284 not among the run's devices \\(nrf52840\\)"):
+        _table.summary_table(results, devices=["nrf5284"])
 
 
 def test_several_seeds_are_mean_and_sample_std(results):

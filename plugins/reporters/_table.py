@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from pydantic import Field
+
+from ecgbench import PluginConfig
+from ecgbench.errors import ConfigError
+
 # The measurement default (ecgbench.measure.MeasureConfig.ci_level) when a cell's config does not say.
 DEFAULT_CI_LEVEL = 0.95
 
@@ -246,11 +251,21 @@ def pipeline_groups(results) -> list[PipelineGroup]:
 # --- the summary table ------------------------------------------------------------------
 @dataclass
 class Table:
-    """A table as text cells, for Markdown and HTML alike; ``numeric`` marks right-aligned columns."""
+    """A table as text cells, for Markdown and HTML alike; ``numeric`` marks right-aligned columns, ``strong`` (row, column) cells to set in bold."""
 
     headers: list[str]
     rows: list[list[str]]
     numeric: list[bool]
+    strong: set[tuple[int, int]] = field(default_factory=set)
+
+
+class TableSettings(PluginConfig):
+    """Settings of the reporters that show the summary table."""
+
+    devices: list[str] | None = Field(None, description="device columns to show, in this order (default: every device of the run)")
+    f1_budget_points: float | None = Field(
+        None, ge=0, description="mark pipelines more than this many test-F1 points below dense, bold the best of the others"
+    )
 
 
 def f1_text(group: PipelineGroup) -> str:
@@ -292,11 +307,21 @@ def _formatted(s: Stat | None, fmt, std_fmt=None) -> str:
     return s.format(fmt, std_fmt) if s is not None else "-"
 
 
-def summary_table(results) -> Table:
-    """One row per pipeline (per dataset and model): accuracy, size, host latency and each device's figures."""
+def summary_table(results, devices: Iterable[str] | None = None, f1_budget_points: float | None = None) -> Table:
+    """One row per pipeline (per dataset and model): accuracy, size, host latency and each device's figures.
+
+    ``devices`` limits the device columns (default: every device of the run). With
+    ``f1_budget_points``, pipelines whose mean ΔF1 is below minus that budget are
+    marked "over budget", and the largest compression ratio and smallest deployable
+    bytes among the others (per dataset and model) are set in bold.
+    """
     groups = pipeline_groups(results)
     several = len({(g.dataset, g.model) for g in groups}) > 1
-    devices = device_names(results)
+    known = device_names(results)
+    devices = known if devices is None else list(devices)
+    unknown = [d for d in devices if d not in known]
+    if unknown:
+        raise ConfigError(f"report setting devices: {', '.join(unknown)} not among the run's devices ({', '.join(known) or 'none'})")
     level = ci_level(results.cells[0]) if results.cells else DEFAULT_CI_LEVEL
     headers = (["dataset", "model"] if several else []) + [
         "pipeline",
@@ -311,10 +336,19 @@ def summary_table(results) -> Table:
     for device in devices:
         headers += [f"{device} sim ms", f"{device} mJ", f"{device} fits"]
         numeric += [True, True, False]
+    best = budget_winners(groups, f1_budget_points) if f1_budget_points is not None else {}
+    ratio_column = headers.index("compression ratio")
+    strong = set()
     rows = []
-    for g in groups:
+    for i, g in enumerate(groups):
+        winner = best.get((g.dataset, g.model), {})
+        if winner.get("ratio") is g:
+            strong.add((i, ratio_column))
+        if winner.get("bytes") is g:
+            strong.add((i, ratio_column + 1))
+        over = f1_budget_points is not None and g.stat("delta_f1_points") is not None and not within_budget(g, f1_budget_points)
         row = ([g.dataset, g.model] if several else []) + [
-            g.pipeline,
+            g.pipeline + (" (over budget)" if over else ""),
             f1_text(g),
             _formatted(g.stat("delta_f1_points"), signed_points, unsigned_points),
             _formatted(g.stat("size.compression_ratio"), ratio),
@@ -329,7 +363,44 @@ def summary_table(results) -> Table:
                 fits_text(g.values(f"devices.{device}.fits")),
             ]
         rows.append(row)
-    return Table(headers, rows, numeric)
+    return Table(headers, rows, numeric, strong)
+
+
+def within_budget(group: PipelineGroup, f1_budget_points: float) -> bool:
+    """Whether the pipeline's mean test ΔF1 is at most ``f1_budget_points`` below its dense baseline."""
+    delta = group.stat("delta_f1_points")
+    return delta is not None and delta.mean >= -f1_budget_points
+
+
+def budget_winners(groups: list[PipelineGroup], f1_budget_points: float) -> dict[tuple[str, str], dict[str, PipelineGroup]]:
+    """Per (dataset, model): the pipeline within budget with the largest compression ratio and the one with the fewest deployable bytes."""
+    winners: dict[tuple[str, str], dict[str, PipelineGroup]] = {}
+    for g in groups:
+        if not within_budget(g, f1_budget_points):
+            continue
+        best = winners.setdefault((g.dataset, g.model), {})
+        ratio_ = g.stat("size.compression_ratio")
+        size = g.stat("size.deployable_bytes")
+        if ratio_ is not None and ("ratio" not in best or ratio_.mean > best["ratio"].stat("size.compression_ratio").mean):
+            best["ratio"] = g
+        if size is not None and ("bytes" not in best or size.mean < best["bytes"].stat("size.deployable_bytes").mean):
+            best["bytes"] = g
+    return winners
+
+
+def budget_summary(results, f1_budget_points: float) -> list[str]:
+    """One sentence per (dataset, model): which pipeline wins compression ratio and deployable bytes within the budget."""
+    lines = []
+    for (dataset, model), best in budget_winners(pipeline_groups(results), f1_budget_points).items():
+        parts = []
+        if "ratio" in best:
+            g = best["ratio"]
+            parts.append(f"largest compression ratio: {g.pipeline} ({ratio(g.stat('size.compression_ratio').mean)})")
+        if "bytes" in best:
+            g = best["bytes"]
+            parts.append(f"smallest deployable model: {g.pipeline} ({human_bytes(g.stat('size.deployable_bytes').mean)})")
+        lines.append(f"Within {f1_budget_points:g} point{'s' if f1_budget_points != 1 else ''} of test challenge F1 below dense ({dataset} / {model}): " + "; ".join(parts) + ".")
+    return lines
 
 
 def unfinished_cells(results) -> list[tuple[str, str]]:

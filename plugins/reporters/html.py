@@ -137,8 +137,9 @@ def lottery_plot(trajectories: list[dict[str, Any]]):
 def html_table(table: _table.Table) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
     body = []
-    for row in table.rows:
-        cells = "".join(f'<td class="num">{html.escape(c)}</td>' if n else f"<td>{html.escape(c)}</td>" for c, n in zip(row, table.numeric))
+    for i, row in enumerate(table.rows):
+        texts = [f"<strong>{html.escape(c)}</strong>" if (i, j) in table.strong else html.escape(c) for j, c in enumerate(row)]
+        cells = "".join(f'<td class="num">{t}</td>' if n else f"<td>{t}</td>" for t, n in zip(texts, table.numeric))
         body.append(f"<tr>{cells}</tr>")
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
 
@@ -149,8 +150,9 @@ def _figure_html(fig, alt: str, caption: str) -> str:
     return f'<figure><img src="{png_data_uri(fig)}" alt="{html.escape(alt)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
 
 
-def html_report(results, out_dir: Path, fmt: str = "html") -> str:
+def html_report(results, out_dir: Path, fmt: str = "html", settings: _table.TableSettings | None = None) -> str:
     """The whole page as one string."""
+    settings = settings or _table.TableSettings()
     run = results.run
     data = plot_inputs(results)
     esc = html.escape
@@ -168,7 +170,10 @@ def html_report(results, out_dir: Path, fmt: str = "html") -> str:
     for label, value in _table.report_facts(results, fmt, out_dir):
         shown = f"<code>{esc(value)}</code>" if label == "regenerate" else esc(value)
         parts.append(f"<li>{esc(label)}: {shown}</li>")
-    parts += ["</ul>", html_table(_table.summary_table(results))]
+    parts.append("</ul>")
+    if settings.f1_budget_points is not None:
+        parts += [f"<p>{esc(line)}</p>" for line in _table.budget_summary(results, settings.f1_budget_points)]
+    parts.append(html_table(_table.summary_table(results, settings.devices, settings.f1_budget_points)))
     unfinished = _table.unfinished_cells(results)
     if unfinished:
         parts += ["<h2>Failed cells</h2>", "<ul>"]
@@ -193,9 +198,10 @@ class HtmlReporter(SingleFileReporter):
     name = "html"
     description = "self-contained HTML page: comparison table, F1 vs size (Pareto front), F1 vs device latency, lottery rounds"
     extension = ".html"
+    Config = _table.TableSettings
 
     def render(self, results, out_dir: Path) -> str:
-        return html_report(results, out_dir, self.name)
+        return html_report(results, out_dir, self.name, self.config)
 
 
 @hookimpl

@@ -15,12 +15,16 @@ def markdown_table(table: _table.Table) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
+    def shown(i: int, row: list[str]) -> list[str]:
+        return [f"**{c}**" if (i, j) in table.strong else c for j, c in enumerate(row)]
+
     rule = "|" + "|".join("---:" if n else "---" for n in table.numeric) + "|"
-    return "\n".join([line(table.headers), rule, *(line(row) for row in table.rows)])
+    return "\n".join([line(table.headers), rule, *(line(shown(i, row)) for i, row in enumerate(table.rows))])
 
 
-def markdown_report(results, out_dir: Path, fmt: str = "md") -> str:
-    """The whole report: facts, synthetic-data warning, table, unfinished cells, column definitions."""
+def markdown_report(results, out_dir: Path, fmt: str = "md", settings: _table.TableSettings | None = None) -> str:
+    """The whole report: facts, synthetic-data warning, budget verdict, table, unfinished cells, column definitions."""
+    settings = settings or _table.TableSettings()
     run = results.run
     parts = [f"# ecgbench report: {run.suite_name}", ""]
     warning = _table.synthetic_warning(results)
@@ -28,7 +32,10 @@ def markdown_report(results, out_dir: Path, fmt: str = "md") -> str:
         parts += [f"> **Warning: {warning}**", ""]
     for label, value in _table.report_facts(results, fmt, out_dir):
         parts.append(f"- {label}: `{value}`" if label == "regenerate" else f"- {label}: {value}")
-    parts += ["", markdown_table(_table.summary_table(results)), ""]
+    parts.append("")
+    if settings.f1_budget_points is not None:
+        parts += [*_table.budget_summary(results, settings.f1_budget_points), ""]
+    parts += [markdown_table(_table.summary_table(results, settings.devices, settings.f1_budget_points)), ""]
     unfinished = _table.unfinished_cells(results)
     if unfinished:
         parts += ["## Failed cells", ""]
@@ -45,9 +52,10 @@ class MarkdownReporter(SingleFileReporter):
     name = "md"
     description = "Markdown comparison table (one row per pipeline, seeds as mean ± std)"
     extension = ".md"
+    Config = _table.TableSettings
 
     def render(self, results, out_dir: Path) -> str:
-        return markdown_report(results, out_dir, self.name)
+        return markdown_report(results, out_dir, self.name, self.config)
 
 
 @hookimpl
