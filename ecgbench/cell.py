@@ -271,6 +271,7 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
         fs_hz=splits.fs_hz,
         log=lambda msg: None,
     )
+    dense_onnx = to_onnx(copy.deepcopy(model), samples=_input_samples(spec, splits))  # timed beside the compressed model
     artifact = ModelArtifact(model=model)
     steps = []
     t = time.perf_counter()
@@ -290,7 +291,7 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
     # Stored as measured: -0.0 weights (left by masking) written as +0.0, same outputs, smaller sparse form.
     onnx_bytes = canonical_zeros(with_metadata(onnx_bytes, export_metadata(spec, splits, artifact.precision)))
     devices = [registry.get("devices", name) for name in spec.devices]
-    metrics = measure_artifact(onnx_bytes, trainer, MeasureConfig.model_validate(spec.measure), devices=devices, dense=baseline["dense"])
+    metrics = measure_artifact(onnx_bytes, trainer, MeasureConfig.model_validate(spec.measure), devices=devices, dense=baseline["dense"], dense_onnx=dense_onnx)
     timings["measure_s"] = time.perf_counter() - t
     metrics["compression"] = {"steps": steps, "precision": artifact.precision}
     metrics["baseline"] = {

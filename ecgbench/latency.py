@@ -89,6 +89,54 @@ def measure_onnx_latency(
     return _time_session(session, feed, threads, warmup, repeats)
 
 
+def measure_latency_against(
+    model: bytes | str | Path,
+    reference: bytes | str | Path,
+    input_shape: tuple[int, ...],
+    threads: int = 1,
+    warmup: int = 5,
+    repeats: int = 30,
+) -> tuple[LatencyStats, LatencyStats]:
+    """Latency of ``model`` and of ``reference``, timed alternately in one session on the same input.
+
+    Machines drift over minutes (frequency scaling, neighbours); two models
+    timed minutes apart can differ by tens of percent for nothing. Timed in
+    alternation (the order flipping each round), both see the same drift, so
+    the ratio of their medians is stable even where absolute times are not.
+    """
+    if threads < 1 or repeats < 1 or warmup < 0:
+        raise ConfigError(f"latency needs threads >= 1, repeats >= 1, warmup >= 0 (got {threads}, {repeats}, {warmup})")
+    sessions = [make_session(model, threads), make_session(reference, threads)]
+    feeds = []
+    for session in sessions:
+        inputs = session.get_inputs()
+        if len(inputs) != 1:
+            raise ConfigError(f"host latency needs a model with one input; this one has {[i.name for i in inputs]}")
+        dtype = _NUMPY_TYPES.get(inputs[0].type, np.float32)
+        feeds.append({inputs[0].name: np.random.default_rng(0).standard_normal(tuple(input_shape)).astype(dtype)})
+    for _ in range(warmup):
+        for session, feed in zip(sessions, feeds):
+            session.run(None, feed)
+    times = np.empty((2, repeats))
+    for i in range(repeats):
+        for k in ((0, 1) if i % 2 == 0 else (1, 0)):
+            start = time.perf_counter()
+            sessions[k].run(None, feeds[k])
+            times[k, i] = time.perf_counter() - start
+    model_stats, reference_stats = (_stats(row * 1e3, threads) for row in times)
+    return model_stats, reference_stats
+
+
+def _stats(times_ms: np.ndarray, threads: int) -> LatencyStats:
+    return LatencyStats(
+        median_ms=float(np.median(times_ms)),
+        p95_ms=float(np.percentile(times_ms, 95)),
+        mean_ms=float(times_ms.mean()),
+        repeats=len(times_ms),
+        threads=threads,
+    )
+
+
 def _time_session(session, feed: dict, threads: int, warmup: int, repeats: int) -> LatencyStats:
     for _ in range(warmup):
         session.run(None, feed)
@@ -97,14 +145,7 @@ def _time_session(session, feed: dict, threads: int, warmup: int, repeats: int) 
         start = time.perf_counter()
         session.run(None, feed)
         times[i] = time.perf_counter() - start
-    times_ms = times * 1e3
-    return LatencyStats(
-        median_ms=float(np.median(times_ms)),
-        p95_ms=float(np.percentile(times_ms, 95)),
-        mean_ms=float(times_ms.mean()),
-        repeats=repeats,
-        threads=threads,
-    )
+    return _stats(times * 1e3, threads)
 
 
 # --- calibration of the host profile ----------------------------------------------------------

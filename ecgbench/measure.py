@@ -40,13 +40,17 @@ def measure_artifact(
     config: MeasureConfig,
     devices: list[Any],
     dense: dict | None = None,
+    dense_onnx: bytes | None = None,
 ) -> dict:
     """The metrics JSON of one model; ``dense`` is the dense baseline's own measure_artifact dict.
+
+    With ``dense_onnx`` (the dense baseline's ONNX), host latency is timed in
+    alternation with it and ``latency.host_vs_dense`` is the ratio of the medians.
 
     The model is measured and scored as :func:`ecgbench.sizing.canonical_zeros`
     stores it (``-0.0`` weights as ``+0.0``, identical outputs).
     """
-    from ecgbench.latency import measure_onnx_latency
+    from ecgbench.latency import measure_latency_against, measure_onnx_latency
     from ecgbench.onnx_graph import analyze_onnx
     from ecgbench.simulator import simulate
 
@@ -78,15 +82,20 @@ def measure_artifact(
         "per_layer": graph_dict["layers"],
     }
 
-    timing = measure_onnx_latency(
-        onnx_bytes, input_shape, threads=config.latency_threads, warmup=config.latency_warmup, repeats=config.latency_repeats
-    )
+    timing_args = dict(threads=config.latency_threads, warmup=config.latency_warmup, repeats=config.latency_repeats)
+    if dense_onnx is None:
+        timing = measure_onnx_latency(onnx_bytes, input_shape, **timing_args)
+    else:
+        timing, dense_timing = measure_latency_against(onnx_bytes, dense_onnx, input_shape, **timing_args)
     latency = {
         "host_median_ms": timing.median_ms,
         "host_p95_ms": timing.p95_ms,
         "threads": timing.threads,
         "repeats": timing.repeats,
     }
+    if dense_onnx is not None:
+        latency["dense_host_median_ms"] = dense_timing.median_ms
+        latency["host_vs_dense"] = timing.median_ms / dense_timing.median_ms
 
     device_figures = {}
     for profile in devices:
@@ -119,6 +128,7 @@ SEED_SCALARS: dict[str, tuple[str, ...]] = {
     "nonzero_params": ("size", "nonzero_params"),
     "effective_macs": ("compute", "effective_macs"),
     "host_median_ms": ("latency", "host_median_ms"),
+    "host_vs_dense": ("latency", "host_vs_dense"),
 }
 DEVICE_SCALARS = ("latency_ms", "energy_mj", "energy_per_day_j", "peak_ram_bytes")
 

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 from ecgbench.devices import DeviceProfile
 from ecgbench.errors import ConfigError
 from ecgbench.export import to_onnx
-from ecgbench.latency import LatencyStats, _conv_kernel, calibrate_host_profile, make_session, measure_onnx_latency
+from ecgbench.latency import LatencyStats, _conv_kernel, calibrate_host_profile, make_session, measure_latency_against, measure_onnx_latency
 from ecgbench.testing import TinyNet
 
 
@@ -33,6 +33,17 @@ def test_measure_latency_stats(tiny_onnx, tmp_path):
     path.write_bytes(tiny_onnx)
     assert measure_onnx_latency(path, (1, 1, 200), warmup=0, repeats=2).repeats == 2
     assert set(stats.to_dict()) == {"median_ms", "p95_ms", "mean_ms", "repeats", "threads"}
+
+
+def test_alternate_timing_gives_a_ratio_that_follows_the_work(tiny_onnx):
+    torch.manual_seed(0)
+    heavy = torch.nn.Sequential(torch.nn.Conv1d(1, 64, 16, padding="same"), torch.nn.Conv1d(64, 64, 16, padding="same"))
+    heavy_onnx = to_onnx(heavy.eval(), 400)  # about 26 M MACs against TinyNet's few thousand
+    model, reference = measure_latency_against(heavy_onnx, tiny_onnx, (1, 1, 400), threads=1, warmup=1, repeats=9)
+    assert (model.repeats, reference.repeats) == (9, 9)
+    assert model.median_ms > 3 * reference.median_ms
+    with pytest.raises(ConfigError, match="repeats >= 1"):
+        measure_latency_against(heavy_onnx, tiny_onnx, (1, 1, 400), repeats=0)
 
 
 def test_session_settings(tiny_onnx):

@@ -104,6 +104,14 @@ def test_dense_figures_by_hand(dense_metrics, trainer):
     assert 0 < m["latency"]["host_median_ms"] <= m["latency"]["host_p95_ms"]
 
 
+def test_latency_is_timed_against_the_dense_model(dense_metrics, trainer, config):
+    dense_onnx = to_onnx(two_layer(False), SAMPLES)
+    m = measure_artifact(dense_onnx, trainer, config, devices=[], dense=dense_metrics, dense_onnx=dense_onnx)
+    latency = m["latency"]
+    assert latency["host_vs_dense"] == pytest.approx(latency["host_median_ms"] / latency["dense_host_median_ms"])
+    assert latency["repeats"] == config.latency_repeats
+
+
 def test_scores_match_in_process_evaluation(dense_metrics, trainer):
     model = two_layer(False)
     assert dense_metrics["val"] == trainer.evaluate(model, "val")

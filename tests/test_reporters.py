@@ -28,7 +28,7 @@ def cell_metrics(f1, ci, delta, ratio, deployable, fmt, reduction, host_ms, nrf_
         "size": {"onnx": 40000, "sparse": deployable + 500, "deployable_bytes": deployable, "deployable_format": fmt,
                  "total_params": 10000, "nonzero_params": int(10000 / ratio), "compression_ratio": ratio, "size_reduction": reduction},
         "compute": {"macs": 1_000_000, "effective_macs": 1_000_000, "per_layer": [{"name": "conv1", "macs": 1_000_000}]},
-        "latency": {"host_median_ms": host_ms, "host_p95_ms": host_ms * 1.2, "threads": 1, "repeats": 30},
+        "latency": {"host_median_ms": host_ms, "host_p95_ms": host_ms * 1.2, "threads": 1, "repeats": 30, "host_vs_dense": host_ms / 2.0},
         "devices": {"nrf52840": {"latency_ms": nrf_ms, "energy_mj": nrf_mj, "energy_per_day_j": nrf_mj * 0.288,
                                  "peak_ram_bytes": 20000, "flash_bytes": deployable, "fits": fits, "why": "" if fits else "flash 40000 B > 1 MB"}},
         "delta_f1_points": delta,
@@ -90,11 +90,11 @@ def test_summary_table_values_match_the_stored_metrics(results):
     table = _table.summary_table(results)
     assert table.headers == [
         "pipeline", "test challenge F1 [95% CI]", "ΔF1 (pts)", "compression ratio", "deployable", "size reduction", "measured host ms",
-        "nrf52840 sim ms", "nrf52840 mJ", "nrf52840 fits",
+        "host vs dense", "nrf52840 sim ms", "nrf52840 mJ", "nrf52840 fits",
     ]
     assert [r[0] for r in table.rows] == ["dense", "magnitude-80", "lth_ecg", "int8"]
     assert list(row_of(table, "dense").values()) == [
-        "dense", "0.800 [0.750, 0.850]", "+0.00", "1.0x", "40.0 kB (onnx)", "1.0x", "2.00", "1500", "15.0", "no",
+        "dense", "0.800 [0.750, 0.850]", "+0.00", "1.0x", "40.0 kB (onnx)", "1.0x", "2.00", "1.00x", "1500", "15.0", "no",
     ]
     lth = row_of(table, "lth_ecg")
     assert lth["compression ratio"] == "1.4x" and lth["deployable"] == "30.0 kB (sparse_zlib)" and lth["ΔF1 (pts)"] == "+0.50"
@@ -105,7 +105,7 @@ def test_summary_table_values_match_the_stored_metrics(results):
 @pytest.mark.parametrize("budget, winner, over", [(1.0, "magnitude-80", []), (0.5, "lth_ecg", ["magnitude-80"])])
 def test_f1_budget_marks_the_over_budget_and_bolds_the_winners(results, budget, winner, over):
     table = _table.summary_table(results, devices=[], f1_budget_points=budget)
-    assert table.headers[-1] == "measured host ms"  # no device columns
+    assert table.headers[-1] == "host vs dense"  # no device columns
     names = [r[0] for r in table.rows]
     assert [n[: -len(" (over budget)")] for n in names if n.endswith(" (over budget)")] == over
     assert "int8" in names  # a failed pipeline has no ΔF1: never marked
@@ -130,6 +130,7 @@ def test_several_seeds_are_mean_and_sample_std(results):
     assert mag["ΔF1 (pts)"] == "-0.75 ± 0.35"
     assert mag["deployable"] == "12.5 kB ± 707 B (sparse_zstd)"
     assert mag["measured host ms"] == "2.10 ± 0.14" and mag["nrf52840 fits"] == "yes"
+    assert mag["host vs dense"] == "1.05x ± 0.07x"
 
 
 def test_pareto_front_of_a_hand_made_set():
@@ -162,8 +163,8 @@ def test_markdown_report(results, tmp_path):
     assert "> **Warning: synthetic data: not clinical results" in text
     assert f"`ecgbench report {results.run.run_id} --format md --out {tmp_path / 'out'} --db {results.store_path}`" in text
     assert "- suite: quick (suites/quick.yaml)" in text and f"- ecgbench: {VERSION}" in text
-    assert "| dense | 0.800 [0.750, 0.850] | +0.00 | 1.0x | 40.0 kB (onnx) | 1.0x | 2.00 | 1500 | 15.0 | no |" in text
-    assert "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|" in text
+    assert "| dense | 0.800 [0.750, 0.850] | +0.00 | 1.0x | 40.0 kB (onnx) | 1.0x | 2.00 | 1.00x | 1500 | 15.0 | no |" in text
+    assert "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" in text
     assert "- `synthetic/hannun34/int8/seed0`: CompressionError: int8_static needs calibration data" in text
     assert "mean F1 of the classes N (normal), A (atrial fibrillation) and O" in text
     assert "non-zero parameters of the dense baseline / non-zero parameters" in text
