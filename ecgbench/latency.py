@@ -26,6 +26,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -80,13 +81,18 @@ def measure_onnx_latency(
     """Median, 95th percentile and mean wall-clock latency of one inference on random input of ``input_shape``."""
     if threads < 1 or repeats < 1 or warmup < 0:
         raise ConfigError(f"latency needs threads >= 1, repeats >= 1, warmup >= 0 (got {threads}, {repeats}, {warmup})")
+    session, feed = _session_and_feed(model, input_shape, threads)
+    return _time_session(session, feed, threads, warmup, repeats)
+
+
+def _session_and_feed(model: bytes | str | Path, input_shape: tuple[int, ...], threads: int) -> tuple[Any, dict]:
+    """A session of ``model`` and a fixed random input of ``input_shape`` for its single input."""
     session = make_session(model, threads)
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ConfigError(f"host latency needs a model with one input; this one has {[i.name for i in inputs]}")
     dtype = _NUMPY_TYPES.get(inputs[0].type, np.float32)
-    feed = {inputs[0].name: np.random.default_rng(0).standard_normal(tuple(input_shape)).astype(dtype)}
-    return _time_session(session, feed, threads, warmup, repeats)
+    return session, {inputs[0].name: np.random.default_rng(0).standard_normal(tuple(input_shape)).astype(dtype)}
 
 
 def measure_latency_against(
@@ -106,14 +112,7 @@ def measure_latency_against(
     """
     if threads < 1 or repeats < 1 or warmup < 0:
         raise ConfigError(f"latency needs threads >= 1, repeats >= 1, warmup >= 0 (got {threads}, {repeats}, {warmup})")
-    sessions = [make_session(model, threads), make_session(reference, threads)]
-    feeds = []
-    for session in sessions:
-        inputs = session.get_inputs()
-        if len(inputs) != 1:
-            raise ConfigError(f"host latency needs a model with one input; this one has {[i.name for i in inputs]}")
-        dtype = _NUMPY_TYPES.get(inputs[0].type, np.float32)
-        feeds.append({inputs[0].name: np.random.default_rng(0).standard_normal(tuple(input_shape)).astype(dtype)})
+    sessions, feeds = zip(*(_session_and_feed(m, input_shape, threads) for m in (model, reference)))
     for _ in range(warmup):
         for session, feed in zip(sessions, feeds):
             session.run(None, feed)
