@@ -343,7 +343,7 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
         headers += [f"{device} sim ms", f"{device} mJ", f"{device} fits"]
         numeric += [True, True, False]
     best = budget_winners(groups, f1_budget_points) if f1_budget_points is not None else {}
-    ratio_column = headers.index("compression ratio")
+    ratio_column, bytes_column = headers.index("compression ratio"), headers.index("deployable")
     strong = set()
     rows = []
     for i, g in enumerate(groups):
@@ -351,7 +351,7 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
         if winner.get("ratio") is g:
             strong.add((i, ratio_column))
         if winner.get("bytes") is g:
-            strong.add((i, ratio_column + 1))
+            strong.add((i, bytes_column))
         over = f1_budget_points is not None and g.stat("delta_f1_points") is not None and not within_budget(g, f1_budget_points)
         row = ([g.dataset, g.model] if several else []) + [
             g.pipeline + (" (over budget)" if over else ""),
