@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,15 @@ def test_regenerate_command_names_the_store_relative_to_the_working_directory(re
     monkeypatch.chdir(results.store_path.parent)
     command = _table.regenerate_command(results, "md", Path("reports/quick"))
     assert command.endswith(f"--out reports/quick --db {results.store_path.name}")
+
+
+def test_regenerate_command_repeats_the_reporters_settings(results):
+    from ecgbench.cli import _reporter_settings
+
+    settings = _table.TableSettings(f1_budget_points=1.0, devices=["nrf52840"])
+    command = _table.regenerate_command(results, "md", Path("out"), settings)
+    assert "--set 'md.devices=[\"nrf52840\"]' --set md.f1_budget_points=1.0" in command
+    words = shlex.split(command)
+    assignments = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    assert _table.TableSettings(**_reporter_settings(assignments)["md"]) == settings
+    assert "--set" not in _table.regenerate_command(results, "md", Path("out"), _table.TableSettings())

@@ -8,6 +8,7 @@ failed cell has empty metrics, and an older store may lack newer sections.
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import time
@@ -421,9 +422,11 @@ def unfinished_cells(results) -> list[tuple[str, str]]:
 
 
 # --- report header ---------------------------------------------------------------------
-def regenerate_command(results, fmt: str, out_dir: Path) -> str:
-    """The command that writes this report again."""
+def regenerate_command(results, fmt: str, out_dir: Path, settings: PluginConfig | None = None) -> str:
+    """The command that writes this report again, with the reporter's non-default ``settings`` as ``--set``."""
     parts = ["ecgbench", "report", results.run.run_id, "--format", fmt, "--out", str(out_dir)]
+    for key, value in (settings.model_dump(exclude_defaults=True) if settings is not None else {}).items():
+        parts += ["--set", f"{fmt}.{key}={json.dumps(value)}"]  # JSON is YAML, as --set reads it
     store_path = getattr(results, "store_path", None)  # set by stores that know their file
     if store_path:
         parts += ["--db", _relative_to_cwd(Path(store_path))]
@@ -442,13 +445,13 @@ def when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp)) if timestamp else "-"
 
 
-def report_facts(results, fmt: str, out_dir: Path) -> list[tuple[str, str]]:
+def report_facts(results, fmt: str, out_dir: Path, settings: PluginConfig | None = None) -> list[tuple[str, str]]:
     """Label/value lines at the top of a report: how to regenerate it, suite, run, date, version."""
     run = results.run
     groups = pipeline_groups(results)
     combos = list(dict.fromkeys((g.dataset, g.model) for g in groups))
     facts = [
-        ("regenerate", regenerate_command(results, fmt, out_dir)),
+        ("regenerate", regenerate_command(results, fmt, out_dir, settings)),
         ("suite", f"{run.suite_name} ({run.suite_path})"),
         ("run", f"{run.run_id} ({run.status})"),
         ("date", f"started {when(run.started_at)}, finished {when(run.finished_at)}"),

@@ -167,7 +167,7 @@ def html_report(results, out_dir: Path, fmt: str = "html", settings: _table.Tabl
     if warning:
         parts.append(f'<p class="warning">Warning: {esc(warning)}</p>')
     parts.append("<ul>")
-    for label, value in _table.report_facts(results, fmt, out_dir):
+    for label, value in _table.report_facts(results, fmt, out_dir, settings):
         shown = f"<code>{esc(value)}</code>" if label == "regenerate" else esc(value)
         parts.append(f"<li>{esc(label)}: {shown}</li>")
     parts.append("</ul>")

@@ -30,7 +30,7 @@ def markdown_report(results, out_dir: Path, fmt: str = "md", settings: _table.Ta
     warning = _table.synthetic_warning(results)
     if warning:
         parts += [f"> **Warning: {warning}**", ""]
-    for label, value in _table.report_facts(results, fmt, out_dir):
+    for label, value in _table.report_facts(results, fmt, out_dir, settings):
         parts.append(f"- {label}: `{value}`" if label == "regenerate" else f"- {label}: {value}")
     parts.append("")
     if settings.f1_budget_points is not None:
