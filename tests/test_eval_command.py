@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import numpy as np
 import pytest
@@ -157,6 +158,10 @@ def test_model_without_ecgbench_metadata_is_a_clear_error(tmp_path, folder, caps
 def test_missing_model_file_and_wrong_labels_option(tmp_path, folder, model_file):
     with pytest.raises(ConfigError, match="does not exist"):
         run_eval([str(tmp_path / "nope.onnx"), "--data", str(folder)])
+    stored = tmp_path / "pruned.onnx.sparse.zst"
+    stored.write_bytes(b"")
+    with pytest.raises(ConfigError, match=re.escape(f"pruned.onnx does not exist; the same model is stored beside it as {stored}: pass that file")):
+        run_eval([str(tmp_path / "pruned.onnx"), "--data", str(folder)])
     with pytest.raises(ConfigError, match="--labels applies to datasets"):
         run_eval([str(model_file), "--data", str(folder), "--dataset", "wfdb", "--labels", "v1"])
 

@@ -62,7 +62,7 @@ def evaluate_model_file(
 
     model_path = Path(model_path)
     if not model_path.is_file():
-        raise ConfigError(f"model file {model_path} does not exist; pass the .onnx written by 'ecgbench run' (artifacts/<cell>/model.onnx)")
+        raise ConfigError(_missing_model_message(model_path))
     stored = model_path.read_bytes()
     fmt = detect_format(stored)
     try:
@@ -104,6 +104,18 @@ def evaluate_model_file(
         "preprocessing": data_config.model_dump(mode="json"),
         "exported": {k: metadata[k] for k in ("pipeline", "model", "dataset", "seed", "precision", "cell_id", "version") if k in metadata},
     }
+
+
+def _missing_model_message(model_path: Path) -> str:
+    """Says the file is missing and, when the same model lies beside it in another stored format, names that file."""
+    from ecgbench.sizing import FORMAT_SUFFIXES
+
+    stem = model_path.name[: -len(".onnx")] if model_path.name.endswith(".onnx") else model_path.name
+    siblings = [model_path.with_name(stem + suffix) for suffix in FORMAT_SUFFIXES.values()]
+    found = [p for p in siblings if p != model_path and p.is_file()]
+    if found:
+        return f"model file {model_path} does not exist; the same model is stored beside it as {found[0]}: pass that file"
+    return f"model file {model_path} does not exist; pass the .onnx written by 'ecgbench run' (artifacts/<cell>/model.onnx) or a published model file"
 
 
 def data_config_from_metadata(metadata: dict[str, Any], model_path: Path):
