@@ -21,21 +21,24 @@ from ecgbench import PluginConfig, hookimpl
 from ecgbench.reporting import Reporter
 
 
-def model_filename(cell) -> str:
-    """``<pipeline>.onnx``, the pipeline label with characters unsafe in file names replaced."""
-    return re.sub(r"[^A-Za-z0-9_.+=,()-]", "_", cell.pipeline) + ".onnx"
+def model_stem(cell) -> str:
+    """The pipeline label with characters unsafe in file names replaced (``<stem>.onnx`` is the file)."""
+    return re.sub(r"[^A-Za-z0-9_.+=,()-]", "_", cell.pipeline)
 
 
-def smallest_fitting(onnx_bytes: bytes, max_bytes: int) -> tuple[str, bytes] | None:
-    """``(format, data)``: plain ONNX when it fits in ``max_bytes``, else the smallest format that does, else None."""
-    from ecgbench.sizing import FORMATS, canonical_zeros, save_format
+def smallest_fitting(onnx_bytes: bytes, max_bytes: int, deployable_format: str | None = None) -> tuple[str, bytes] | None:
+    """``(format, data)``: plain ONNX when it fits in ``max_bytes``, else the model's smallest format if that fits, else None.
+
+    ``deployable_format`` is the smallest format as the cell's measurement found it
+    (``size.deployable_format``); it is measured again only when a store lacks it.
+    """
+    from ecgbench.sizing import canonical_zeros, save_format, size_report
 
     if len(onnx_bytes) <= max_bytes:
         return "onnx", onnx_bytes
-    canonical = canonical_zeros(onnx_bytes)
-    encoded = {fmt: save_format(canonical, fmt) for fmt in FORMATS if fmt != "onnx"}
-    fmt = min(encoded, key=lambda f: len(encoded[f]))
-    return (fmt, encoded[fmt]) if len(encoded[fmt]) <= max_bytes else None
+    fmt = deployable_format or size_report(onnx_bytes)["deployable_format"]
+    data = save_format(canonical_zeros(onnx_bytes), fmt)
+    return (fmt, data) if len(data) <= max_bytes else None
 
 
 class ModelsReporter(Reporter):
@@ -57,7 +60,7 @@ class ModelsReporter(Reporter):
         several = len({(c.dataset, c.model, c.seed) for c in done}) > 1
         written, index = [], []
         for cell in done:
-            stem = model_filename(cell)[: -len(".onnx")]
+            stem = model_stem(cell)
             if several:
                 stem += f".{cell.dataset}.{cell.model}.seed{cell.seed}"
             source = Path(cell.artifacts["onnx"])
@@ -66,7 +69,7 @@ class ModelsReporter(Reporter):
                 entry["missing"] = str(source)
             else:
                 onnx_bytes = source.read_bytes()
-                fitting = smallest_fitting(onnx_bytes, self.config.max_bytes)
+                fitting = smallest_fitting(onnx_bytes, self.config.max_bytes, (cell.metrics.get("size") or {}).get("deployable_format"))
                 if fitting is None:
                     entry["not_copied"] = f"{len(onnx_bytes)} bytes as ONNX, more than {self.config.max_bytes} in every format"
                 else:
