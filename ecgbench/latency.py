@@ -79,10 +79,14 @@ def measure_onnx_latency(
     repeats: int = 30,
 ) -> LatencyStats:
     """Median, 95th percentile and mean wall-clock latency of one inference on random input of ``input_shape``."""
-    if threads < 1 or repeats < 1 or warmup < 0:
-        raise ConfigError(f"latency needs threads >= 1, repeats >= 1, warmup >= 0 (got {threads}, {repeats}, {warmup})")
+    _check_timing(threads, warmup, repeats)
     session, feed = _session_and_feed(model, input_shape, threads)
     return _time_session(session, feed, threads, warmup, repeats)
+
+
+def _check_timing(threads: int, warmup: int, repeats: int) -> None:
+    if threads < 1 or repeats < 1 or warmup < 0:
+        raise ConfigError(f"latency needs threads >= 1, repeats >= 1, warmup >= 0 (got {threads}, {repeats}, {warmup})")
 
 
 def _session_and_feed(model: bytes | str | Path, input_shape: tuple[int, ...], threads: int) -> tuple[Any, dict]:
@@ -110,8 +114,7 @@ def measure_latency_against(
     alternation (the order flipping each round), both see the same drift, so
     the ratio of their medians is stable even where absolute times are not.
     """
-    if threads < 1 or repeats < 1 or warmup < 0:
-        raise ConfigError(f"latency needs threads >= 1, repeats >= 1, warmup >= 0 (got {threads}, {repeats}, {warmup})")
+    _check_timing(threads, warmup, repeats)
     sessions, feeds = zip(*(_session_and_feed(m, input_shape, threads) for m in (model, reference)))
     for _ in range(warmup):
         for session, feed in zip(sessions, feeds):
