@@ -5,7 +5,7 @@
 One run, one process, one thread:
 
 1. calibrate the ``host`` profile on single-operator micro-kernels
-   (``ecgbench.latency.calibrate_host_profile``: convolutions, depthwise
+   (``ecgbench.measure.latency.calibrate_host_profile``: convolutions, depthwise
    convolutions, matrix-vector products, Relu/Add, a chain of tiny operators),
    never on the models below;
 2. build model variants inline: a residual 1-D CNN (1 input channel, kernel 16,
@@ -137,7 +137,7 @@ def _quantize(fp32: bytes, mode: str, workdir: Path) -> bytes:
 
 
 def build_variants(workdir: Path) -> list[Variant]:
-    from ecgbench.export import to_onnx
+    from ecgbench.train.export import to_onnx
     from ecgbench_plugins.models.dscnn import DSCNN
 
     def export(model: nn.Module) -> bytes:
@@ -167,9 +167,9 @@ def build_variants(workdir: Path) -> list[Variant]:
 
 
 def run(repeats: int, rounds: int) -> dict:
-    from ecgbench.latency import calibrate_host_profile, measure_onnx_latency
-    from ecgbench.onnx_graph import analyze_onnx
-    from ecgbench.simulator import simulate
+    from ecgbench.measure.latency import calibrate_host_profile, measure_onnx_latency
+    from ecgbench.measure.onnx_graph import analyze_onnx
+    from ecgbench.measure.simulator import simulate
 
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -237,7 +237,7 @@ def markdown(result: dict) -> str:
         f"variants, each the median of {result['repeats']} runs; the fastest round is kept ('spread' is the slowest round's excess).",
         "",
         f"The host profile was calibrated in the same run ({result['calibration_s']:.1f} s) on single-operator "
-        "micro-kernels (`ecgbench.latency.calibrate_host_profile`), never on these models. Calibrated rates, G per second:",
+        "micro-kernels (`ecgbench.measure.latency.calibrate_host_profile`), never on these models. Calibrated rates, G per second:",
         "",
         "| kernel kind | conv MACs | im2col values | depthwise MACs, stride 1 | depthwise MACs, stride 2 | fc MACs | element ops |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -292,7 +292,7 @@ NOTES = """## What changed in the model (this revision)
 The 16 variants above were fixed before the first run and have not changed;
 the two marked "held out" were added after this revision's model changes and
 never used to choose them. Every new rate is calibrated on micro-kernels in
-`ecgbench.latency`, never on the variants.
+`ecgbench.measure.latency`, never on the variants.
 
 1. **Dynamic int8 is its own kernel kind.** The analyzer marks ConvInteger and
    MatMulInteger (what `quantize_dynamic` emits after DynamicQuantizeLinear) as

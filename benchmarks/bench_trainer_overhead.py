@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ecgbench.testing import make_random_splits
-from ecgbench.training import Trainer, TrainRecipe, random_crops
+from ecgbench.train.trainer import Trainer, TrainRecipe, random_crops
 from ecgbench_plugins.models.hannun34 import Hannun34
 
 EPOCHS, BATCH, SAMPLES, N_TRAIN = 2, 32, 3000, 256

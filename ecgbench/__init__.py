@@ -1,4 +1,13 @@
-"""ecgbench: benchmark deep-learning compression for single-lead ECG arrhythmia detection."""
+"""ecgbench: benchmark deep-learning compression for single-lead ECG arrhythmia detection.
+
+The public surface for plugin authors is this module: the hook markers, the
+errors, and the base class of every plugin kind. The kinds are imported on
+first use, so ``import ecgbench`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from ecgbench.errors import (
     CompressionError,
@@ -9,12 +18,33 @@ from ecgbench.errors import (
     StoreError,
 )
 from ecgbench.hookspecs import hookimpl, hookspec
-from ecgbench.plugin import Plugin, PluginConfig
+from ecgbench.kinds.base import Plugin, PluginConfig
 
 __version__ = "0.1.0"
 
 CLASSES = ("N", "A", "O", "~")
 """CinC 2017 classes, in the index order every model output and metric uses."""
+
+_KINDS = {
+    "CompressionContext": "ecgbench.kinds.compressor",
+    "Compressor": "ecgbench.kinds.compressor",
+    "ModelArtifact": "ecgbench.kinds.compressor",
+    "StepOutcome": "ecgbench.kinds.compressor",
+    "Dataset": "ecgbench.kinds.dataset",
+    "Record": "ecgbench.kinds.dataset",
+    "DeviceProfile": "ecgbench.kinds.device",
+    "Executor": "ecgbench.kinds.executor",
+    "ModelFamily": "ecgbench.kinds.model",
+    "Reporter": "ecgbench.kinds.reporter",
+    "SingleFileReporter": "ecgbench.kinds.reporter",
+}
+
+
+def __getattr__(name: str):
+    if name in _KINDS:
+        return getattr(importlib.import_module(_KINDS[name]), name)
+    raise AttributeError(f"module 'ecgbench' has no attribute '{name}'")
+
 
 __all__ = [
     "CLASSES",
@@ -29,4 +59,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "hookspec",
+    *sorted(_KINDS),
 ]

@@ -33,7 +33,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def ecgbench_register_datasets(register: Callable[[type], None]) -> None:
-    """Register dataset plugins: call ``register(cls)`` for each ``ecgbench.datasets.Dataset`` subclass.
+    """Register dataset plugins: call ``register(cls)`` for each ``ecgbench.kinds.dataset.Dataset`` subclass.
 
     A dataset yields labelled single-lead records (``Record``); the core turns
     them into cached, preprocessed train/val/test splits.
@@ -42,7 +42,7 @@ def ecgbench_register_datasets(register: Callable[[type], None]) -> None:
 
 @hookspec
 def ecgbench_register_models(register: Callable[[type], None]) -> None:
-    """Register model families: call ``register(cls)`` for each ``ecgbench.models.ModelFamily`` subclass.
+    """Register model families: call ``register(cls)`` for each ``ecgbench.kinds.model.ModelFamily`` subclass.
 
     A model family builds a ``torch.nn.Module`` mapping ``[batch, 1, samples]``
     to ``[batch, n_classes]`` logits for any input length.
@@ -51,7 +51,7 @@ def ecgbench_register_models(register: Callable[[type], None]) -> None:
 
 @hookspec
 def ecgbench_register_compressors(register: Callable[[type], None]) -> None:
-    """Register compression strategies: call ``register(cls)`` for each ``ecgbench.compression.Compressor`` subclass.
+    """Register compression strategies: call ``register(cls)`` for each ``ecgbench.kinds.compressor.Compressor`` subclass.
 
     A compressor takes a ``ModelArtifact`` and a ``CompressionContext`` (the
     training API, the dense baseline's validation score) and returns a
@@ -61,7 +61,7 @@ def ecgbench_register_compressors(register: Callable[[type], None]) -> None:
 
 @hookspec
 def ecgbench_register_devices(register: Callable[[Any], None]) -> None:
-    """Register device profiles: call ``register(profile)`` for each ``ecgbench.devices.DeviceProfile`` instance.
+    """Register device profiles: call ``register(profile)`` for each ``ecgbench.kinds.device.DeviceProfile`` instance.
 
     Profiles are data (clock, throughput, memory, power) with their sources;
     the simulator predicts latency, energy and memory fit on them.
@@ -70,7 +70,7 @@ def ecgbench_register_devices(register: Callable[[Any], None]) -> None:
 
 @hookspec
 def ecgbench_register_reporters(register: Callable[[type], None]) -> None:
-    """Register report writers: call ``register(cls)`` for each ``ecgbench.reporting.Reporter`` subclass.
+    """Register report writers: call ``register(cls)`` for each ``ecgbench.kinds.reporter.Reporter`` subclass.
 
     A reporter turns the stored results of one run into files (Markdown, CSV, ...).
     """
@@ -78,7 +78,7 @@ def ecgbench_register_reporters(register: Callable[[type], None]) -> None:
 
 @hookspec
 def ecgbench_register_executors(register: Callable[[type], None]) -> None:
-    """Register executors: call ``register(cls)`` for each ``ecgbench.executors.Executor`` subclass.
+    """Register executors: call ``register(cls)`` for each ``ecgbench.kinds.executor.Executor`` subclass.
 
     An executor runs cell jobs (sequentially, in processes, on a cluster) and
     hands each result back to the driving process, which owns the store.

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ecgbench import CLASSES
-from ecgbench.compression import CompressionContext
-from ecgbench.datasets import DataSplits, SignalSet
-from ecgbench.training import Trainer, TrainRecipe
+from ecgbench.kinds.compressor import CompressionContext
+from ecgbench.data.arrays import DataSplits, SignalSet
+from ecgbench.train.trainer import Trainer, TrainRecipe
 
 
 def make_signalset(n_records: int, samples: int, seed: int, separable: bool = True) -> SignalSet:

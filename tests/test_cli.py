@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import ecgbench
-from ecgbench.cli import main
+from ecgbench.cli.main import main
 
 SUITE = """
 name: cli-test
@@ -60,7 +60,7 @@ def test_run_twice_then_runs_and_report(suite, tmp_path, capsys):
     assert "| magnitude(sparsity=0.5,finetune_epochs=1) |" in report
     models = tmp_path / "reports" / "cli-test" / "models"
     assert (models / "dense.onnx").exists() and (models / "int8_dynamic.onnx").exists()
-    from ecgbench.export import read_metadata
+    from ecgbench.train.export import read_metadata
 
     meta = read_metadata(models / "int8_dynamic.onnx")
     assert meta["pipeline"] == "int8_dynamic" and meta["preprocessing"]["fs_hz"] == 100
@@ -83,7 +83,7 @@ def test_run_twice_then_runs_and_report(suite, tmp_path, capsys):
 
 
 def test_models_too_big_as_onnx_are_written_in_their_smallest_format(suite, tmp_path, capsys):
-    from ecgbench.sizing import FORMAT_SUFFIXES, canonical_zeros, load_any
+    from ecgbench.measure.sizing import FORMAT_SUFFIXES, canonical_zeros, load_any
 
     assert main(["run", str(suite)]) == 0
     models = tmp_path / "reports" / "cli-test" / "models"
@@ -120,7 +120,7 @@ def test_plugins_lists_builtins_and_what_they_register(capsys):
 def test_killed_run_resumes_with_only_the_missing_cells(suite, tmp_path):
     """SIGKILL mid-way loses at most the cell in progress; the rerun does only what is missing."""
     env = {**os.environ, "ECGBENCH_HOME": str(tmp_path / "home"), "ECGBENCH_QUIET": "1"}
-    command = [sys.executable, "-m", "ecgbench.cli", "run", str(suite)]
+    command = [sys.executable, "-m", "ecgbench.cli.main", "run", str(suite)]
     proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     db = tmp_path / "home" / "results.sqlite"
     deadline = time.time() + 120
@@ -146,12 +146,12 @@ def test_killed_run_resumes_with_only_the_missing_cells(suite, tmp_path):
 
 
 def test_smoke_trains_one_epoch_of_two_batches(suite, tmp_path, capsys, monkeypatch):
-    import ecgbench.cli
+    import ecgbench.cli.main
 
-    monkeypatch.setattr(ecgbench.cli, "SMOKE_EVAL_RECORDS", 3)  # fewer than the suite's test records
+    monkeypatch.setattr(ecgbench.cli.main, "SMOKE_EVAL_RECORDS", 3)  # fewer than the suite's test records
     assert main(["run", str(suite), "--smoke", "--only", "dense"]) == 0
     assert "1 done" in capsys.readouterr().out
-    from ecgbench.store import ResultStore
+    from ecgbench.run.store import ResultStore
 
     results = ResultStore(tmp_path / "home" / "results.sqlite").run_results("cli-test-smoke")
     (cell,) = results.cells

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from ecgbench.commands.compare import parse_percent, register
-from ecgbench.compare import EXIT_MISSING, EXIT_OK, EXIT_REGRESSION, compare_runs, load_results
+from ecgbench.cli.compare import parse_percent, register
+from ecgbench.results.compare import EXIT_MISSING, EXIT_OK, EXIT_REGRESSION, compare_runs, load_results
 from ecgbench.errors import ConfigError
-from ecgbench.store import ResultStore
+from ecgbench.run.store import ResultStore
 from ecgbench_plugins.reporters.tabular import JsonReporter
 
 VERSION = "0.1.0"
@@ -130,7 +130,7 @@ def test_unknown_refs_are_config_errors_exit_2(store, tmp_path):
     with pytest.raises(ConfigError, match="not an ecgbench JSON report"):
         load_results(str(tmp_path / "bad.json"), store.path)
 
-    from ecgbench.cli import main
+    from ecgbench.cli.main import main
 
     assert main(["compare", "no-such-run", "other", "--db", str(store.path)]) == 2
 

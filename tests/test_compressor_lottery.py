@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from ecgbench.compression import CompressionContext, ModelArtifact
+from ecgbench.kinds.compressor import CompressionContext, ModelArtifact
 from ecgbench.errors import CompressionError, ConfigError
 from ecgbench.testing import fast_recipe, make_context, make_random_splits
-from ecgbench.training import Trainer
+from ecgbench.train.trainer import Trainer
 from ecgbench_plugins.compressors import lottery
 from ecgbench_plugins.compressors.lottery import GoalDrivenTicketSearch, LotteryTicket, LthEcg, Ticket, late_rewind_state
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ecgbench.compression import ModelArtifact
+from ecgbench.kinds.compressor import ModelArtifact
 from ecgbench.errors import CompressionError, ConfigError
 from ecgbench.testing import fast_recipe, make_context
 from ecgbench_plugins.compressors.magnitude import MagnitudePruning, sparsity_schedule

@@ -10,9 +10,9 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from ecgbench.compression import ModelArtifact
+from ecgbench.kinds.compressor import ModelArtifact
 from ecgbench.errors import CompressionError, ConfigError
-from ecgbench.export import read_metadata, to_onnx, with_metadata
+from ecgbench.train.export import read_metadata, to_onnx, with_metadata
 from ecgbench.testing import fast_recipe, make_context
 from ecgbench_plugins.compressors.quantization import Fp16, Int8Dynamic, Int8Static, topologically_sort
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecgbench.compression import ModelArtifact
+from ecgbench.kinds.compressor import ModelArtifact
 from ecgbench.errors import CompressionError, ConfigError
-from ecgbench.export import to_onnx
+from ecgbench.train.export import to_onnx
 from ecgbench.testing import fast_recipe, make_context
 from ecgbench_plugins.compressors.structured import ChannelPlan, StructuredPruning, count_params_and_macs
 

@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from ecgbench.cli import main
-from ecgbench.config import load_suite
+from ecgbench.cli.main import main
+from ecgbench.config.suite import load_suite
 from ecgbench.errors import ConfigError
 
 GOOD = """
@@ -96,7 +96,7 @@ def test_validate_command_counts_cells(tmp_path, capsys):
 
 def test_cell_ids_are_stable(tmp_path, registry):
     """Adding a defaulted field must never rename old results: pin a few ids."""
-    from ecgbench.cell import expand_cells
+    from ecgbench.run.cell import expand_cells
 
     suite = load_suite(write(tmp_path, GOOD), registry)
     cells = expand_cells(suite, registry)
@@ -111,7 +111,7 @@ def test_known_cell_ids_are_pinned(tmp_path, registry):
     """Adding a defaulted field anywhere must not rename stored results. These ids change only
     with a new ecgbench version (part of the baseline key, as issue 2 asks) or a changed suite."""
     import ecgbench
-    from ecgbench.cell import expand_cells
+    from ecgbench.run.cell import expand_cells
 
     if ecgbench.__version__ != "0.1.0":
         pytest.fail("ecgbench's version changed: re-pin these ids on purpose")

@@ -11,7 +11,7 @@ from conftest_data import ecg, write_cinc_folder, write_record
 from ecgbench.data.config import DataConfig
 from ecgbench.data.loader import load_signalset, load_splits
 from ecgbench.data.problems import SkippedRecordsWarning
-from ecgbench.datasets import Dataset, Record
+from ecgbench.kinds.dataset import Dataset, Record
 from ecgbench.errors import DatasetError
 from ecgbench_plugins.datasets.cinc2017 import CinC2017
 from ecgbench_plugins.datasets.wfdb_folder import WfdbFolder

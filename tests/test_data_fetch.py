@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ecgbench.cli import main
+from ecgbench.cli.main import main
 from ecgbench.data.fetch import DOWNLOAD_DIR, MARKER_FILE, fetch_cinc2017
 from ecgbench.errors import DatasetError
 

@@ -11,7 +11,7 @@ from ecgbench import CLASSES
 from ecgbench.data.cache import read_entry, write_entry
 from ecgbench.data.config import DataConfig
 from ecgbench.data.loader import load_signalset, load_splits
-from ecgbench.datasets import Dataset, Record
+from ecgbench.kinds.dataset import Dataset, Record
 
 
 class CountingDataset(Dataset):

@@ -8,7 +8,7 @@ import pytest
 from ecgbench.data.config import DataConfig, SplitConfig
 from ecgbench.data.preprocess import preprocess_signal, resampled_length, resampling_ratio
 from ecgbench.errors import ConfigError
-from ecgbench.plugin import parse_config
+from ecgbench.kinds.base import parse_config
 
 
 def sine(freq_hz: float, seconds: float, fs_hz: float, amplitude: float = 1.0) -> np.ndarray:

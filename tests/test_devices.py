@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from ecgbench.cli import main
-from ecgbench.devices import HOST_PROFILE_ENV, DeviceProfile, load_profile, save_profile
+from ecgbench.cli.main import main
+from ecgbench.kinds.device import HOST_PROFILE_ENV, DeviceProfile, load_profile, save_profile
 from ecgbench.errors import ConfigError
-from ecgbench.export import to_onnx
+from ecgbench.train.export import to_onnx
 from ecgbench.testing import TinyNet
 from ecgbench_plugins.devices.builtin_profiles import PROFILE_DIR
 

@@ -12,16 +12,16 @@ import torch
 import wfdb
 
 from ecgbench import CLASSES
-from ecgbench.commands.eval import register
+from ecgbench.cli.eval import register
 from ecgbench.data.config import DataConfig
 from ecgbench.data.loader import load_signalset
-from ecgbench.datasets import DataSplits
+from ecgbench.data.arrays import DataSplits
 from ecgbench.errors import ConfigError
-from ecgbench.export import to_onnx, with_metadata
-from ecgbench.metrics import bootstrap_challenge_ci
-from ecgbench.sizing import save_format, size_report
+from ecgbench.train.export import to_onnx, with_metadata
+from ecgbench.measure.scores import bootstrap_challenge_ci
+from ecgbench.measure.sizing import save_format, size_report
 from ecgbench.testing import TinyNet, fast_recipe, make_random_splits
-from ecgbench.training import Trainer
+from ecgbench.train.trainer import Trainer
 
 FS_FILE_HZ = 300.0  # as CinC 2017 records; the model runs at 100 Hz, so eval must resample
 DATA_CONFIG = DataConfig(fs_hz=100.0, window_s=4.0, bandpass_hz=[0.5, 40.0])
@@ -144,7 +144,7 @@ def test_human_summary(capsys, model_file, folder):
 
 
 def test_model_without_ecgbench_metadata_is_a_clear_error(tmp_path, folder, capsys):
-    from ecgbench.cli import main
+    from ecgbench.cli.main import main
 
     bare = tmp_path / "bare.onnx"
     bare.write_bytes(to_onnx(TinyNet(width=2), 100))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ecgbench.config import load_suite
+from ecgbench.config.suite import load_suite
 from ecgbench.plugin_manager import make_plugin_manager, plugin_sources
 from ecgbench.registry import build_registry
-from ecgbench.runner import run_suite
-from ecgbench.store import ResultStore
+from ecgbench.run.runner import run_suite
+from ecgbench.run.store import ResultStore
 
 EXAMPLE = Path(__file__).parent / "example_plugin"
 

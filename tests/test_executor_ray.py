@@ -13,9 +13,9 @@ import sys
 import pytest
 from test_executors import deterministic, fake_job, run
 
-from ecgbench.cell import CellResult
+from ecgbench.run.cell import CellResult
 from ecgbench.errors import ConfigError, PluginError
-from ecgbench.plugin import parse_config
+from ecgbench.kinds.base import parse_config
 from ecgbench_plugins.executors.ray_executor import RayExecutor
 
 

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 
-from ecgbench.cell import CellJob, CellResult, CellSpec
-from ecgbench.config import build_suite
-from ecgbench.plugin import parse_config
-from ecgbench.runner import run_suite
-from ecgbench.store import ResultStore
+from ecgbench.run.cell import CellJob, CellResult, CellSpec
+from ecgbench.config.suite import build_suite
+from ecgbench.kinds.base import parse_config
+from ecgbench.run.runner import run_suite
+from ecgbench.run.store import ResultStore
 from ecgbench_plugins.executors.processes import WORKER_DIED, ProcessPoolCellExecutor
 
 # A real suite on the built-ins, as small as the plugins allow: two seeds, so two

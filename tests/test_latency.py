@@ -10,10 +10,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from ecgbench.devices import DeviceProfile
+from ecgbench.kinds.device import DeviceProfile
 from ecgbench.errors import ConfigError
-from ecgbench.export import to_onnx
-from ecgbench.latency import LatencyStats, _conv_kernel, calibrate_host_profile, make_session, measure_latency_against, measure_onnx_latency
+from ecgbench.train.export import to_onnx
+from ecgbench.measure.latency import LatencyStats, _conv_kernel, calibrate_host_profile, make_session, measure_latency_against, measure_onnx_latency
 from ecgbench.testing import TinyNet
 
 
@@ -72,7 +72,7 @@ def test_bad_arguments_and_models_are_config_errors(tiny_onnx):
 
 
 def test_micro_kernels_have_the_macs_they_claim():
-    from ecgbench.onnx_graph import analyze_onnx
+    from ecgbench.measure.onnx_graph import analyze_onnx
 
     rng = np.random.default_rng(0)
     for groups, int8, stride in ((1, False, 1), (8, False, 2), (1, True, 1), (8, True, 2)):
@@ -88,8 +88,8 @@ def test_conv_integer_kernel_is_what_quantize_dynamic_emits(tmp_path):
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ecgbench.latency import _conv_integer_kernel
-    from ecgbench.onnx_graph import analyze_onnx
+    from ecgbench.measure.latency import _conv_integer_kernel
+    from ecgbench.measure.onnx_graph import analyze_onnx
 
     rng = np.random.default_rng(0)
     (tmp_path / "f.onnx").write_bytes(_conv_kernel(8, 8, 16, 1, False, rng).model)
@@ -106,7 +106,7 @@ def test_conv_integer_kernel_is_what_quantize_dynamic_emits(tmp_path):
 
 
 def test_fit_conv_rates_recovers_known_rates():
-    from ecgbench.latency import _Kernel, fit_conv_rates
+    from ecgbench.measure.latency import _Kernel, fit_conv_rates
 
     kernels = [_Kernel(str(c), b"", (1,), work=c * c * 1000.0, im2col=c * 100.0) for c in (8, 16, 32, 64)]
     seconds = [k.work / 50e9 + k.im2col / 2e9 for k in kernels]  # 50 GMAC/s, 2 G values/s

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from ecgbench.errors import ConfigError
-from ecgbench.export import to_onnx
-from ecgbench.measure import MeasureConfig, aggregate_seeds, measure_artifact
-from ecgbench.metrics import classification_scores
-from ecgbench.plugin import parse_config
+from ecgbench.train.export import to_onnx
+from ecgbench.measure.artifact import MeasureConfig, aggregate_seeds, measure_artifact
+from ecgbench.measure.scores import classification_scores
+from ecgbench.kinds.base import parse_config
 from ecgbench.testing import fast_recipe, make_random_splits
-from ecgbench.training import Trainer
+from ecgbench.train.trainer import Trainer
 
 INPUT_S = 2.0  # at 100 Hz: 200 samples per inference
 SAMPLES = 200

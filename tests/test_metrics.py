@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ecgbench.metrics import (
+from ecgbench.measure.scores import (
     bootstrap_challenge_ci,
     challenge_f1,
     classification_scores,

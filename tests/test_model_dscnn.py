@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ecgbench.errors import ConfigError
-from ecgbench.export import to_onnx
+from ecgbench.train.export import to_onnx
 from ecgbench_plugins.models.dscnn import DSCNN
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ecgbench.errors import ConfigError
-from ecgbench.export import to_onnx
+from ecgbench.train.export import to_onnx
 from ecgbench_plugins.models.hannun34 import Hannun34, ResidualBlock
 
 

@@ -11,8 +11,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from ecgbench.errors import ConfigError
-from ecgbench.export import to_onnx
-from ecgbench.onnx_graph import LAYER_CLASSES, SCHEMA, analyze_onnx, scratch_bytes
+from ecgbench.train.export import to_onnx
+from ecgbench.measure.onnx_graph import LAYER_CLASSES, SCHEMA, analyze_onnx, scratch_bytes
 
 logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's pre-processing advice
 
@@ -301,7 +301,7 @@ def test_relu_stays_a_layer_when_the_conv_output_has_another_reader():
 
 
 def test_qdq_conv_with_a_float_bias_stays_float():
-    from ecgbench.latency import _conv_kernel
+    from ecgbench.measure.latency import _conv_kernel
 
     kernel = _conv_kernel(4, 4, 3, 1, True, np.random.default_rng(0))
     int8 = analyze_onnx(kernel.model)

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from ecgbench import hookimpl
-from ecgbench.compression import Compressor
+from ecgbench.kinds.compressor import Compressor
 from ecgbench.errors import ConfigError, PluginError
 from ecgbench.plugin_manager import BUILTIN_PLUGINS, make_plugin_manager, plugin_sources
 from ecgbench.registry import KINDS, build_registry
@@ -78,7 +78,7 @@ def test_entry_point_plugin_is_discovered(tmp_path, monkeypatch):
         textwrap.dedent(
             """
             from ecgbench import hookimpl
-            from ecgbench.compression import Compressor
+            from ecgbench.kinds.compressor import Compressor
 
             class Fake(Compressor):
                 name = "fake_strategy"

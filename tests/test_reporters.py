@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ecgbench.errors import ConfigError
-from ecgbench.store import ResultStore
-from ecgbench_plugins.reporters import _table
+from ecgbench.run.store import ResultStore
+from ecgbench.results import table as _table
 from ecgbench_plugins.reporters.html import HtmlReporter
 from ecgbench_plugins.reporters.markdown import MarkdownReporter, markdown_table
 from ecgbench_plugins.reporters.tabular import CsvReporter, JsonReporter
@@ -21,7 +21,7 @@ VERSION = "0.1.0"
 
 
 def cell_metrics(f1, ci, delta, ratio, deployable, fmt, reduction, host_ms, nrf_ms, nrf_mj, fits, synthetic=True, steps=()):
-    """A done cell's metrics in the schema of ecgbench.measure plus cell.run_cell's sections."""
+    """A done cell's metrics in the schema of ecgbench.measure.artifact plus cell.run_cell's sections."""
     return {
         "val": {"challenge_f1": f1 + 0.01, "f1": {"N": 0.9, "A": 0.7, "O": 0.6, "~": 0.3}, "n_records": 40},
         "test": {"challenge_f1": f1, "f1": {"N": 0.9, "A": 0.7, "O": 0.6, "~": 0.3}, "af_f1": 0.7, "challenge_f1_ci": list(ci), "n_records": 50,
@@ -274,7 +274,7 @@ def test_regenerate_command_names_the_store_relative_to_the_working_directory(re
 
 
 def test_regenerate_command_repeats_the_reporters_settings(results):
-    from ecgbench.cli import _reporter_settings
+    from ecgbench.cli.main import _reporter_settings
 
     settings = _table.TableSettings(f1_budget_points=1.0, devices=["nrf52840"])
     command = _table.regenerate_command(results, "md", Path("out"), settings)

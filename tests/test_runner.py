@@ -8,14 +8,14 @@ import textwrap
 import pytest
 
 from ecgbench import CLASSES, hookimpl
-from ecgbench.compression import Compressor
-from ecgbench.config import load_suite
-from ecgbench.datasets import Dataset, Record
-from ecgbench.models import ModelFamily
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.compressor import Compressor
+from ecgbench.config.suite import load_suite
+from ecgbench.kinds.dataset import Dataset, Record
+from ecgbench.kinds.model import ModelFamily
+from ecgbench.kinds.base import PluginConfig
 from ecgbench.registry import build_registry
-from ecgbench.runner import run_suite
-from ecgbench.store import ResultStore
+from ecgbench.run.runner import run_suite
+from ecgbench.run.store import ResultStore
 from ecgbench.testing import TinyNet, make_signalset
 
 
@@ -148,7 +148,7 @@ def test_failure_is_isolated_and_resume_skips_done_cells(env):
 
 def test_dense_baseline_is_trained_once(env, monkeypatch):
     recorder, pm, registry, path, store, home = env
-    from ecgbench import training
+    from ecgbench.train import trainer as training
 
     calls = []
     original = training.Trainer.fit

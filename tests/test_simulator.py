@@ -9,10 +9,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from ecgbench.devices import DeviceProfile
-from ecgbench.export import to_onnx
-from ecgbench.onnx_graph import analyze_onnx
-from ecgbench.simulator import SCHEMA, human_bytes, live_bytes_per_layer, simulate
+from ecgbench.kinds.device import DeviceProfile
+from ecgbench.train.export import to_onnx
+from ecgbench.measure.onnx_graph import analyze_onnx
+from ecgbench.measure.simulator import SCHEMA, human_bytes, live_bytes_per_layer, simulate
 
 logging.getLogger().setLevel(logging.ERROR)
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from ecgbench.export import to_onnx
-from ecgbench.sizing import (
+from ecgbench.train.export import to_onnx
+from ecgbench.measure.sizing import (
     BITMAP_BREAK_EVEN_SPARSITY_FP32,
     BITMAP_BREAK_EVEN_SPARSITY_INT8,
     FORMATS,

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from ecgbench.errors import StoreError
-from ecgbench.store import ResultStore
+from ecgbench.run.store import ResultStore
 
 LABELS = {"dataset": "d", "model": "m", "pipeline": "p", "seed": 0}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ecgbench.compression import ModelArtifact
+from ecgbench.kinds.compressor import ModelArtifact
 from ecgbench.testing import make_context
 
 STRATEGIES = [

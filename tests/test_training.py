@@ -8,7 +8,7 @@ import torch
 
 from ecgbench.errors import EcgbenchError
 from ecgbench.testing import TinyNet, fast_recipe, make_random_splits
-from ecgbench.training import Trainer, length_buckets, load_checkpoint, random_crops, save_checkpoint
+from ecgbench.train.trainer import Trainer, length_buckets, load_checkpoint, random_crops, save_checkpoint
 
 
 def _train(seed=0, epochs=5):
@@ -73,7 +73,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
 
 
 def test_crops_pad_short_records_and_buckets_keep_whole_records():
-    from ecgbench.datasets import SignalSet
+    from ecgbench.data.arrays import SignalSet
 
     data = SignalSet(np.arange(10, dtype=np.float32) + 1, np.array([0, 3, 10]), np.array([0, 1]), ["a", "b"])
     crops = random_crops(data, np.array([0, 1]), 5, np.random.default_rng(0))
@@ -85,7 +85,7 @@ def test_crops_pad_short_records_and_buckets_keep_whole_records():
 
 
 def test_onnx_evaluation_matches_torch():
-    from ecgbench.export import to_onnx
+    from ecgbench.train.export import to_onnx
 
     trainer, model, _ = _train(epochs=2)
     assert trainer.evaluate_onnx(to_onnx(model, 400), "val") == trainer.evaluate(model, "val")
@@ -96,7 +96,7 @@ def test_hannun34_learns_the_synthetic_ecg_classes(registry, tmp_path):
     """A tiny training run on the synthetic ECG generator clearly beats chance (about 0.25-0.3)."""
     from ecgbench.data.config import DataConfig
     from ecgbench.data.loader import load_splits
-    from ecgbench.training import TrainRecipe
+    from ecgbench.train.trainer import TrainRecipe
 
     dataset = registry.get("datasets", "synthetic").from_params({"n_records": 400, "max_duration_s": 30})
     splits = load_splits(dataset, DataConfig(fs_hz=100, window_s=10, split={"val": 0.2, "test": 0.2}), tmp_path)

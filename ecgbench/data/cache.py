@@ -11,7 +11,6 @@ entries stay until the cache folder is deleted).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,16 +21,10 @@ from typing import Iterable
 
 import numpy as np
 
-from ecgbench.datasets import SignalSet
+from ecgbench.data.arrays import SignalSet
 
 CACHE_FORMAT = 1  # bump when the layout of an entry changes
 META_FILE = "meta.json"
-
-
-def cache_key(parts: dict) -> str:
-    """Short SHA-256 of the canonical JSON of ``parts``."""
-    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.base import PluginConfig
 
 
 class SplitConfig(PluginConfig):

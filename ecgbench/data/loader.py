@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgbench.data.cache import CACHE_FORMAT, CachedArrays, cache_key, read_entry, write_entry
+from ecgbench.data.cache import CACHE_FORMAT, CachedArrays, read_entry, write_entry
+from ecgbench.hashing import stable_hash
 from ecgbench.data.config import DataConfig
 from ecgbench.data.preprocess import PREPROCESS_VERSION, preprocess_signal
 from ecgbench.data.problems import RecordLog, check_record, skipped_summary, warn_skipped
 from ecgbench.data.splits import SPLITS, assign_splits
-from ecgbench.datasets import DataSplits, Dataset, SignalSet
+from ecgbench.data.arrays import DataSplits, SignalSet
+from ecgbench.kinds.dataset import Dataset
 from ecgbench.errors import DatasetError
 
 
@@ -47,7 +49,7 @@ def load_splits(dataset: Dataset, config: DataConfig, cache_dir: Path) -> DataSp
     assignment = assign_splits(full.record_ids, full.labels, config.split, meta.get("groups"), skipped_ids)
     split_of = [assignment[rid] for rid in full.record_ids]
     digest = hashlib.sha256("\n".join(split_of).encode()).hexdigest()
-    folder = cache_dir / f"{dataset.name}-splits-{cache_key({'records': records.folder.name, 'assignment': digest})}"
+    folder = cache_dir / f"{dataset.name}-splits-{stable_hash({'records': records.folder.name, 'assignment': digest})}"
     entry = read_entry(folder) or _write_split_layout(folder, full, split_of)
     sets = _split_views(entry)
     info = {
@@ -74,7 +76,7 @@ def load_splits(dataset: Dataset, config: DataConfig, cache_dir: Path) -> DataSp
 def load_records(dataset: Dataset, config: DataConfig, cache_dir: Path) -> CachedArrays:
     """The records cache entry of ``dataset`` under ``config``'s preprocessing, built if missing."""
     fingerprint = dataset.fingerprint()
-    key = cache_key(
+    key = stable_hash(
         {
             "format": CACHE_FORMAT,
             "preprocess_version": PREPROCESS_VERSION,

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 
 from ecgbench import CLASSES
-from ecgbench.datasets import Record
+from ecgbench.kinds.dataset import Record
 from ecgbench.errors import DatasetError
 
 # Why a record can be unusable: the keys of DataSplits.info["skipped"].

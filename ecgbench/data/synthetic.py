@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ecgbench import CLASSES
-from ecgbench.datasets import Record
+from ecgbench.kinds.dataset import Record
 
 GENERATOR_VERSION = 1  # bump when the generated signals change, to invalidate caches and results
 

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch.nn.utils import prune
 
-from ecgbench.compression import Masks
+from ecgbench.kinds.compressor import Masks
 from ecgbench.errors import CompressionError
 
 PRUNABLE_LAYERS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)

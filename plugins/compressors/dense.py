@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ecgbench import hookimpl
-from ecgbench.compression import CompressionContext, Compressor, ModelArtifact, StepOutcome
+from ecgbench.kinds.compressor import CompressionContext, Compressor, ModelArtifact, StepOutcome
 
 
 class Dense(Compressor):

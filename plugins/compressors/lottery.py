@@ -27,9 +27,9 @@ import torch
 from pydantic import Field
 
 from ecgbench import hookimpl
-from ecgbench.compression import CompressionContext, Compressor, Masks, ModelArtifact, StepOutcome
+from ecgbench.kinds.compressor import CompressionContext, Compressor, Masks, ModelArtifact, StepOutcome
 from ecgbench.errors import CompressionError
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.base import PluginConfig
 from ecgbench_plugins.compressors import _masks
 
 # --- shared by both strategies ---------------------------------------------------------

@@ -15,9 +15,9 @@ from typing import Literal
 from pydantic import Field
 
 from ecgbench import hookimpl
-from ecgbench.compression import CompressionContext, Compressor, ModelArtifact, StepOutcome
+from ecgbench.kinds.compressor import CompressionContext, Compressor, ModelArtifact, StepOutcome
 from ecgbench.errors import CompressionError
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.base import PluginConfig
 from ecgbench_plugins.compressors import _masks
 
 

@@ -25,10 +25,10 @@ from onnx import numpy_helper
 from pydantic import Field
 
 from ecgbench import hookimpl
-from ecgbench.compression import CompressionContext, Compressor, ModelArtifact, StepOutcome
+from ecgbench.kinds.compressor import CompressionContext, Compressor, ModelArtifact, StepOutcome
 from ecgbench.errors import CompressionError
-from ecgbench.export import to_onnx
-from ecgbench.plugin import PluginConfig
+from ecgbench.train.export import to_onnx
+from ecgbench.kinds.base import PluginConfig
 
 # Ops whose second input is a weight tensor worth counting (conv kernels, dense matrices).
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul")

@@ -36,9 +36,9 @@ import torch
 from pydantic import Field
 
 from ecgbench import hookimpl
-from ecgbench.compression import CompressionContext, Compressor, ModelArtifact, StepOutcome
+from ecgbench.kinds.compressor import CompressionContext, Compressor, ModelArtifact, StepOutcome
 from ecgbench.errors import CompressionError
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.base import PluginConfig
 
 # Bisection steps on the channel ratio: 2**-14 is far finer than one channel of any layer.
 BISECTION_STEPS = 14

@@ -16,8 +16,8 @@ from pydantic import Field
 from ecgbench import hookimpl
 from ecgbench.data.problems import RecordLog, RecordProblem
 from ecgbench.data.wfdb_io import folder_fingerprint, list_record_ids, match_labels, read_label_rows, read_lead, resolve_folder
-from ecgbench.datasets import Dataset, Record
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.dataset import Dataset, Record
+from ecgbench.kinds.base import PluginConfig
 
 ENV_VAR = "ECGBENCH_CINC2017_DIR"
 FS_HZ = 300.0  # every challenge recording is sampled at 300 Hz (Clifford et al. 2017)

@@ -14,8 +14,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ecgbench import CLASSES, hookimpl
 from ecgbench.data.synthetic import CINC_PROPORTIONS, DEFAULT_PROPORTIONS, GENERATOR_VERSION, generate_records
-from ecgbench.datasets import Dataset, Record
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.dataset import Dataset, Record
+from ecgbench.kinds.base import PluginConfig
 
 
 class SyntheticECG(Dataset):

@@ -24,8 +24,8 @@ from pydantic import Field, model_validator
 from ecgbench import CLASSES, hookimpl
 from ecgbench.data.problems import RecordLog, RecordProblem
 from ecgbench.data.wfdb_io import folder_fingerprint, list_record_ids, match_labels, read_label_rows, read_lead, resolve_folder
-from ecgbench.datasets import Dataset, Record
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.dataset import Dataset, Record
+from ecgbench.kinds.base import PluginConfig
 
 ENV_VAR = "ECGBENCH_WFDB_DIR"
 

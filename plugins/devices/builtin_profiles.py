@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecgbench import hookimpl
-from ecgbench.devices import DeviceProfile, calibrated_host_profile_path, load_profile
+from ecgbench.kinds.device import DeviceProfile, calibrated_host_profile_path, load_profile
 from ecgbench.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ecgbench import hookimpl
-from ecgbench.executors import Executor
+from ecgbench.kinds.executor import Executor
 
 
 class LocalExecutor(Executor):

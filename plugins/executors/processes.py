@@ -4,9 +4,9 @@ Workers are started with the ``spawn`` method: forking a process that has
 already imported torch can deadlock its OpenMP/MKL thread pools and breaks
 CUDA (PyTorch docs, "Multiprocessing best practices"), and ``spawn`` is the
 default on macOS and Windows anyway. Each worker rebuilds the plugin registry
-from the built-ins and installed entry points (:func:`ecgbench.cell.worker_registry`),
+from the built-ins and installed entry points (:func:`ecgbench.run.cell.worker_registry`),
 so plugins registered by hand in the driving process are not seen there, and
-a script that calls :func:`ecgbench.runner.run_suite` with this executor needs
+a script that calls :func:`ecgbench.run.runner.run_suite` with this executor needs
 the usual ``if __name__ == "__main__":`` guard (``spawn`` re-imports it).
 
 A worker that dies (killed for memory, a crash in native code) breaks the
@@ -27,9 +27,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pydantic import Field
 
 from ecgbench import hookimpl
-from ecgbench.cell import CellResult
-from ecgbench.executors import Executor
-from ecgbench.plugin import PluginConfig
+from ecgbench.run.cell import CellResult
+from ecgbench.kinds.executor import Executor
+from ecgbench.kinds.base import PluginConfig
 
 # torch + fork is unsafe (see module docstring); spawn also behaves the same on every OS.
 START_METHOD = "spawn"

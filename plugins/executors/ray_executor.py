@@ -22,10 +22,10 @@ from typing import Any
 from pydantic import Field
 
 from ecgbench import hookimpl
-from ecgbench.cell import CellResult
+from ecgbench.run.cell import CellResult
 from ecgbench.errors import ConfigError, PluginError
-from ecgbench.executors import Executor
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.executor import Executor
+from ecgbench.kinds.base import PluginConfig
 
 INSTALL_HINT = "pip install 'ecgbench-harness[ray]'"
 

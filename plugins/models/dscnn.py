@@ -25,8 +25,8 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from ecgbench import hookimpl
-from ecgbench.models import ModelFamily
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.model import ModelFamily
+from ecgbench.kinds.base import PluginConfig
 
 # MLPerf Tiny's DS-CNN doubles no channels (64 throughout, 2-D spectrogram input);
 # on raw 1-D ECG a growing width lets later blocks, which see long stretches, hold more patterns.

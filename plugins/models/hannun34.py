@@ -38,8 +38,8 @@ from pydantic import Field
 from torch import nn
 
 from ecgbench import hookimpl
-from ecgbench.models import ModelFamily
-from ecgbench.plugin import PluginConfig
+from ecgbench.kinds.model import ModelFamily
+from ecgbench.kinds.base import PluginConfig
 
 
 class Hannun34Config(PluginConfig):

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ecgbench import hookimpl
-from ecgbench.reporting import SingleFileReporter
-from ecgbench_plugins.reporters import _table
+from ecgbench.kinds.reporter import SingleFileReporter
+from ecgbench.results import table as _table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; color: #222; }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecgbench import hookimpl
-from ecgbench.reporting import SingleFileReporter
-from ecgbench_plugins.reporters import _table
+from ecgbench.kinds.reporter import SingleFileReporter
+from ecgbench.results import table as _table
 
 
 def markdown_table(table: _table.Table) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import Field
 
 from ecgbench import PluginConfig, hookimpl
-from ecgbench.reporting import Reporter
+from ecgbench.kinds.reporter import Reporter
 
 
 def model_stem(cell) -> str:
@@ -32,7 +32,7 @@ def smallest_fitting(onnx_bytes: bytes, max_bytes: int, deployable_format: str |
     ``deployable_format`` is the smallest format as the cell's measurement found it
     (``size.deployable_format``); it is measured again only when a store lacks it.
     """
-    from ecgbench.sizing import canonical_zeros, save_format, size_report
+    from ecgbench.measure.sizing import canonical_zeros, save_format, size_report
 
     if len(onnx_bytes) <= max_bytes:
         return "onnx", onnx_bytes
@@ -52,7 +52,7 @@ class ModelsReporter(Reporter):
         max_bytes: int = Field(2_000_000, ge=1, description="bytes a model file may take; larger models are listed, not copied")
 
     def write(self, results, out_dir: Path) -> list[Path]:
-        from ecgbench.sizing import FORMAT_SUFFIXES
+        from ecgbench.measure.sizing import FORMAT_SUFFIXES
 
         folder = Path(out_dir) / "models"
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """``csv`` and ``json``: every metric of every cell, one row per cell, keys like ``test.challenge_f1``.
 
 The JSON report also keeps the run's metadata and each cell's nested
-metrics, config and timings, so :mod:`ecgbench.compare` can read it back
+metrics, config and timings, so :mod:`ecgbench.results.compare` can read it back
 in place of the result store.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ecgbench import hookimpl
-from ecgbench.reporting import Reporter, SingleFileReporter
-from ecgbench_plugins.reporters import _table
+from ecgbench.kinds.reporter import Reporter, SingleFileReporter
+from ecgbench.results import table as _table
 
 JSON_FORMAT = "ecgbench-results"
 JSON_FORMAT_VERSION = 1

@@ -3,8 +3,7 @@
 import torch
 from pydantic import Field
 
-from ecgbench import PluginConfig, hookimpl
-from ecgbench.compression import Compressor, ModelArtifact, StepOutcome
+from ecgbench import Compressor, ModelArtifact, PluginConfig, StepOutcome, hookimpl
 
 
 class RandomPrune(Compressor):

@@ -25,8 +25,6 @@ PyTorch-only step after a quantizer, duplicate pipeline labels.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +34,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ecgbench.errors import ConfigError
-from ecgbench.plugin import PluginConfig, format_validation_error, parse_config
+from ecgbench.kinds.base import PluginConfig, format_validation_error, parse_config
 from ecgbench.registry import Registry
-from ecgbench.training import TrainRecipe
+from ecgbench.train.trainer import TrainRecipe
 
 
 class _Strict(BaseModel):
@@ -114,7 +112,7 @@ class Suite:
     description: str
     data: PluginConfig  # ecgbench.data.config.DataConfig
     training: TrainRecipe
-    measure: PluginConfig  # ecgbench.measure.MeasureConfig
+    measure: PluginConfig  # ecgbench.measure.artifact.MeasureConfig
     datasets: tuple[PluginRef, ...]
     models: tuple[PluginRef, ...]
     pipelines: tuple[Pipeline, ...]
@@ -161,7 +159,7 @@ _Loader.add_implicit_resolver(
 def build_suite(raw: Any, path: Path, registry: Registry, overrides: dict[str, dict[str, Any]]) -> Suite:
     """Validate a parsed suite mapping (see module docstring)."""
     from ecgbench.data.config import DataConfig
-    from ecgbench.measure import MeasureConfig
+    from ecgbench.measure.artifact import MeasureConfig
 
     where = str(path)
     if not isinstance(raw, dict):
@@ -290,12 +288,6 @@ def _check_unique(values: list[str], where: str, what: str, fix: str) -> None:
 
 # --- identity -------------------------------------------------------------------
 EXECUTION_ONLY = {"num_threads"}  # settings that change how fast, not what is computed
-
-
-def stable_hash(obj: Any, length: int = 16) -> str:
-    """SHA-256 of canonical JSON, shortened."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
 def non_default(config: PluginConfig, drop: set[str] = frozenset()) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgbench.errors import ConfigError, StoreError
-from ecgbench.store import CellRow, ResultStore, RunResults, RunRow
+from ecgbench.run.store import CellRow, ResultStore, RunResults, RunRow
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1

@@ -6,7 +6,7 @@
 
 ``simulate --json`` prints ``{"schema": "ecgbench.simulation/1", "model": path,
 "graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
-(the schemas are documented in ``ecgbench.onnx_graph`` and ``ecgbench.simulator``).
+(the schemas are documented in ``ecgbench.measure.onnx_graph`` and ``ecgbench.measure.simulator``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print one line per registered device profile."""
-    from ecgbench.simulator import human_bytes
+    from ecgbench.measure.simulator import human_bytes
 
     _registry, profiles = _profiles()
     rows = []
@@ -82,8 +82,8 @@ def _clip(text: str, width: int) -> str:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the host and write its profile."""
-    from ecgbench.devices import default_host_profile_path, load_profile, save_profile
-    from ecgbench.latency import calibrate_host_profile
+    from ecgbench.kinds.device import default_host_profile_path, load_profile, save_profile
+    from ecgbench.measure.latency import calibrate_host_profile
     from ecgbench_plugins.devices.builtin_profiles import PROFILE_DIR
 
     if args.threads < 1 or args.repeats < 1:
@@ -104,7 +104,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _shape_from_metadata(model) -> tuple[int, ...] | None:
     """One 30-s record at the sampling rate an ecgbench export records in its metadata."""
-    from ecgbench.export import read_metadata
+    from ecgbench.train.export import read_metadata
 
     try:
         fs_hz = read_metadata(model).get("preprocessing", {}).get("fs_hz")
@@ -128,8 +128,8 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Analyse the model once, simulate it on each requested device, print tables or JSON."""
-    from ecgbench.onnx_graph import analyze_onnx
-    from ecgbench.simulator import simulate
+    from ecgbench.measure.onnx_graph import analyze_onnx
+    from ecgbench.measure.simulator import simulate
 
     registry, profiles = _profiles()
     names = args.device or sorted(profiles, key=lambda n: (n == "host", n))
@@ -153,7 +153,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _graph_summary(model: Path, graph) -> str:
-    from ecgbench.simulator import human_bytes
+    from ecgbench.measure.simulator import human_bytes
 
     text = (
         f"{model}: input {list(graph.input_shape)}, {len(graph.layers)} layers, {graph.macs:,} MACs "
@@ -166,7 +166,7 @@ def _graph_summary(model: Path, graph) -> str:
 
 
 def _prediction_text(graph, prediction) -> str:
-    from ecgbench.simulator import human_bytes
+    from ecgbench.measure.simulator import human_bytes
 
     rows = []
     for layer, p in zip(graph.layers, prediction.per_layer):

@@ -14,10 +14,10 @@ from ecgbench.errors import ConfigError, EcgbenchError
 
 # Subcommand modules beside the core ones; each has register(subparsers).
 COMMAND_MODULES = (
-    "ecgbench.commands.data",
-    "ecgbench.commands.devices",
-    "ecgbench.commands.eval",
-    "ecgbench.commands.compare",
+    "ecgbench.cli.data",
+    "ecgbench.cli.devices",
+    "ecgbench.cli.eval",
+    "ecgbench.cli.compare",
 )
 
 
@@ -125,15 +125,15 @@ def _overrides(pairs: list[str]) -> dict[str, dict]:
 
 
 def _open_store(args):
-    from ecgbench.runner import default_home
-    from ecgbench.store import ResultStore
+    from ecgbench.run.runner import default_home
+    from ecgbench.run.store import ResultStore
 
     return ResultStore(args.db or default_home() / "results.sqlite")
 
 
 def cmd_validate(args) -> int:
-    from ecgbench.cell import expand_cells
-    from ecgbench.config import load_suite
+    from ecgbench.run.cell import expand_cells
+    from ecgbench.config.suite import load_suite
 
     _pm, registry = _registry()
     suite = load_suite(args.suite, registry, _overrides(args.data_dir))
@@ -150,8 +150,8 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_run(args) -> int:
-    from ecgbench.config import PluginRef, load_suite
-    from ecgbench.runner import default_home, run_suite
+    from ecgbench.config.suite import PluginRef, load_suite
+    from ecgbench.run.runner import default_home, run_suite
 
     pm, registry = _registry()
     suite = load_suite(args.suite, registry, _overrides(args.data_dir))
@@ -166,7 +166,7 @@ def cmd_run(args) -> int:
         if args.address:
             params["address"] = args.address
         cls = registry.get("executors", name, "--executor")
-        from ecgbench.plugin import parse_config
+        from ecgbench.kinds.base import parse_config
 
         executor = PluginRef("executors", name, parse_config(cls.Config, params, f"--executor {name}"))
     store = _open_store(args)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from ecgbench.plugin import Plugin
+from ecgbench.kinds.base import Plugin
 
 
 class Reporter(Plugin):
     """Writes one report format for a run.
 
-    ``results`` is a :class:`ecgbench.store.RunResults` (the run's row and its
+    ``results`` is a :class:`ecgbench.run.store.RunResults` (the run's row and its
     cells with config and metrics as stored). :meth:`write` returns the paths
     it wrote under ``out_dir``.
     """

@@ -1,8 +1,8 @@
 """What every reporter shares: a run's cells as flat rows, the summary table, plot inputs, the Pareto front.
 
-A cell's metrics follow the schema of :func:`ecgbench.measure.measure_artifact`
+A cell's metrics follow the schema of :func:`ecgbench.measure.artifact.measure_artifact`
 plus the ``compression``, ``baseline`` and ``data`` sections added by
-:func:`ecgbench.cell.run_cell`. Every lookup here tolerates a missing key: a
+:func:`ecgbench.run.cell.run_cell`. Every lookup here tolerates a missing key: a
 failed cell has empty metrics, and an older store may lack newer sections.
 """
 
@@ -21,7 +21,7 @@ from pydantic import Field
 from ecgbench import PluginConfig
 from ecgbench.errors import ConfigError
 
-# The measurement default (ecgbench.measure.MeasureConfig.ci_level) when a cell's config does not say.
+# The measurement default (ecgbench.measure.artifact.MeasureConfig.ci_level) when a cell's config does not say.
 DEFAULT_CI_LEVEL = 0.95
 
 # Left out of CSV rows: one dict per layer per cell would bury the other columns (kept in the JSON report).

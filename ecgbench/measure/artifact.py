@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from pydantic import Field
 
-from ecgbench.metrics import bootstrap_challenge_ci, classification_scores, mean_std
-from ecgbench.plugin import PluginConfig
-from ecgbench.sizing import canonical_zeros, size_report
+from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores, mean_std
+from ecgbench.kinds.base import PluginConfig
+from ecgbench.measure.sizing import canonical_zeros, size_report
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ecgbench.training import Trainer
+    from ecgbench.train.trainer import Trainer
 
 
 class MeasureConfig(PluginConfig):
@@ -47,12 +47,12 @@ def measure_artifact(
     With ``dense_onnx`` (the dense baseline's ONNX), host latency is timed in
     alternation with it and ``latency.host_vs_dense`` is the ratio of the medians.
 
-    The model is measured and scored as :func:`ecgbench.sizing.canonical_zeros`
+    The model is measured and scored as :func:`ecgbench.measure.sizing.canonical_zeros`
     stores it (``-0.0`` weights as ``+0.0``, identical outputs).
     """
-    from ecgbench.latency import measure_latency_against, measure_onnx_latency
-    from ecgbench.onnx_graph import analyze_onnx
-    from ecgbench.simulator import simulate
+    from ecgbench.measure.latency import measure_latency_against, measure_onnx_latency
+    from ecgbench.measure.onnx_graph import analyze_onnx
+    from ecgbench.measure.simulator import simulate
 
     onnx_bytes = canonical_zeros(onnx_bytes)
     val = trainer.evaluate_onnx(onnx_bytes, "val")

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import torch
 
-from ecgbench.plugin import Plugin
+from ecgbench.kinds.base import Plugin
 
 
 class ModelFamily(Plugin):

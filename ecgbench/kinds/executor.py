@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
-from ecgbench.plugin import Plugin
+from ecgbench.kinds.base import Plugin
 
 
 class Executor(Plugin):
     """Runs jobs and yields ``(job, result)`` pairs as they finish.
 
-    A job is a picklable :class:`ecgbench.runner.CellJob`; ``fn(job)`` returns
-    a picklable :class:`ecgbench.runner.CellResult` and never raises (failures
+    A job is a picklable :class:`ecgbench.run.runner.CellJob`; ``fn(job)`` returns
+    a picklable :class:`ecgbench.run.runner.CellResult` and never raises (failures
     are results). The driving process stores each result as it arrives, so an
     executor may yield in any order. Executors must run jobs of one
     ``stage`` to completion before the runner hands them the next stage (the

@@ -49,8 +49,8 @@ def register(subparsers) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Run ``ecgbench compare``; returns the comparison's exit code."""
-    from ecgbench.compare import compare_runs, format_comparison, load_results
-    from ecgbench.runner import default_home
+    from ecgbench.results.compare import compare_runs, format_comparison, load_results
+    from ecgbench.run.runner import default_home
 
     db = args.db or default_home() / "results.sqlite"
     base = load_results(args.base, db)

@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ecgbench.devices import DeviceProfile, DynamicOpRates, MacRates, OpRates, profile_from_dict
+from ecgbench.kinds.device import DeviceProfile, DynamicOpRates, MacRates, OpRates, profile_from_dict
 from ecgbench.errors import ConfigError
 
 
@@ -432,7 +432,7 @@ def calibrate_host_profile(threads: int = 1, repeats: int = 15, base: DeviceProf
         "description": f"this machine in onnxruntime {ort.__version__} with {threads} intra-op thread(s), calibrated",
         "core": platform.processor() or platform.machine() or "unknown CPU",
         "sources": [
-            "measured by `ecgbench devices calibrate` on single-operator micro-kernels (ecgbench.latency)",
+            "measured by `ecgbench devices calibrate` on single-operator micro-kernels (ecgbench.measure.latency)",
             "active_power_mw and sleep_power_uw: documented defaults, not measured",
         ],
         "clock_hz": clock,

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ecgbench.datasets import DataSplits, SignalSet
+from ecgbench.data.arrays import DataSplits, SignalSet
 from ecgbench.errors import EcgbenchError
-from ecgbench.metrics import classification_scores
-from ecgbench.plugin import PluginConfig
+from ecgbench.measure.scores import classification_scores
+from ecgbench.kinds.base import PluginConfig
 
 Split = Literal["train", "val", "test"]
 

@@ -3,7 +3,7 @@
 A profile is data (a YAML file) registered by a plugin::
 
     from ecgbench import hookimpl
-    from ecgbench.devices import load_profile
+    from ecgbench.kinds.device import load_profile
 
     @hookimpl
     def ecgbench_register_devices(register):
@@ -48,10 +48,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ecgbench.errors import ConfigError
-from ecgbench.plugin import format_validation_error
+from ecgbench.kinds.base import format_validation_error
 
 OP_CLASSES = ("conv", "depthwise_conv", "fc", "elementwise")
-"""Operator classes a profile gives a rate for (``ecgbench.simulator`` maps pooling and copies to ``elementwise``)."""
+"""Operator classes a profile gives a rate for (``ecgbench.measure.simulator`` maps pooling and copies to ``elementwise``)."""
 
 PRECISIONS = ("fp32", "int8")
 """Precisions every profile gives rates for; fp16 layers run at the fp32 rate (no built-in core has fp16 SIMD MACs)."""
@@ -201,7 +201,7 @@ def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
 
 def default_host_profile_path() -> Path:
     """Where ``ecgbench devices calibrate`` writes the host profile: ``$ECGBENCH_HOME/devices/host.yaml``."""
-    # The rule of ecgbench.runner.default_home, repeated here because importing the
+    # The rule of ecgbench.run.runner.default_home, repeated here because importing the
     # runner pulls in torch and this runs every time the device plugins register.
     return Path(os.environ.get("ECGBENCH_HOME", ".ecgbench")) / "devices" / "host.yaml"
 

@@ -24,7 +24,7 @@ Memory. Peak RAM is the largest, over the layers in execution order, of the
 activation buffers alive at that layer (each from the layer that writes it to
 the last layer that reads it; the input from the start, outputs to the end;
 no in-place reuse) plus that layer's scratch buffer
-(:func:`ecgbench.onnx_graph.scratch_bytes`, CMSIS-NN's im2col sizes). Flash need
+(:func:`ecgbench.measure.onnx_graph.scratch_bytes`, CMSIS-NN's im2col sizes). Flash need
 is ``flash_bytes`` when the caller passes the deployable size of the model, else
 the parameters' stored bytes. Neither counts the runtime's own code or RAM.
 
@@ -63,8 +63,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ecgbench.devices import DYNAMIC_INT8, STRIDED_DEPTHWISE, DeviceProfile
-from ecgbench.onnx_graph import GraphStats, LayerStats
+from ecgbench.kinds.device import DYNAMIC_INT8, STRIDED_DEPTHWISE, DeviceProfile
+from ecgbench.measure.onnx_graph import GraphStats, LayerStats
 
 SCHEMA = "ecgbench.device-prediction/1"
 SECONDS_PER_DAY = 86_400.0

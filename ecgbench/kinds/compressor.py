@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
-from ecgbench.plugin import Plugin
+from ecgbench.kinds.base import Plugin
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from ecgbench.training import Trainer
+    from ecgbench.train.trainer import Trainer
 
 Masks = dict[str, torch.Tensor]
 """Pruning masks by parameter name (``model.named_parameters()``); 0 = pruned, kept at zero in training."""

@@ -12,10 +12,10 @@ from pathlib import Path
 import pluggy
 
 import ecgbench
-from ecgbench.cell import CellJob, CellResult, CellSpec, execute_job, expand_cells
-from ecgbench.config import PluginRef, Suite
+from ecgbench.run.cell import CellJob, CellResult, CellSpec, execute_job, expand_cells
+from ecgbench.config.suite import PluginRef, Suite
 from ecgbench.registry import Registry
-from ecgbench.store import ResultStore
+from ecgbench.run.store import ResultStore
 
 log = logging.getLogger("ecgbench")
 

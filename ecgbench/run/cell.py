@@ -21,14 +21,15 @@ from typing import Any
 import torch
 
 import ecgbench
-from ecgbench.cache import ArtifactCache
-from ecgbench.compression import CompressionContext, ModelArtifact
-from ecgbench.config import EXECUTION_ONLY, Suite, non_default, stable_hash
-from ecgbench.datasets import DataSplits
-from ecgbench.export import to_onnx, with_metadata
-from ecgbench.sizing import canonical_zeros
+from ecgbench.run.artifact_cache import ArtifactCache
+from ecgbench.kinds.compressor import CompressionContext, ModelArtifact
+from ecgbench.config.suite import EXECUTION_ONLY, Suite, non_default
+from ecgbench.hashing import stable_hash
+from ecgbench.data.arrays import DataSplits
+from ecgbench.train.export import to_onnx, with_metadata
+from ecgbench.measure.sizing import canonical_zeros
 from ecgbench.registry import Registry
-from ecgbench.training import Trainer, TrainRecipe, load_checkpoint, save_checkpoint
+from ecgbench.train.trainer import Trainer, TrainRecipe, load_checkpoint, save_checkpoint
 
 BASELINE_KIND = "baselines"
 
@@ -232,7 +233,7 @@ def _write_split_file(splits: DataSplits, path: Path) -> None:
 
 def _dense_reference(dense_onnx: bytes, trainer: Trainer, spec: CellSpec) -> dict[str, Any]:
     """The dense model's figures every compressed cell is compared with (no device simulation)."""
-    from ecgbench.measure import MeasureConfig, measure_artifact
+    from ecgbench.measure.artifact import MeasureConfig, measure_artifact
 
     return measure_artifact(dense_onnx, trainer, MeasureConfig.model_validate(spec.measure), devices=[], dense=None)
 
@@ -243,7 +244,7 @@ def _input_samples(spec: CellSpec, splits: DataSplits) -> int:
 
 def run_cell(job: CellJob, registry: Registry) -> CellResult:
     """Baseline (cached), pipeline, measurement, exported model."""
-    from ecgbench.measure import MeasureConfig, measure_artifact
+    from ecgbench.measure.artifact import MeasureConfig, measure_artifact
 
     spec = job.spec
     timings: dict[str, float] = {}

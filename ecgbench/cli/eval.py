@@ -3,7 +3,7 @@
 The model carries its preprocessing in its ``ecgbench.preprocessing``
 metadata (written at export), so the same sampling rate, band-pass and
 normalisation are applied as in training. Records are scored whole, as in
-the benchmark; the model may be stored in any format of ``ecgbench.sizing``
+the benchmark; the model may be stored in any format of ``ecgbench.measure.sizing``
 (plain, sparse, zlib, zstd).
 """
 
@@ -55,10 +55,10 @@ def evaluate_model_file(
     threads: int = 0,
 ) -> dict[str, Any]:
     """Metrics of the model stored at ``model_path`` on every record of ``data_dir``."""
-    from ecgbench.export import read_metadata
-    from ecgbench.measure import MeasureConfig
-    from ecgbench.metrics import bootstrap_challenge_ci, classification_scores
-    from ecgbench.sizing import detect_format, load_format, size_report
+    from ecgbench.train.export import read_metadata
+    from ecgbench.measure.artifact import MeasureConfig
+    from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores
+    from ecgbench.measure.sizing import detect_format, load_format, size_report
 
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -108,7 +108,7 @@ def evaluate_model_file(
 
 def _missing_model_message(model_path: Path) -> str:
     """Says the file is missing and, when the same model lies beside it in another stored format, names that file."""
-    from ecgbench.sizing import FORMAT_SUFFIXES
+    from ecgbench.measure.sizing import FORMAT_SUFFIXES
 
     stem = model_path.name[: -len(".onnx")] if model_path.name.endswith(".onnx") else model_path.name
     siblings = [model_path.with_name(stem + suffix) for suffix in FORMAT_SUFFIXES.values()]
@@ -128,7 +128,7 @@ def data_config_from_metadata(metadata: dict[str, Any], model_path: Path):
         raise ConfigError(
             f"{model_path}: no 'ecgbench.{PREPROCESSING_KEY}' metadata with fs_hz: the model was not exported by ecgbench. "
             f"eval needs the preprocessing the model was trained with ({needed}); add it with "
-            f"ecgbench.export.with_metadata(onnx_bytes, {{'{PREPROCESSING_KEY}': {{'fs_hz': 300, ...}}}})"
+            f"ecgbench.train.export.with_metadata(onnx_bytes, {{'{PREPROCESSING_KEY}': {{'fs_hz': 300, ...}}}})"
         )
     known = {k: v for k, v in prep.items() if k in DataConfig.model_fields and k != "split"}
     try:
@@ -158,7 +158,7 @@ def predict_records(onnx_bytes: bytes, signals, threads: int = 0, batch_size: in
     """Logits ``[n_records, n_classes]`` of whole records, run in onnxruntime (records of equal length batched)."""
     import onnxruntime as ort
 
-    from ecgbench.training import length_buckets
+    from ecgbench.train.trainer import length_buckets
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -1,1 +1,0 @@
-"""CLI subcommands: each module adds its parsers with register(subparsers)."""

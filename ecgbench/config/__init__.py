@@ -1,0 +1,1 @@
+"""Suites: YAML read into frozen, typed configs, validated once at the edge."""

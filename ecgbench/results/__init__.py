@@ -1,0 +1,1 @@
+"""Reading stored results back: summary tables for reporters, and the regression gate of ``ecgbench compare``."""

@@ -1,0 +1,1 @@
+"""Running suites: cells, the runner, the result store and the content-addressed artifact cache."""

@@ -1,0 +1,1 @@
+"""The one training and evaluation API every strategy uses, checkpoints and ONNX export."""
