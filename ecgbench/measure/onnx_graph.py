@@ -234,25 +234,11 @@ class GraphStats:
     def _total(self, key: str) -> int:
         return int(sum(getattr(layer, key) for layer in self.layers))
 
-    @property
-    def macs(self) -> int:
-        return self._total("macs")
-
-    @property
-    def effective_macs(self) -> int:
-        return self._total("effective_macs")
-
-    @property
-    def params(self) -> int:
-        return self._total("params")
-
-    @property
-    def nonzero_params(self) -> int:
-        return self._total("nonzero_params")
-
-    @property
-    def param_bytes(self) -> int:
-        return self._total("param_bytes")
+    macs = property(lambda self: self._total("macs"), doc="MACs summed over layers.")
+    effective_macs = property(lambda self: self._total("effective_macs"), doc="Effective MACs summed over layers.")
+    params = property(lambda self: self._total("params"), doc="Parameters summed over layers.")
+    nonzero_params = property(lambda self: self._total("nonzero_params"), doc="Non-zero parameters summed over layers.")
+    param_bytes = property(lambda self: self._total("param_bytes"), doc="Stored parameter bytes summed over layers.")
 
     def to_dict(self) -> dict:
         """JSON-ready dict following the schema in the module docstring."""
