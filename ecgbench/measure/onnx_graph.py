@@ -66,6 +66,13 @@ producing kernel's output stage.
 Unsupported operators are counted as one element-wise operation per output
 element, marked ``supported: false`` and listed in ``GraphStats.unsupported``.
 
+Shapes come from ONNX shape inference, run with onnxruntime's com.microsoft
+quantized operators (QLinearAdd, QLinearGlobalAveragePool, QGemm, ...) replaced
+by standard operators of the same output shape, so shapes flow through the
+QOperator form as through QDQ. An operator whose output shape is still unknown
+gets its first input's shape, a note saying so, and a place in
+``GraphStats.unshaped`` (``unshaped_ops`` in the JSON), with a logged warning.
+
 JSON schema of :meth:`GraphStats.to_dict` (``schema: "ecgbench.graph/1"``)::
 
     {
@@ -91,12 +98,15 @@ JSON schema of :meth:`GraphStats.to_dict` (``schema: "ecgbench.graph/1"``)::
         "scratch_bytes": int,                  # im2col-style working buffer, see scratch_bytes()
         "supported": bool, "note": str
       }, ...],
-      "unsupported": [str, ...]                # "OpType (node name)" of each unsupported operator
+      "unsupported": [str, ...],               # "OpType (node name)" of each unsupported operator
+      "unshaped_ops": [str, ...]               # only when some: "OpType (node name)" of each operator whose
+                                               # output shape neither ONNX nor the analyser could infer
     }
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,6 +120,8 @@ from ecgbench.errors import ConfigError
 from ecgbench.measure.onnx_model import ELEMENT_BYTES, OnnxModel, WeightQuant, attribute, load_onnx
 
 SCHEMA = "ecgbench.graph/1"
+
+_log = logging.getLogger(__name__)
 
 LAYER_CLASSES = ("conv", "depthwise_conv", "fc", "elementwise", "pool", "copy", "free", "other")
 
@@ -230,6 +242,7 @@ class GraphStats:
     graph_inputs: list[str]
     graph_outputs: list[str]
     unsupported: list[str] = field(default_factory=list)
+    unshaped: list[str] = field(default_factory=list)
 
     def _total(self, key: str) -> int:
         return int(sum(getattr(layer, key) for layer in self.layers))
@@ -251,6 +264,7 @@ class GraphStats:
             "totals": totals,
             "layers": [layer.to_dict() for layer in self.layers],
             "unsupported": list(self.unsupported),
+            **({"unshaped_ops": list(self.unshaped)} if self.unshaped else {}),
         }
 
 
@@ -292,10 +306,94 @@ _INTEGER_TYPES = (TensorProto.INT64, TensorProto.INT32, TensorProto.UINT64, Tens
 
 
 def _infer_shapes(proto: onnx.ModelProto, shape: tuple[int, ...]) -> onnx.ModelProto:
+    """``proto`` with the shape of every tensor ONNX shape inference can reach, through onnxruntime's contrib operators too."""
+    shadow = _with_stand_ins(proto)
     try:
-        return onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(shadow, strict_mode=False, data_prop=True)
     except Exception as exc:  # onnx raises several types for malformed graphs
         raise ConfigError(f"ONNX shape inference failed for input shape {list(shape)}: {exc}; check --input-shape") from None
+    if shadow is proto:
+        return inferred
+    names = {o for n in proto.graph.node for o in n.output}
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    out.graph.value_info.extend(v for v in inferred.graph.value_info if v.name in names)
+    del out.graph.output[:]
+    out.graph.output.extend(inferred.graph.output)
+    return out
+
+
+# onnxruntime's com.microsoft quantized operators (QOperator form), which ONNX shape inference does not
+# know: op -> (standard operator with the same output shape, its data inputs, the inputs whose element
+# type the output has: its zero point, else the (same-typed) input's; () for a float output).
+_STAND_INS: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
+    "QLinearAdd": ("Add", (0, 3), (7, 2)),
+    "QLinearMul": ("Mul", (0, 3), (7, 2)),
+    "QLinearAveragePool": ("AveragePool", (0,), (4, 2)),
+    "QLinearGlobalAveragePool": ("GlobalAveragePool", (0,), (4, 2)),
+    "QLinearReduceMean": ("ReduceMean", (0,), (4, 2)),
+    "QLinearLeakyRelu": ("Identity", (0,), (4, 2)),
+    "QLinearSigmoid": ("Identity", (0,), (4, 2)),
+    "QLinearSoftmax": ("Identity", (0,), (4, 2)),
+    "QGemm": ("Gemm", (0, 3), (8, 2)),  # float output when y_scale (input 7) is absent
+    "DynamicQuantizeMatMul": ("MatMul", (0, 1), ()),
+    "MatMulIntegerToFloat": ("MatMul", (0, 1), ()),
+}
+_STAND_IN_ATTRIBUTES = frozenset({"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad", "dilations",
+                                  "axes", "keepdims", "transA", "transB", "axis"})
+_STAND_IN_PREFIX = "__ecgbench_shape__"
+
+
+def _with_stand_ins(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``proto`` whose contrib quantized operators are standard ones of the same output shape (``proto`` when it has none).
+
+    Data inputs are cast to float and outputs back to the zero point's type, so
+    ONNX infers both shape and element type. Only used for shape inference.
+    """
+    if not any(n.domain == "com.microsoft" and (n.op_type in _STAND_INS or n.op_type == "QLinearConcat") for n in proto.graph.node):
+        return proto
+    constants = {t.name: t.data_type for t in proto.graph.initializer}
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 17)
+    shadow = onnx.ModelProto()
+    shadow.CopyFrom(proto)
+    nodes: list[onnx.NodeProto] = []
+    for index, node in enumerate(proto.graph.node):
+        stand_in = _stand_in(node, index, constants, opset) if node.domain == "com.microsoft" else None
+        nodes.extend(stand_in if stand_in is not None else [node])
+    del shadow.graph.node[:]
+    shadow.graph.node.extend(nodes)
+    return shadow
+
+
+def _stand_in(node: onnx.NodeProto, index: int, constants: dict[str, int], opset: int) -> list[onnx.NodeProto] | None:
+    """Standard nodes computing ``node``'s output shape and type, or None when there is no stand-in (it stays unshaped)."""
+    make = onnx.helper.make_node
+    prefix = f"{_STAND_IN_PREFIX}{index}_"
+    if node.op_type == "QLinearConcat":  # y_scale, y_zero_point, then (x, x_scale, x_zero_point) triples
+        return [make("Concat", list(node.input[2::3]), [node.output[0]], axis=attribute(node, "axis", 0))]
+    if node.op_type not in _STAND_INS or attribute(node, "channels_last", 0):
+        return None
+    op, data, typed_like = _STAND_INS[node.op_type]
+    given = list(node.input) + [""] * 9  # trailing optional inputs may be left out
+    if not all(given[i] for i in data):
+        return None
+    if not typed_like or (node.op_type == "QGemm" and not given[7]):
+        out_type = TensorProto.FLOAT
+    else:
+        known = [constants[given[i]] for i in typed_like if given[i] in constants]
+        if not known:
+            return None
+        out_type = known[0]
+    nodes = [make("Cast", [node.input[i]], [f"{prefix}in{i}"], to=TensorProto.FLOAT) for i in data]
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute if a.name in _STAND_IN_ATTRIBUTES}
+    inputs = [f"{prefix}in{i}" for i in data]
+    if op == "ReduceMean" and opset >= 18 and "axes" in attributes:  # axes became an input in opset 18
+        axes = attributes.pop("axes")
+        nodes.append(make("Constant", [], [f"{prefix}axes"], value=numpy_helper.from_array(np.array(axes, np.int64))))
+        inputs.append(f"{prefix}axes")
+    nodes.append(make(op, inputs, [f"{prefix}out"], **attributes))
+    nodes.append(make("Cast", [f"{prefix}out"], [node.output[0]], to=out_type))
+    return nodes
 
 
 def _fold_integer_constants(proto: onnx.ModelProto) -> bool:
@@ -512,6 +610,7 @@ class _Analysis:
             buffer_bytes[name] = self._elements(name) * ELEMENT_BYTES.get(self.types[name][0], 4)
         layers: list[LayerStats] = []
         unsupported: list[str] = []
+        unshaped: list[str] = []
         for index, node in enumerate(self.nodes):
             if self._is_static_node(node):
                 continue  # folded at conversion time (constants, shape arithmetic, weight dequantization)
@@ -523,6 +622,7 @@ class _Analysis:
             layer = self._describe(node, name, data_inputs, outputs, index in int8_nodes, folded)
             if note:
                 layer.note = "; ".join(filter(None, [layer.note, note]))
+                unshaped.append(f"{node.op_type} ({name})")
             if not layer.supported:
                 unsupported.append(f"{node.op_type} ({name})")
             layer.reads = list(dict.fromkeys(alias.get(n, n) for n in data_inputs))
@@ -540,7 +640,9 @@ class _Analysis:
             layer.activation_bytes_out = sum(buffer_bytes.get(alias.get(o, o), 0) for o in outputs)
             layers.append(layer)
         graph_outputs = list(dict.fromkeys(alias.get(o.name, o.name) for o in self.graph.output))
-        return GraphStats(tuple(int(d) for d in input_shape), layers, buffer_bytes, graph_inputs, graph_outputs, unsupported)
+        if unshaped:
+            _log.warning("output shapes unknown, assumed equal to the input's (MACs may be wrong): %s", ", ".join(unshaped))
+        return GraphStats(tuple(int(d) for d in input_shape), layers, buffer_bytes, graph_inputs, graph_outputs, unsupported, unshaped)
 
     def _fill_unknown_shapes(self, node: onnx.NodeProto, data_inputs: list[str], outputs: list[str]) -> str:
         """Shape inference left an output unknown (custom operator): assume the first input's shape, and say so."""
