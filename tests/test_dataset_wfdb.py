@@ -133,3 +133,16 @@ def test_config_needs_exactly_one_label_source(tmp_path, registry):
         WfdbFolder.from_params({"path": str(tmp_path), "annotation": "atr", "lead": -1})
     with pytest.raises(ConfigError, match="pass `--data-dir wfdb=DIR`"):
         WfdbFolder.from_params({"annotation": "atr"}).fingerprint()
+
+
+def test_csv_pairs_skip_the_header_and_blank_lines_and_name_a_bad_line(tmp_path):
+    from ecgbench.data.wfdb_io import read_csv_pairs
+
+    path = tmp_path / "pairs.csv"
+    path.write_text("Record,Split\n\na, train\nb,test\n")
+    assert read_csv_pairs(path, ("record", "split"), "unused") == [(3, "a", "train"), (4, "b", "test")]
+    path.write_text("record,label\na,N,extra\n")
+    with pytest.raises(DatasetError, match=r"pairs.csv line 2: expected 'record,label'"):
+        read_csv_pairs(path, ("record", "label"), "unused")
+    with pytest.raises(DatasetError, match="^no such file, add it$"):
+        read_csv_pairs(tmp_path / "missing.csv", ("record", "label"), "no such file, add it")

@@ -401,3 +401,78 @@ def test_scratch_bytes_rule():
     assert scratch_bytes("conv", 8, [1], "fp32") == 0
     assert scratch_bytes("depthwise_conv", 8, [9], "fp32") == 8 * 9 * 4
     assert scratch_bytes("fc", 8, [], "int8") == 0
+
+
+class ResidualNet(torch.nn.Module):
+    """conv(1->8, k5) -> conv(8->8, k5) + residual -> conv(8->8, k5, stride 2) -> mean -> Linear(8->4).
+
+    The strided conv reads the residual Add: in QOperator form that Add is
+    com.microsoft QLinearAdd, and its output shape decides the strided conv's MACs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv1d(1, 8, 5, padding=2)
+        self.conv2 = torch.nn.Conv1d(8, 8, 5, padding=2)
+        self.conv3 = torch.nn.Conv1d(8, 8, 5, stride=2, padding=2)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.conv1(x))
+        h = torch.relu(self.conv2(h) + h)
+        return self.fc(torch.relu(self.conv3(h)).mean(dim=2))
+
+
+# 100 samples: conv1 8 x 100 x 1 x 5; conv2 8 x 100 x 8 x 5; conv3 8 x 50 x 8 x 5; fc 8 x 4.
+RESIDUAL_MACS = 4000 + 32000 + 16000 + 32
+
+
+@pytest.mark.parametrize("mode", ["qdq", "qoperator"])
+def test_qoperator_and_qdq_forms_give_the_hand_counted_macs(tmp_path, mode):
+    graph = analyze_onnx(_quantize(_export(ResidualNet()), tmp_path, mode), (1, 1, 100))
+    assert graph.macs == RESIDUAL_MACS
+    assert graph.unshaped == [] and "unshaped_ops" not in graph.to_dict()
+    if mode == "qoperator":
+        add = next(layer for layer in graph.layers if layer.op_type == "QLinearAdd")
+        assert add.output_shapes == [[1, 8, 100]] and add.note == ""
+        conv3 = [layer for layer in graph.layers if layer.op_type == "QLinearConv"][2]
+        assert conv3.output_shapes == [[1, 8, 50]] and conv3.activation_bytes_out == 8 * 50  # int8 buffer
+
+
+def _int8_scalars(prefix: str) -> list[TensorProto]:
+    return [numpy_helper.from_array(np.array(0.1, np.float32), prefix + "_s"), numpy_helper.from_array(np.array(0, np.int8), prefix + "_zp")]
+
+
+def test_contrib_pooling_and_concat_are_shaped():
+    """QLinearAveragePool (k2, stride 2) then QLinearConcat of it with itself along channels: [1, 4, 10] -> [1, 4, 5] -> [1, 8, 5]."""
+    nodes = [
+        helper.make_node("QLinearAveragePool", ["x", "a_s", "a_zp", "b_s", "b_zp"], ["p"], name="pool", domain="com.microsoft",
+                         kernel_shape=[2], strides=[2]),
+        helper.make_node("QLinearConcat", ["c_s", "c_zp", "p", "b_s", "b_zp", "p", "b_s", "b_zp"], ["y"], name="concat",
+                         domain="com.microsoft", axis=1),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 4, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, None)],
+                              initializer=_int8_scalars("a") + _int8_scalars("b") + _int8_scalars("c"))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    stats = analyze_onnx(model)
+    assert [layer.output_shapes for layer in stats.layers] == [[[1, 4, 5]], [[1, 8, 5]]]
+    assert stats.layers[0].ops == 4 * 5 * 2  # output elements x kernel
+    assert [layer.activation_bytes_out for layer in stats.layers] == [20, 40]  # int8 buffers
+    assert stats.unshaped == []
+
+
+def test_an_operator_without_a_shape_is_reported(caplog):
+    nodes = [
+        helper.make_node("MysteryOp", ["x"], ["m"], name="mystery", domain="example.custom"),
+        helper.make_node("Relu", ["m"], ["y"], name="relu"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)])
+    with caplog.at_level(logging.WARNING, logger="ecgbench.measure.onnx_graph"):
+        stats = analyze_onnx(model)
+    # the Relu's shape is inferred from the MysteryOp's, which was assumed: both are unreliable
+    assert stats.unshaped == ["MysteryOp (mystery)", "Relu (relu)"]
+    assert stats.to_dict()["unshaped_ops"] == ["MysteryOp (mystery)", "Relu (relu)"]
+    assert "MysteryOp (mystery)" in caplog.text

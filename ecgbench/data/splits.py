@@ -6,13 +6,13 @@ land in the same split, so no recording is in two splits.
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from ecgbench.data.config import SplitConfig
+from ecgbench.data.wfdb_io import read_csv_pairs
 from ecgbench.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
@@ -58,20 +58,10 @@ def _round_half_up(x: float) -> int:
 
 def read_split_file(path: Path, record_ids: list[str], groups: list[str], skipped: set[str] = frozenset()) -> dict[str, str]:
     """Splits from a ``record,split`` CSV; rows may name records or their groups (recordings). Every record needs a row."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DatasetError(f"split file {path} does not exist; write rows 'record,split' (train, val or test) or remove data.split.file") from None
+    missing = f"split file {path} does not exist; write rows 'record,split' (train, val or test) or remove data.split.file"
     known = set(record_ids) | set(groups)
     named: dict[str, str] = {}
-    for line_no, row in enumerate(csv.reader(text.splitlines()), start=1):
-        if not row or not "".join(row).strip():
-            continue
-        if len(row) != 2:
-            raise DatasetError(f"{path} line {line_no}: expected 'record,split', got {','.join(row)!r}; fix the line")
-        name, split = row[0].strip(), row[1].strip()
-        if line_no == 1 and (name.lower(), split.lower()) == ("record", "split"):
-            continue
+    for line_no, name, split in read_csv_pairs(path, ("record", "split"), missing):
         if split not in SPLITS:
             raise DatasetError(f"{path} line {line_no}: split '{split}' for record '{name}' is not one of train, val, test; fix the line")
         if named.get(name, split) != split:

@@ -51,23 +51,32 @@ def list_record_ids(folder: Path) -> tuple[list[str], Path]:
     return ids, folder
 
 
-def read_label_rows(path: Path) -> list[tuple[int, str, str]]:
-    """``(line number, record, label)`` of a ``record,label`` CSV (an optional header line ``record,label`` is skipped)."""
+def read_csv_pairs(path: Path, columns: tuple[str, str], missing: str) -> list[tuple[int, str, str]]:
+    """``(line number, first, second)`` of each row of a two-column CSV; a header line naming ``columns`` is skipped.
+
+    ``missing`` is the error message when the file does not exist; a malformed row names its line.
+    """
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise DatasetError(f"label file {path} does not exist; add it (rows 'record,label') or point the dataset at the right folder") from None
+        raise DatasetError(missing) from None
     rows = []
     for line_no, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or not "".join(row).strip():
             continue
         if len(row) != 2:
-            raise DatasetError(f"{path} line {line_no}: expected 'record,label', got {','.join(row)!r}; fix the line")
-        record, label = row[0].strip(), row[1].strip()
-        if line_no == 1 and (record.lower(), label.lower()) == ("record", "label"):
+            raise DatasetError(f"{path} line {line_no}: expected '{','.join(columns)}', got {','.join(row)!r}; fix the line")
+        first, second = row[0].strip(), row[1].strip()
+        if line_no == 1 and (first.lower(), second.lower()) == columns:
             continue
-        rows.append((line_no, record, label))
+        rows.append((line_no, first, second))
     return rows
+
+
+def read_label_rows(path: Path) -> list[tuple[int, str, str]]:
+    """``(line number, record, label)`` of a ``record,label`` CSV (an optional header line ``record,label`` is skipped)."""
+    missing = f"label file {path} does not exist; add it (rows 'record,label') or point the dataset at the right folder"
+    return read_csv_pairs(path, ("record", "label"), missing)
 
 
 def match_labels(

@@ -70,29 +70,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class OpRates(_Strict):
-    """Sustained multiply-accumulates per clock cycle of one operator class (element operations for ``elementwise``)."""
+class KernelRates(_Strict):
+    """Sustained multiply-accumulates per clock cycle of the convolution and matrix kernels of one precision."""
 
     conv: float = Field(gt=0, description="dense (full or grouped) convolution, MACs per cycle")
     depthwise_conv: float = Field(gt=0, description="depthwise convolution (groups == input channels), MACs per cycle")
     fc: float = Field(gt=0, description="fully connected / matrix multiply, MACs per cycle")
-    elementwise: float = Field(gt=0, description="element-wise, pooling and copy operations, element operations per cycle")
     im2col: float = Field(gt=0, description="values copied into im2col columns per cycle by dense convolutions with kernel > 1")
     depthwise_conv_strided: float | None = Field(
         None, gt=0, description="depthwise convolution with stride > 1, MACs per cycle; omitted: runs at depthwise_conv"
     )
 
 
-class DynamicOpRates(_Strict):
-    """Rates of dynamically quantized integer kernels (ConvInteger, MatMulInteger); element-wise work around them is float."""
+class OpRates(KernelRates):
+    """Sustained multiply-accumulates per clock cycle of one operator class (element operations for ``elementwise``)."""
 
-    conv: float = Field(gt=0, description="dense ConvInteger, MACs per cycle")
-    depthwise_conv: float = Field(gt=0, description="depthwise ConvInteger (groups == input channels), MACs per cycle")
-    fc: float = Field(gt=0, description="MatMulInteger, MACs per cycle")
-    im2col: float = Field(gt=0, description="values copied into im2col columns per cycle by dense ConvInteger with kernel > 1")
-    depthwise_conv_strided: float | None = Field(
-        None, gt=0, description="depthwise ConvInteger with stride > 1, MACs per cycle; omitted: runs at depthwise_conv"
-    )
+    elementwise: float = Field(gt=0, description="element-wise, pooling and copy operations, element operations per cycle")
+
+
+class DynamicOpRates(KernelRates):
+    """Rates of dynamically quantized integer kernels (ConvInteger, MatMulInteger); element-wise work around them is float."""
 
 
 class MacRates(_Strict):
@@ -147,7 +144,7 @@ class DeviceProfile(_Strict):
         ``int8_dynamic`` falls back to the ``int8`` rates, with a note.
         """
         note = ""
-        rates: OpRates | DynamicOpRates = self.macs_per_cycle.int8 if precision == "int8" else self.macs_per_cycle.fp32
+        rates: KernelRates = self.macs_per_cycle.int8 if precision == "int8" else self.macs_per_cycle.fp32
         if precision == DYNAMIC_INT8:
             dynamic = self.macs_per_cycle.int8_dynamic
             if dynamic is not None and hasattr(dynamic, op_class):

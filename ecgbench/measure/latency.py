@@ -210,28 +210,42 @@ def _int8_weight(name: str, values: np.ndarray, axis: int | None) -> tuple[list[
     return inits, node
 
 
+@dataclass(frozen=True)
+class _ConvShape:
+    """A 'same'-padded 1-D convolution over CALIBRATION_SAMPLES: its ONNX attributes, sizes and work."""
+
+    attributes: dict
+    outputs: int
+    weight_shape: tuple[int, int, int]
+    macs: int
+    im2col: int
+
+
+def _conv_shape(c_in: int, c_out: int, kernel: int, groups: int, stride: int) -> _ConvShape:
+    pads = [(kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2]
+    outputs = (CALIBRATION_SAMPLES - 1) // stride + 1
+    im2col = outputs * c_in * kernel if groups != c_in or c_in == 1 else 0
+    attributes = dict(group=groups, pads=pads, kernel_shape=[kernel], strides=[stride])
+    return _ConvShape(attributes, outputs, (c_out, c_in // groups, kernel), c_out * outputs * (c_in // groups) * kernel, im2col)
+
+
 def _conv_kernel(c_in: int, c_out: int, kernel: int, groups: int, int8: bool, rng: np.random.Generator, stride: int = 1) -> _Kernel:
     """A 'same'-padded 1-D convolution, fp32, or int8 in the QDQ form quantize_static emits (per-channel weights)."""
     samples = CALIBRATION_SAMPLES
-    pads = [(kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2]
-    outputs = (samples - 1) // stride + 1
-    weight_shape = (c_out, c_in // groups, kernel)
-    macs = c_out * outputs * (c_in // groups) * kernel
-    im2col = outputs * c_in * kernel if groups != c_in or c_in == 1 else 0
-    x, y = _float_input("x", (1, c_in, samples)), _float_input("y", (1, c_out, outputs))
-    conv = dict(group=groups, pads=pads, kernel_shape=[kernel], strides=[stride])
+    shape = _conv_shape(c_in, c_out, kernel, groups, stride)
+    x, y = _float_input("x", (1, c_in, samples)), _float_input("y", (1, c_out, shape.outputs))
     label = f"conv {'int8' if int8 else 'fp32'} {c_in}->{c_out} k{kernel} g{groups} s{stride}"
     if not int8:
-        w = numpy_helper.from_array(rng.standard_normal(weight_shape).astype(np.float32), "w")
+        w = numpy_helper.from_array(rng.standard_normal(shape.weight_shape).astype(np.float32), "w")
         b = numpy_helper.from_array(np.zeros(c_out, np.float32), "b")
-        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], **conv)
-        return _Kernel(label, _model([node], [x], [y], [w, b]), (1, c_in, samples), macs, im2col)
-    w_inits, w_node = _int8_weight("w", rng.integers(-127, 128, weight_shape).astype(np.int8), axis=0)
+        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], **shape.attributes)
+        return _Kernel(label, _model([node], [x], [y], [w, b]), (1, c_in, samples), shape.macs, shape.im2col)
+    w_inits, w_node = _int8_weight("w", rng.integers(-127, 128, shape.weight_shape).astype(np.int8), axis=0)
     b_inits = [numpy_helper.from_array(np.zeros(c_out, np.int32), "b_int32"), numpy_helper.from_array(np.full(c_out, 5e-4, np.float32), "b_scale"),
                numpy_helper.from_array(np.zeros(c_out, np.int32), "b_zp")]
     b_node = helper.make_node("DequantizeLinear", ["b_int32", "b_scale", "b_zp"], ["b"], axis=0)
-    nodes = _qdq("x", "xd") + [w_node, b_node, helper.make_node("Conv", ["xd", "w", "b"], ["c"], **conv)] + _qdq("c", "y")
-    return _Kernel(label, _model(nodes, [x], [y], _activation_quant_inits() + w_inits + b_inits), (1, c_in, samples), macs, im2col)
+    nodes = _qdq("x", "xd") + [w_node, b_node, helper.make_node("Conv", ["xd", "w", "b"], ["c"], **shape.attributes)] + _qdq("c", "y")
+    return _Kernel(label, _model(nodes, [x], [y], _activation_quant_inits() + w_inits + b_inits), (1, c_in, samples), shape.macs, shape.im2col)
 
 
 def _integer_weight(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> list[TensorProto]:
@@ -248,17 +262,13 @@ def _conv_integer_kernel(c_in: int, c_out: int, kernel: int, groups: int, rng: n
     on their own (about 3 % of a quantize_dynamic'd 16 -> 16, k16 conv here).
     """
     samples = CALIBRATION_SAMPLES
-    pads = [(kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2]
-    outputs = (samples - 1) // stride + 1
-    weight_shape = (c_out, c_in // groups, kernel)
-    macs = c_out * outputs * (c_in // groups) * kernel
-    im2col = outputs * c_in * kernel if groups != c_in or c_in == 1 else 0
-    inits = _integer_weight("w", weight_shape, rng) + [numpy_helper.from_array(np.array(128, np.uint8), "x_zp")]
-    node = helper.make_node("ConvInteger", ["x", "w", "x_zp", "w_zp"], ["y"], group=groups, pads=pads, kernel_shape=[kernel], strides=[stride])
+    shape = _conv_shape(c_in, c_out, kernel, groups, stride)
+    inits = _integer_weight("w", shape.weight_shape, rng) + [numpy_helper.from_array(np.array(128, np.uint8), "x_zp")]
+    node = helper.make_node("ConvInteger", ["x", "w", "x_zp", "w_zp"], ["y"], **shape.attributes)
     x = helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c_in, samples])
-    y = helper.make_tensor_value_info("y", TensorProto.INT32, [1, c_out, outputs])
+    y = helper.make_tensor_value_info("y", TensorProto.INT32, [1, c_out, shape.outputs])
     label = f"conv int8_dynamic {c_in}->{c_out} k{kernel} g{groups} s{stride}"
-    return _Kernel(label, _model([node], [x], [y], inits), (1, c_in, samples), macs, im2col, np.uint8)
+    return _Kernel(label, _model([node], [x], [y], inits), (1, c_in, samples), shape.macs, shape.im2col, np.uint8)
 
 
 def _matmul_integer_kernel(m: int, k: int, n: int, rng: np.random.Generator) -> _Kernel:

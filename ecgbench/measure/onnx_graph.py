@@ -66,6 +66,13 @@ producing kernel's output stage.
 Unsupported operators are counted as one element-wise operation per output
 element, marked ``supported: false`` and listed in ``GraphStats.unsupported``.
 
+Shapes come from ONNX shape inference, run with onnxruntime's com.microsoft
+quantized operators (QLinearAdd, QLinearGlobalAveragePool, QGemm, ...) replaced
+by standard operators of the same output shape, so shapes flow through the
+QOperator form as through QDQ. An operator whose output shape is still unknown
+gets its first input's shape, a note saying so, and a place in
+``GraphStats.unshaped`` (``unshaped_ops`` in the JSON), with a logged warning.
+
 JSON schema of :meth:`GraphStats.to_dict` (``schema: "ecgbench.graph/1"``)::
 
     {
@@ -91,12 +98,15 @@ JSON schema of :meth:`GraphStats.to_dict` (``schema: "ecgbench.graph/1"``)::
         "scratch_bytes": int,                  # im2col-style working buffer, see scratch_bytes()
         "supported": bool, "note": str
       }, ...],
-      "unsupported": [str, ...]                # "OpType (node name)" of each unsupported operator
+      "unsupported": [str, ...],               # "OpType (node name)" of each unsupported operator
+      "unshaped_ops": [str, ...]               # only when some: "OpType (node name)" of each operator whose
+                                               # output shape neither ONNX nor the analyser could infer
     }
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,43 +117,31 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from ecgbench.errors import ConfigError
+from ecgbench.measure.onnx_model import ELEMENT_BYTES, OnnxModel, WeightQuant, attribute, load_onnx
 
 SCHEMA = "ecgbench.graph/1"
 
+_log = logging.getLogger(__name__)
+
 LAYER_CLASSES = ("conv", "depthwise_conv", "fc", "elementwise", "pool", "copy", "free", "other")
 
-ELEMENT_BYTES: dict[int, int] = {
-    TensorProto.FLOAT: 4,
-    TensorProto.FLOAT16: 2,
-    TensorProto.BFLOAT16: 2,
-    TensorProto.DOUBLE: 8,
-    TensorProto.INT8: 1,
-    TensorProto.UINT8: 1,
-    TensorProto.INT16: 2,
-    TensorProto.UINT16: 2,
-    TensorProto.INT32: 4,
-    TensorProto.UINT32: 4,
-    TensorProto.INT64: 8,
-    TensorProto.UINT64: 8,
-    TensorProto.BOOL: 1,
-}
 _INT8_TYPES = (TensorProto.INT8, TensorProto.UINT8)
 _SHAPE_TYPES = (TensorProto.INT64, TensorProto.UINT64, TensorProto.BOOL, TensorProto.STRING)
 
-# Convolutions: op -> (weight input, bias input, weight zero-point input, per-channel zero-point axis).
-_CONV_OPS: dict[str, tuple[int, int | None, int | None, int]] = {
-    "Conv": (1, 2, None, 0),
-    "ConvTranspose": (1, 2, None, 0),
-    "QLinearConv": (3, 8, 5, 0),
-    "ConvInteger": (1, None, 3, 0),
+# Convolutions: op -> (weight input, bias input). Zero points and scales: onnx_model.WEIGHT_INPUTS.
+_CONV_OPS: dict[str, tuple[int, int | None]] = {
+    "Conv": (1, 2),
+    "ConvTranspose": (1, 2),
+    "QLinearConv": (3, 8),
+    "ConvInteger": (1, None),
 }
-# Matrix products: op -> (candidate weight inputs, bias input, {weight input: zero-point input}).
-_MATMUL_OPS: dict[str, tuple[tuple[int, ...], int | None, dict[int, int]]] = {
-    "Gemm": ((1, 0), 2, {}),
-    "MatMul": ((1, 0), None, {}),
-    "QLinearMatMul": ((3, 0), None, {3: 5, 0: 2}),
-    "MatMulInteger": ((1, 0), None, {1: 3, 0: 2}),
-    "QGemm": ((3, 0), 6, {3: 5, 0: 2}),  # com.microsoft, from onnxruntime's QOperator quantizer
+# Matrix products: op -> (candidate weight inputs, bias input).
+_MATMUL_OPS: dict[str, tuple[tuple[int, ...], int | None]] = {
+    "Gemm": ((1, 0), 2),
+    "MatMul": ((1, 0), None),
+    "QLinearMatMul": ((3, 0), None),
+    "MatMulInteger": ((1, 0), None),
+    "QGemm": ((3, 0), 6),  # com.microsoft, from onnxruntime's QOperator quantizer
 }
 # Integer-accumulating operators with float scaling around them: onnxruntime's dynamic quantization kernels.
 _DYNAMIC_INT8 = frozenset({"ConvInteger", "MatMulInteger"})
@@ -191,9 +189,6 @@ _PARAM_OPERAND_OPS = frozenset({"Add", "Sub", "Mul", "Div", "PRelu", "Max", "Min
 # RELU / RELU6; onnxruntime FusedConv and Gemm activation fusion).
 _FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 _FUSING_PRODUCERS = frozenset({"Conv", "Gemm", "MatMul"})
-# Nodes a weight may pass through on its way from the stored tensor to the operator that reads it.
-_PASS_THROUGH = frozenset({"Identity", "Cast", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten"})
-_MAX_CONSTANT_CHAIN = 16
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
 _NORM_PARAMS = {"BatchNormalization": (1, 2, 3, 4), "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2)}
 
@@ -247,29 +242,16 @@ class GraphStats:
     graph_inputs: list[str]
     graph_outputs: list[str]
     unsupported: list[str] = field(default_factory=list)
+    unshaped: list[str] = field(default_factory=list)
 
     def _total(self, key: str) -> int:
         return int(sum(getattr(layer, key) for layer in self.layers))
 
-    @property
-    def macs(self) -> int:
-        return self._total("macs")
-
-    @property
-    def effective_macs(self) -> int:
-        return self._total("effective_macs")
-
-    @property
-    def params(self) -> int:
-        return self._total("params")
-
-    @property
-    def nonzero_params(self) -> int:
-        return self._total("nonzero_params")
-
-    @property
-    def param_bytes(self) -> int:
-        return self._total("param_bytes")
+    macs = property(lambda self: self._total("macs"), doc="MACs summed over layers.")
+    effective_macs = property(lambda self: self._total("effective_macs"), doc="Effective MACs summed over layers.")
+    params = property(lambda self: self._total("params"), doc="Parameters summed over layers.")
+    nonzero_params = property(lambda self: self._total("nonzero_params"), doc="Non-zero parameters summed over layers.")
+    param_bytes = property(lambda self: self._total("param_bytes"), doc="Stored parameter bytes summed over layers.")
 
     def to_dict(self) -> dict:
         """JSON-ready dict following the schema in the module docstring."""
@@ -282,6 +264,7 @@ class GraphStats:
             "totals": totals,
             "layers": [layer.to_dict() for layer in self.layers],
             "unsupported": list(self.unsupported),
+            **({"unshaped_ops": list(self.unshaped)} if self.unshaped else {}),
         }
 
 
@@ -304,7 +287,7 @@ def scratch_bytes(op_class: str, channels_per_group: int, kernel: list[int], com
 
 def analyze_onnx(model: onnx.ModelProto | bytes | str | Path, input_shape: tuple[int, ...] | None = None) -> GraphStats:
     """Per-layer MACs, parameters and activation sizes of ``model`` for one input of ``input_shape``."""
-    proto = _load(model)
+    proto = load_onnx(model, copy=True)
     data_input = _fix_input_shape(proto, input_shape)
     shape = tuple(d.dim_value for d in data_input.type.tensor_type.shape.dim)
     del proto.graph.value_info[:]  # stale symbolic shapes from export would shadow the concrete ones
@@ -323,10 +306,94 @@ _INTEGER_TYPES = (TensorProto.INT64, TensorProto.INT32, TensorProto.UINT64, Tens
 
 
 def _infer_shapes(proto: onnx.ModelProto, shape: tuple[int, ...]) -> onnx.ModelProto:
+    """``proto`` with the shape of every tensor ONNX shape inference can reach, through onnxruntime's contrib operators too."""
+    shadow = _with_stand_ins(proto)
     try:
-        return onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(shadow, strict_mode=False, data_prop=True)
     except Exception as exc:  # onnx raises several types for malformed graphs
         raise ConfigError(f"ONNX shape inference failed for input shape {list(shape)}: {exc}; check --input-shape") from None
+    if shadow is proto:
+        return inferred
+    names = {o for n in proto.graph.node for o in n.output}
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    out.graph.value_info.extend(v for v in inferred.graph.value_info if v.name in names)
+    del out.graph.output[:]
+    out.graph.output.extend(inferred.graph.output)
+    return out
+
+
+# onnxruntime's com.microsoft quantized operators (QOperator form), which ONNX shape inference does not
+# know: op -> (standard operator with the same output shape, its data inputs, the inputs whose element
+# type the output has: its zero point, else the (same-typed) input's; () for a float output).
+_STAND_INS: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
+    "QLinearAdd": ("Add", (0, 3), (7, 2)),
+    "QLinearMul": ("Mul", (0, 3), (7, 2)),
+    "QLinearAveragePool": ("AveragePool", (0,), (4, 2)),
+    "QLinearGlobalAveragePool": ("GlobalAveragePool", (0,), (4, 2)),
+    "QLinearReduceMean": ("ReduceMean", (0,), (4, 2)),
+    "QLinearLeakyRelu": ("Identity", (0,), (4, 2)),
+    "QLinearSigmoid": ("Identity", (0,), (4, 2)),
+    "QLinearSoftmax": ("Identity", (0,), (4, 2)),
+    "QGemm": ("Gemm", (0, 3), (8, 2)),  # float output when y_scale (input 7) is absent
+    "DynamicQuantizeMatMul": ("MatMul", (0, 1), ()),
+    "MatMulIntegerToFloat": ("MatMul", (0, 1), ()),
+}
+_STAND_IN_ATTRIBUTES = frozenset({"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad", "dilations",
+                                  "axes", "keepdims", "transA", "transB", "axis"})
+_STAND_IN_PREFIX = "__ecgbench_shape__"
+
+
+def _with_stand_ins(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``proto`` whose contrib quantized operators are standard ones of the same output shape (``proto`` when it has none).
+
+    Data inputs are cast to float and outputs back to the zero point's type, so
+    ONNX infers both shape and element type. Only used for shape inference.
+    """
+    if not any(n.domain == "com.microsoft" and (n.op_type in _STAND_INS or n.op_type == "QLinearConcat") for n in proto.graph.node):
+        return proto
+    constants = {t.name: t.data_type for t in proto.graph.initializer}
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 17)
+    shadow = onnx.ModelProto()
+    shadow.CopyFrom(proto)
+    nodes: list[onnx.NodeProto] = []
+    for index, node in enumerate(proto.graph.node):
+        stand_in = _stand_in(node, index, constants, opset) if node.domain == "com.microsoft" else None
+        nodes.extend(stand_in if stand_in is not None else [node])
+    del shadow.graph.node[:]
+    shadow.graph.node.extend(nodes)
+    return shadow
+
+
+def _stand_in(node: onnx.NodeProto, index: int, constants: dict[str, int], opset: int) -> list[onnx.NodeProto] | None:
+    """Standard nodes computing ``node``'s output shape and type, or None when there is no stand-in (it stays unshaped)."""
+    make = onnx.helper.make_node
+    prefix = f"{_STAND_IN_PREFIX}{index}_"
+    if node.op_type == "QLinearConcat":  # y_scale, y_zero_point, then (x, x_scale, x_zero_point) triples
+        return [make("Concat", list(node.input[2::3]), [node.output[0]], axis=attribute(node, "axis", 0))]
+    if node.op_type not in _STAND_INS or attribute(node, "channels_last", 0):
+        return None
+    op, data, typed_like = _STAND_INS[node.op_type]
+    given = list(node.input) + [""] * 9  # trailing optional inputs may be left out
+    if not all(given[i] for i in data):
+        return None
+    if not typed_like or (node.op_type == "QGemm" and not given[7]):
+        out_type = TensorProto.FLOAT
+    else:
+        known = [constants[given[i]] for i in typed_like if given[i] in constants]
+        if not known:
+            return None
+        out_type = known[0]
+    nodes = [make("Cast", [node.input[i]], [f"{prefix}in{i}"], to=TensorProto.FLOAT) for i in data]
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute if a.name in _STAND_IN_ATTRIBUTES}
+    inputs = [f"{prefix}in{i}" for i in data]
+    if op == "ReduceMean" and opset >= 18 and "axes" in attributes:  # axes became an input in opset 18
+        axes = attributes.pop("axes")
+        nodes.append(make("Constant", [], [f"{prefix}axes"], value=numpy_helper.from_array(np.array(axes, np.int64))))
+        inputs.append(f"{prefix}axes")
+    nodes.append(make(op, inputs, [f"{prefix}out"], **attributes))
+    nodes.append(make("Cast", [f"{prefix}out"], [node.output[0]], to=out_type))
+    return nodes
 
 
 def _fold_integer_constants(proto: onnx.ModelProto) -> bool:
@@ -352,7 +419,7 @@ def _fold_integer_constants(proto: onnx.ModelProto) -> bool:
             if node.op_type == "Size":
                 shape_values[outputs[0]] = np.array(int(np.prod(dims)), dtype=np.int64)
             else:
-                start, end = _attr(node, "start", 0), _attr(node, "end", None)
+                start, end = attribute(node, "start", 0), attribute(node, "end", None)
                 shape_values[outputs[0]] = dims[start:end]
         elif node.op_type != "Constant" and inputs and all(i in static for i in inputs) and all(
             types.get(o, (TensorProto.UNDEFINED, None))[0] in _INTEGER_TYPES for o in outputs
@@ -400,22 +467,6 @@ def _evaluate(proto: onnx.ModelProto, nodes: list[onnx.NodeProto], known: dict[s
     return dict(zip(outputs, results))
 
 
-def _load(model: onnx.ModelProto | bytes | str | Path) -> onnx.ModelProto:
-    if isinstance(model, onnx.ModelProto):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        return copy
-    if isinstance(model, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(model))
-    path = Path(model)
-    if not path.is_file():
-        raise ConfigError(f"ONNX model {path} does not exist; check the path")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:
-        raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from None
-
-
 def _fix_input_shape(proto: onnx.ModelProto, input_shape: tuple[int, ...] | None) -> onnx.ValueInfoProto:
     """Set the data input's dimensions from ``input_shape``; error when a dynamic one is left unset."""
     initializers = {t.name for t in proto.graph.initializer}
@@ -454,33 +505,18 @@ class _Analysis:
     """One pass over a shape-inferred graph; builds the LayerStats list."""
 
     def __init__(self, proto: onnx.ModelProto) -> None:
+        self.model = OnnxModel(proto)
         self.graph = proto.graph
-        self.initializers = {t.name: t for t in self.graph.initializer}
+        self.initializers = self.model.initializers
+        self.constants = self.model.constants
         self.types: dict[str, tuple[int, list[int] | None]] = {}
         for value in list(self.graph.input) + list(self.graph.value_info) + list(self.graph.output):
             self.types[value.name] = _type_of(value)
-        for tensor in self.graph.initializer:
-            self.types[tensor.name] = (tensor.data_type, list(tensor.dims))
-        self.constants: dict[str, TensorProto] = dict(self.initializers)
-        for node in self.graph.node:
-            if node.op_type == "Constant" and node.output:
-                for attr in node.attribute:
-                    if attr.name == "value":
-                        self.constants[node.output[0]] = attr.t
-                        self.types[node.output[0]] = (attr.t.data_type, list(attr.t.dims))
-        self.nodes = _topological(list(self.graph.node), set(self.initializers) | {i.name for i in self.graph.input})
-        self.producer: dict[str, int] = {}
-        self.consumers: dict[str, list[int]] = {}
-        for index, node in enumerate(self.nodes):
-            for name in node.output:
-                if name:
-                    self.producer[name] = index
-            for name in node.input:
-                if name:
-                    self.consumers.setdefault(name, []).append(index)
+        for name, tensor in self.constants.items():
+            self.types[name] = (tensor.data_type, list(tensor.dims))
+        self.nodes, self.producer, self.consumers = self.model.nodes, self.model.producer, self.model.consumers
         self.graph_output_names = {o.name for o in self.graph.output}
         self.static = self._static_tensors()
-        self.arrays: dict[str, np.ndarray] = {}
         self.claimed: set[str] = set()
 
     # --- classification ---------------------------------------------------------------
@@ -520,7 +556,7 @@ class _Analysis:
 
     def _raw_float_constant(self, name: str) -> bool:
         """A float constant that no DequantizeLinear produces (an unquantized weight or bias)."""
-        traced = self._trace_constant(name)
+        traced = self.model.trace(name)
         return traced is not None and traced[1] is None and self.constants[traced[0]].data_type in _FLOAT_TYPES
 
     def _is_static_node(self, node: onnx.NodeProto) -> bool:
@@ -529,67 +565,28 @@ class _Analysis:
 
     # --- constants ------------------------------------------------------------------------
 
-    def _array(self, name: str) -> np.ndarray:
-        if name not in self.arrays:
-            self.arrays[name] = numpy_helper.to_array(self.constants[name])
-        return self.arrays[name]
-
-    def _trace_constant(self, name: str) -> tuple[str, onnx.NodeProto | None] | None:
-        """The stored constant behind operand ``name`` and the DequantizeLinear on the way there, if any.
-
-        Walks back through DequantizeLinear and shape-only nodes (Identity, Cast,
-        Reshape, ...); None when the operand is computed some other way.
-        """
-        dequantize = None
-        for _ in range(_MAX_CONSTANT_CHAIN):
-            if name in self.constants:
-                return name, dequantize
-            if name not in self.producer:
-                return None
-            node = self.nodes[self.producer[name]]
-            if node.op_type == "DequantizeLinear":
-                dequantize = node
-            elif node.op_type not in _PASS_THROUGH:
-                return None
-            name = node.input[0]
-        return None
-
-    def _weight_root(self, name: str) -> tuple[str, str | None, int] | None:
-        """(stored tensor, zero-point tensor or None, zero-point axis) behind a constant operand."""
-        traced = self._trace_constant(name)
-        if traced is None:
-            return None
-        stored, dequantize = traced
-        if dequantize is None:
-            return stored, None, 1
-        zero_point = dequantize.input[2] if len(dequantize.input) > 2 and dequantize.input[2] else None
-        return stored, zero_point, _attr(dequantize, "axis", 1)
-
-    def _param_stats(self, names: Iterable[tuple[str, int | None, int]]) -> tuple[int, int, int, str | None, list[int] | None]:
+    def _param_stats(self, operands: Iterable[WeightQuant | None]) -> tuple[int, int, int, str | None, list[int] | None]:
         """(params, non-zero params, stored bytes, dtype of the first, shape of the first) of constant operands.
 
-        ``names`` holds (operand, zero-point operand or None, zero-point axis); each stored tensor counts once per graph.
+        Each stored tensor counts once per graph; None (an operand that is no constant) counts nothing.
         """
         params = nonzero = stored = 0
         first_dtype, first_shape = None, None
-        for operand, zp_name, zp_axis in names:
-            root = self._weight_root(operand)
-            if root is None:
+        for quant in operands:
+            if quant is None:
                 continue
-            stored_name, dq_zero_point, dq_axis = root
-            tensor = self.constants[stored_name]
+            tensor = self.constants[quant.stored]
             if tensor.data_type in _SHAPE_TYPES:
                 continue
-            values = self._array(stored_name)
+            values = self.model.array(quant.stored)
             if first_dtype is None:
                 first_dtype = _DTYPE_NAMES.get(tensor.data_type, TensorProto.DataType.Name(tensor.data_type).lower())
                 first_shape = list(values.shape)
-            if stored_name in self.claimed:
+            if quant.stored in self.claimed:
                 continue
-            self.claimed.add(stored_name)
-            zero_name, axis = (zp_name, zp_axis) if zp_name else (dq_zero_point, dq_axis)
+            self.claimed.add(quant.stored)
             params += int(values.size)
-            nonzero += _count_nonzero(values, self._array(zero_name) if zero_name and zero_name in self.constants else None, axis)
+            nonzero += self.model.nonzero(quant)
             stored += int(values.size) * ELEMENT_BYTES.get(tensor.data_type, 4)
         return params, nonzero, stored, first_dtype, first_shape
 
@@ -613,6 +610,7 @@ class _Analysis:
             buffer_bytes[name] = self._elements(name) * ELEMENT_BYTES.get(self.types[name][0], 4)
         layers: list[LayerStats] = []
         unsupported: list[str] = []
+        unshaped: list[str] = []
         for index, node in enumerate(self.nodes):
             if self._is_static_node(node):
                 continue  # folded at conversion time (constants, shape arithmetic, weight dequantization)
@@ -624,6 +622,7 @@ class _Analysis:
             layer = self._describe(node, name, data_inputs, outputs, index in int8_nodes, folded)
             if note:
                 layer.note = "; ".join(filter(None, [layer.note, note]))
+                unshaped.append(f"{node.op_type} ({name})")
             if not layer.supported:
                 unsupported.append(f"{node.op_type} ({name})")
             layer.reads = list(dict.fromkeys(alias.get(n, n) for n in data_inputs))
@@ -641,7 +640,9 @@ class _Analysis:
             layer.activation_bytes_out = sum(buffer_bytes.get(alias.get(o, o), 0) for o in outputs)
             layers.append(layer)
         graph_outputs = list(dict.fromkeys(alias.get(o.name, o.name) for o in self.graph.output))
-        return GraphStats(tuple(int(d) for d in input_shape), layers, buffer_bytes, graph_inputs, graph_outputs, unsupported)
+        if unshaped:
+            _log.warning("output shapes unknown, assumed equal to the input's (MACs may be wrong): %s", ", ".join(unshaped))
+        return GraphStats(tuple(int(d) for d in input_shape), layers, buffer_bytes, graph_inputs, graph_outputs, unsupported, unshaped)
 
     def _fill_unknown_shapes(self, node: onnx.NodeProto, data_inputs: list[str], outputs: list[str]) -> str:
         """Shape inference left an output unknown (custom operator): assume the first input's shape, and say so."""
@@ -669,8 +670,8 @@ class _Analysis:
         if not a_shape or not b_shape:
             return None
         if node.op_type in ("Gemm", "QGemm"):
-            m = a_shape[1] if _attr(node, "transA", 0) else a_shape[0]
-            n = b_shape[0] if _attr(node, "transB", 0) else b_shape[1]
+            m = a_shape[1] if attribute(node, "transA", 0) else a_shape[0]
+            n = b_shape[0] if attribute(node, "transB", 0) else b_shape[1]
             return [m, n]
         return list(a_shape[:-1]) + [b_shape[-1]]
 
@@ -716,7 +717,7 @@ class _Analysis:
             layer.op_class = "free"
         elif op in _WINDOW_POOLS:
             layer.op_class = "pool"
-            layer.ops = out_elems * math.prod(_attr(node, "kernel_shape", [1]))
+            layer.ops = out_elems * math.prod(attribute(node, "kernel_shape", [1]))
         elif op in _GLOBAL_POOLS:
             layer.op_class = "pool"
             layer.ops = self._elements(data_inputs[0]) if data_inputs else 0
@@ -727,12 +728,11 @@ class _Analysis:
             layer.op_class = "elementwise"
             layer.ops = out_elems * _ELEMENTWISE[op]
             positions = _NORM_PARAMS.get(op, ())
-            operands = [node.input[i] for i in positions if i < len(node.input)]
             if op in _PARAM_OPERAND_OPS:
-                operands = [n for n in node.input if n in self.static and self._elements(n) > 1]
-            if operands:
+                positions = [i for i, n in enumerate(node.input) if n in self.static and self._elements(n) > 1]
+            if positions:
                 layer.params, layer.nonzero_params, layer.param_bytes, layer.weight_dtype, _ = self._param_stats(
-                    (n, None, 1) for n in operands
+                    self.model.operand_quant(node, i) for i in positions
                 )
         else:
             layer.supported = False
@@ -751,10 +751,10 @@ class _Analysis:
         return {TensorProto.FLOAT16: "fp16", TensorProto.INT8: "int8", TensorProto.UINT8: "int8"}.get(elem, "fp32")
 
     def _conv(self, node: onnx.NodeProto, layer: LayerStats, data_inputs: list[str], out_elems: int) -> None:
-        w_index, b_index, zp_index, zp_axis = _CONV_OPS[node.op_type]
+        w_index, b_index = _CONV_OPS[node.op_type]
         weight = node.input[w_index] if len(node.input) > w_index else ""
         w_shape = self._shape(weight) if weight else None
-        groups = _attr(node, "group", 1)
+        groups = attribute(node, "group", 1)
         c_in = (self._shape(data_inputs[0]) or [0, 0])[1] if data_inputs else 0
         depthwise = node.op_type != "ConvTranspose" and groups > 1 and groups == c_in
         layer.op_class = "depthwise_conv" if depthwise else "conv"
@@ -766,71 +766,41 @@ class _Analysis:
             layer.macs = (self._elements(data_inputs[0]) if data_inputs else 0) * per_output
         else:
             layer.macs = out_elems * per_output
-        operands = [(weight, node.input[zp_index] if zp_index is not None and len(node.input) > zp_index and node.input[zp_index] else None, zp_axis)]
-        if b_index is not None and len(node.input) > b_index and node.input[b_index]:
-            operands.append((node.input[b_index], None, 0))
-        self._weights(layer, operands, weight)
+        bias = self.model.operand_quant(node, b_index) if b_index is not None else None
+        self._weights(layer, self.model.operand_quant(node, w_index), bias)
         kernel = list(w_shape[2:])
-        layer.strides = [int(v) for v in _attr(node, "strides", [1] * len(kernel))]
+        layer.strides = [int(v) for v in attribute(node, "strides", [1] * len(kernel))]
         channels = w_shape[1] if not depthwise else c_in
         layer.scratch_bytes = scratch_bytes(layer.op_class, channels, kernel, layer.compute_dtype)
         if layer.op_class == "conv" and math.prod(kernel) > 1 and node.op_type != "ConvTranspose":
             layer.im2col_elements = out_elems * per_output // max(w_shape[0] // groups, 1) if w_shape[0] else 0
 
     def _matmul(self, node: onnx.NodeProto, layer: LayerStats, data_inputs: list[str], out_elems: int) -> None:
-        candidates, b_index, zero_points = _MATMUL_OPS[node.op_type]
+        candidates, b_index = _MATMUL_OPS[node.op_type]
         layer.op_class = "fc"
         a_index = 0
         a_shape = self._shape(node.input[a_index]) or []
         if node.op_type == "Gemm":
-            k = a_shape[0] if _attr(node, "transA", 0) else (a_shape[1] if len(a_shape) > 1 else 0)
+            k = a_shape[0] if attribute(node, "transA", 0) else (a_shape[1] if len(a_shape) > 1 else 0)
         else:
             k = a_shape[-1] if a_shape else 0
         layer.macs = out_elems * k
-        weight = next((node.input[i] for i in candidates if len(node.input) > i and node.input[i] in self.static), None)
-        if weight is None:
+        w_position = next((i for i in candidates if len(node.input) > i and node.input[i] in self.static), None)
+        if w_position is None:
             return  # a product of two activations: MACs, no parameters
-        w_position = list(node.input).index(weight)
-        zp_position = zero_points.get(w_position)
-        zp = node.input[zp_position] if zp_position is not None and len(node.input) > zp_position and node.input[zp_position] else None
-        axis = 0 if node.op_type == "QGemm" and _attr(node, "transB", 0) else -1
-        operands = [(weight, zp, axis)]
-        if b_index is not None and len(node.input) > b_index and node.input[b_index] in self.static:
-            operands.append((node.input[b_index], None, 0))
-        self._weights(layer, operands, weight)
+        bias = self.model.operand_quant(node, b_index) if b_index is not None and len(node.input) > b_index and node.input[b_index] in self.static else None
+        self._weights(layer, self.model.operand_quant(node, w_position), bias)
 
-    def _weights(self, layer: LayerStats, operands: list[tuple[str, str | None, int]], weight: str) -> None:
+    def _weights(self, layer: LayerStats, weight: WeightQuant | None, bias: WeightQuant | None) -> None:
         """Parameters of a conv/fc layer, and its effective MACs from the weight tensor's non-zero fraction."""
-        layer.params, layer.nonzero_params, layer.param_bytes, layer.weight_dtype, layer.weight_shape = self._param_stats(operands)
+        layer.params, layer.nonzero_params, layer.param_bytes, layer.weight_dtype, layer.weight_shape = self._param_stats([weight, bias])
         layer.effective_macs = layer.macs
-        root = self._weight_root(weight)
-        if root is None:
+        if weight is None:
             return
-        stored_name, dq_zero_point, dq_axis = root
-        values = self._array(stored_name)
-        zp_name, axis = (operands[0][1], operands[0][2]) if operands[0][1] else (dq_zero_point, dq_axis)
-        zero_point = self._array(zp_name) if zp_name and zp_name in self.constants else None
-        if values.size:
+        size = int(self.model.array(weight.stored).size)
+        if size:
             # Each weight is used macs / size times, an integer for Conv and Gemm, so this is exact.
-            layer.effective_macs = layer.macs * _count_nonzero(values, zero_point, axis) // int(values.size)
-
-
-def _count_nonzero(values: np.ndarray, zero_point: np.ndarray | None, axis: int) -> int:
-    """Entries that differ from zero (or from their zero point, per tensor or per channel along ``axis``)."""
-    if zero_point is None or zero_point.size == 0:
-        return int(np.count_nonzero(values))
-    if zero_point.size == 1:
-        return int(np.count_nonzero(values != zero_point.reshape(())))
-    shape = [1] * values.ndim
-    shape[axis % values.ndim] = zero_point.size
-    return int(np.count_nonzero(values != zero_point.reshape(shape)))
-
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    for attr in node.attribute:
-        if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
-    return default
+            layer.effective_macs = layer.macs * self.model.nonzero(weight) // size
 
 
 def _type_of(value: onnx.ValueInfoProto) -> tuple[int, list[int] | None]:
@@ -841,27 +811,3 @@ def _type_of(value: onnx.ValueInfoProto) -> tuple[int, list[int] | None]:
     if any(d < 0 for d in dims):
         return tensor_type.elem_type, None
     return tensor_type.elem_type, dims
-
-
-def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
-    """``nodes`` in an order where each comes after the producers of its inputs (ONNX requires it; some tools break it)."""
-    available = set(available) | {""}
-    seen = set(available)
-    for node in nodes:
-        if not all(i in seen for i in node.input):
-            break
-        seen.update(node.output)
-    else:
-        return nodes  # already in order: keep it, it is the order the exporter and onnxruntime run
-    ordered, pending = [], list(nodes)
-    while pending:
-        ready = [n for n in pending if all(i in available for i in n.input)]
-        if not ready:
-            ordered.extend(pending)  # inputs from outside the graph (subgraph captures): keep the file's order
-            break
-        for node in ready:
-            ordered.append(node)
-            available.update(node.output)
-        ready_ids = {id(n) for n in ready}
-        pending = [n for n in pending if id(n) not in ready_ids]
-    return ordered

@@ -42,42 +42,9 @@ import onnx
 from onnx import TensorProto
 
 from ecgbench.errors import EcgbenchError
+from ecgbench.measure.onnx_model import OnnxModel, WeightQuant
 
 # --- parameter counting ---------------------------------------------------------
-
-# Input positions holding scales / zero points, per operator (ONNX spec and
-# onnxruntime's com.microsoft contrib operators).
-_QUANT_PARAM_INPUTS: dict[str, frozenset[int]] = {
-    "QuantizeLinear": frozenset({1, 2}),
-    "DequantizeLinear": frozenset({1, 2}),
-    "QLinearConv": frozenset({1, 2, 4, 5, 6, 7}),
-    "QLinearMatMul": frozenset({1, 2, 4, 5, 6, 7}),
-    "QGemm": frozenset({1, 2, 4, 5, 7, 8}),
-    "ConvInteger": frozenset({2, 3}),
-    "MatMulInteger": frozenset({2, 3}),
-    "QLinearAdd": frozenset({1, 2, 4, 5, 6, 7}),
-    "QLinearMul": frozenset({1, 2, 4, 5, 6, 7}),
-    "QLinearAveragePool": frozenset({1, 2, 3, 4}),
-    "QLinearGlobalAveragePool": frozenset({1, 2, 3, 4}),
-    "QLinearReduceMean": frozenset({1, 2, 3, 4}),
-    "QLinearLeakyRelu": frozenset({1, 2, 3, 4}),
-    "QLinearSigmoid": frozenset({1, 2, 3, 4}),
-    "QLinearSoftmax": frozenset({1, 2, 3, 4}),
-    "DynamicQuantizeMatMul": frozenset({2, 3}),
-    "MatMulIntegerToFloat": frozenset({2, 3, 4, 5}),
-}
-
-# Weight input position -> (zero-point input position, per-channel axis or None for the
-# node's ``axis`` attribute), for operators that store integer weights.
-_WEIGHT_ZERO_POINTS: dict[str, tuple[int, int, int | None]] = {
-    "DequantizeLinear": (0, 2, None),
-    "QLinearConv": (3, 5, 0),
-    "ConvInteger": (1, 3, 0),
-    "QLinearMatMul": (3, 5, -1),
-    "MatMulInteger": (1, 3, -1),
-    "DynamicQuantizeMatMul": (1, 3, -1),
-    "QGemm": (3, 5, -1),  # axis 0 when transB=1, see _zero_points
-}
 
 # Float element types -> the unsigned word holding their bits (for -0.0 detection).
 _FLOAT_TYPES = {
@@ -90,84 +57,23 @@ _FLOAT_TYPES = {
 _NOT_PARAMETERS = frozenset({TensorProto.INT64, TensorProto.UINT64, TensorProto.BOOL, TensorProto.STRING, TensorProto.UNDEFINED})
 
 
-def _as_model(onnx_model: bytes | str | Path | onnx.ModelProto) -> onnx.ModelProto:
-    if isinstance(onnx_model, onnx.ModelProto):
-        return onnx_model
-    if isinstance(onnx_model, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(onnx_model))
-    return onnx.load(str(onnx_model))
-
-
-def _quant_param_names(graph: onnx.GraphProto) -> set[str]:
-    """Initializers used only as a scale or zero point."""
-    as_quant: set[str] = set()
-    elsewhere: set[str] = set()
-    # Dynamic quantization (onnxruntime quantize_dynamic) multiplies the weight scale with
-    # the activation scale computed at run time (output 1 of DynamicQuantizeLinear).
-    dynamic_scales = {node.output[1] for node in graph.node if node.op_type == "DynamicQuantizeLinear" and len(node.output) > 1}
-    for node in graph.node:
-        positions = _QUANT_PARAM_INPUTS.get(node.op_type)
-        if node.op_type == "Mul" and dynamic_scales.intersection(node.input):
-            positions = frozenset(i for i, name in enumerate(node.input) if name not in dynamic_scales)
-        for i, name in enumerate(node.input):
-            if node.op_type == "QLinearConcat":  # y_scale, y_zp, then (x, x_scale, x_zp) triples
-                is_quant = i < 2 or (i - 2) % 3 != 0
-            else:
-                is_quant = positions is not None and i in positions
-            (as_quant if is_quant else elsewhere).add(name)
-    return as_quant - elsewhere
-
-
-def _zero_points(graph: onnx.GraphProto, arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]:
-    """Integer weight initializer -> (its zero point, the axis a per-channel zero point runs along)."""
-    out: dict[str, tuple[np.ndarray, int]] = {}
-    for node in graph.node:
-        spec = _WEIGHT_ZERO_POINTS.get(node.op_type)
-        if spec is None:
-            continue
-        w_pos, zp_pos, axis = spec
-        if len(node.input) <= zp_pos or node.input[w_pos] not in arrays or node.input[zp_pos] not in arrays:
-            continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if axis is None:
-            axis = int(attrs.get("axis", 1))
-        if node.op_type == "QGemm" and attrs.get("transB", 0):
-            axis = 0
-        out[node.input[w_pos]] = (arrays[node.input[zp_pos]], axis)
-    return out
-
-
-def _count_nonzero(values: np.ndarray, zero_point: tuple[np.ndarray, int] | None) -> int:
-    if zero_point is None or not np.issubdtype(values.dtype, np.integer):
-        return int(np.count_nonzero(values))
-    zp, axis = zero_point
-    if zp.size == 1:
-        return int(np.count_nonzero(values != zp.reshape(()).astype(values.dtype)))
-    shape = [1] * values.ndim
-    shape[axis] = -1
-    return int(np.count_nonzero(values != zp.reshape(shape)))
-
-
-def parameter_arrays(onnx_model: bytes | str | Path | onnx.ModelProto) -> dict[str, np.ndarray]:
+def parameter_arrays(onnx_model: bytes | str | Path | onnx.ModelProto | OnnxModel) -> dict[str, np.ndarray]:
     """The initializers counted as parameters (see the module docstring for the rule), by name."""
-    model = _as_model(onnx_model)
-    excluded = _quant_param_names(model.graph)
-    out = {}
-    for init in model.graph.initializer:
-        if init.data_type in _NOT_PARAMETERS or init.name in excluded:
-            continue
-        out[init.name] = onnx.numpy_helper.to_array(init)
-    return out
+    model = onnx_model if isinstance(onnx_model, OnnxModel) else OnnxModel(onnx_model)
+    excluded = model.quantization_parameters()
+    return {
+        name: model.array(name)
+        for name, init in model.initializers.items()
+        if init.data_type not in _NOT_PARAMETERS and name not in excluded
+    }
 
 
 def count_params(onnx_model: bytes | str | Path | onnx.ModelProto) -> tuple[int, int]:
     """``(total, nonzero)`` elements of the model's weight and bias tensors."""
-    model = _as_model(onnx_model)
+    model = OnnxModel(onnx_model)
     params = parameter_arrays(model)
-    all_arrays = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    zero_points = _zero_points(model.graph, all_arrays)
     total = sum(int(a.size) for a in params.values())
-    nonzero = sum(_count_nonzero(a, zero_points.get(name)) for name, a in params.items())
+    nonzero = sum(model.nonzero(model.weight_quant.get(name, WeightQuant(name))) for name in params)
     return total, nonzero
 
 
