@@ -162,6 +162,8 @@ def _graph_summary(model: Path, graph) -> str:
     )
     if graph.unsupported:
         text += f"\n  unsupported operators, costed as 1 op per output element: {', '.join(graph.unsupported)}"
+    if graph.unshaped:
+        text += f"\n  operators whose output shape is unknown (assumed equal to the input's; MACs may be wrong): {', '.join(graph.unshaped)}"
     return text
 
 
