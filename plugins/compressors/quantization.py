@@ -15,7 +15,6 @@ import contextlib
 import logging
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -69,7 +68,6 @@ class OnnxQuantizer(Compressor):
             )
         if not artifact.is_onnx and artifact.model is None:
             raise CompressionError(f"'{self.name}' got an artifact with neither a PyTorch nor an ONNX model")
-        start_time = time.perf_counter()
         fp32 = artifact.onnx if artifact.is_onnx else to_onnx(artifact.model, samples=int(ctx.fs_hz * EXPORT_SECONDS))
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=ctx.workdir))
@@ -92,7 +90,6 @@ class OnnxQuantizer(Compressor):
             "onnx_bytes_fp32": len(fp32),
             "onnx_bytes_quantized": len(quantized),
             **zeros,
-            "seconds": round(time.perf_counter() - start_time, 3),
         }
         ctx.log(f"{self.name}: val F1 {f1_fp32:.4f} -> {f1_quantized:.4f}, {len(fp32)} -> {len(quantized)} bytes")
         return StepOutcome(
