@@ -42,7 +42,7 @@ def _assert_masked_weights_zero(artifact):
 
 def test_lth_prunes_the_rate_of_the_remaining_weights_each_round_and_keeps_masks_through_retraining(trained):
     model, ctx = trained
-    out = LotteryTicket.from_params({"rounds": 2, "rate": 0.2, "train_epochs": 2}).compress(ModelArtifact(model), ctx)
+    out = LotteryTicket.from_params({"rounds": 2, "rate": 0.2, "train_epochs": 2}).run(ModelArtifact(model), ctx)
     # round 1: round(0.2 * 680) = 136; round 2: 136 + round(0.2 * 544) = 136 + 109 = 245
     assert _pruned(out.artifact.masks) == 245
     assert [r["round"] for r in out.record["rounds"]] == [1, 2]
@@ -53,7 +53,7 @@ def test_lth_prunes_the_rate_of_the_remaining_weights_each_round_and_keeps_masks
 
 def test_lth_rewinds_survivors_exactly_to_their_initial_values(trained):
     model, ctx = trained
-    out = LotteryTicket.from_params({"rounds": 1, "train_epochs": 0}).compress(ModelArtifact(model), ctx)
+    out = LotteryTicket.from_params({"rounds": 1, "train_epochs": 0}).run(ModelArtifact(model), ctx)
     state = out.artifact.model.state_dict()
     for name in PRUNABLE:
         keep = out.artifact.masks[name] == 1
@@ -69,7 +69,7 @@ def test_late_rewinding_restores_the_weights_after_k_epochs(tmp_path):
     _, twin = _context(tmp_path / "b")
     expected = late_rewind_state(twin, epochs=1)
     settings = {"rounds": 1, "train_epochs": 0, "rewind": "iteration", "rewind_epochs": 1}
-    out = LotteryTicket.from_params(settings).compress(ModelArtifact(model), ctx)
+    out = LotteryTicket.from_params(settings).run(ModelArtifact(model), ctx)
     state = out.artifact.model.state_dict()
     for name in PRUNABLE:
         keep = out.artifact.masks[name] == 1
@@ -81,7 +81,7 @@ def test_late_rewinding_restores_the_weights_after_k_epochs(tmp_path):
 def test_lth_stops_at_the_target_sparsity(trained):
     model, ctx = trained
     settings = {"rounds": 10, "rate": 0.5, "target_sparsity": 0.8, "train_epochs": 0}
-    out = LotteryTicket.from_params(settings).compress(ModelArtifact(model), ctx)
+    out = LotteryTicket.from_params(settings).run(ModelArtifact(model), ctx)
     # 0.5, 0.75, then the last round is cut to 1 - 0.2 / 0.25 = 0.2 of the remaining: 0.8 exactly
     assert [r["rate"] for r in out.record["rounds"]] == pytest.approx([0.5, 0.5, 0.2])
     assert _pruned(out.artifact.masks) == 544  # 0.8 * 680
@@ -91,7 +91,7 @@ def test_lottery_strategies_reject_onnx_input(trained):
     _, ctx = trained
     for strategy in (LotteryTicket(), LthEcg()):
         with pytest.raises(CompressionError, match="before quantization"):
-            strategy.compress(ModelArtifact(None, onnx=b"x", precision="int8"), ctx)
+            strategy.run(ModelArtifact(None, onnx=b"x", precision="int8"), ctx)
 
 
 # --- the goal-driven search, scripted ----------------------------------------------------------
@@ -157,7 +157,7 @@ def test_lth_ecg_returns_the_last_accepted_ticket_with_scripted_scores(trained, 
 
     monkeypatch.setattr(lottery, "prune_rewind_retrain", scripted_round)
     settings = {"train_epochs": 1, "initial_rate": 0.2, "min_rate": 0.08, "max_f1_drop_points": 1.0}
-    out = LthEcg.from_params(settings).compress(ModelArtifact(model), ctx)
+    out = LthEcg.from_params(settings).run(ModelArtifact(model), ctx)
     record = out.record
     assert [r["accepted"] for r in record["rounds"]] == [True, False, True, False]
     assert [r["rate"] for r in record["rounds"]] == pytest.approx([0.2, 0.2, 0.1, 0.1])
@@ -179,7 +179,7 @@ def test_lth_ecg_keeps_the_input_when_no_round_meets_the_budget(trained, monkeyp
         return Ticket(tried.model, tried.masks, -1.0)
 
     monkeypatch.setattr(lottery, "prune_rewind_retrain", failing_round)
-    out = LthEcg.from_params({"train_epochs": 0, "min_rate": 0.1, "target_reduction": 142.0}).compress(ModelArtifact(model), ctx)
+    out = LthEcg.from_params({"train_epochs": 0, "min_rate": 0.1, "target_reduction": 142.0}).run(ModelArtifact(model), ctx)
     assert _pruned(out.artifact.masks) == 0
     assert torch.equal(out.artifact.model.conv2.weight, model.conv2.weight)
     assert out.record["goal_met"] is False and "unchanged" in out.record["note"]
@@ -188,7 +188,7 @@ def test_lth_ecg_keeps_the_input_when_no_round_meets_the_budget(trained, monkeyp
 def test_lth_ecg_reaches_a_target_reduction_with_a_generous_budget(trained):
     model, ctx = trained
     settings = {"train_epochs": 1, "initial_rate": 0.5, "target_reduction": 4.0, "max_f1_drop_points": 100.0}
-    out = LthEcg.from_params(settings).compress(ModelArtifact(model), ctx)
+    out = LthEcg.from_params(settings).run(ModelArtifact(model), ctx)
     assert out.record["goal_met"] is True
     assert _pruned(out.artifact.masks) == 510  # dense / nonzero = 680 / 170 = 4
     assert out.record["achieved_reduction"] == pytest.approx(4.0)
@@ -218,11 +218,11 @@ def _family_context(tmp_path, registry, family, settings):
 @pytest.mark.parametrize(("family", "settings"), [("hannun34", {"width": 4, "blocks": 4}), ("dscnn", {"width": 8})])
 def test_builtin_model_families_rewind_and_keep_masks(tmp_path, registry, family, settings):
     model, ctx = _family_context(tmp_path, registry, family, settings)
-    rewound = LotteryTicket.from_params({"rounds": 1, "rate": 0.5, "train_epochs": 0}).compress(ModelArtifact(model), ctx).artifact
+    rewound = LotteryTicket.from_params({"rounds": 1, "rate": 0.5, "train_epochs": 0}).run(ModelArtifact(model), ctx).artifact
     state = rewound.model.state_dict()
     for name, mask in rewound.masks.items():
         assert torch.equal(state[name][mask == 1], ctx.initial_state[name][mask == 1])
-    retrained = LotteryTicket.from_params({"rounds": 2, "rate": 0.5, "train_epochs": 1}).compress(ModelArtifact(model), ctx)
+    retrained = LotteryTicket.from_params({"rounds": 2, "rate": 0.5, "train_epochs": 1}).run(ModelArtifact(model), ctx)
     assert retrained.record["achieved_sparsity"] == pytest.approx(0.75, abs=1e-3)
     _assert_masked_weights_zero(retrained.artifact)
 

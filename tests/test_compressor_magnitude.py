@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
 def _prune(trained, **settings):
     model, ctx = trained
     artifact = settings.pop("artifact", ModelArtifact(model))
-    return MagnitudePruning.from_params(settings).compress(artifact, ctx)
+    return MagnitudePruning.from_params(settings).run(artifact, ctx)
 
 
 def _zeros(masks, name):
@@ -113,7 +113,7 @@ def test_iterative_pruning_follows_the_schedule(trained):
 def test_onnx_only_input_is_rejected(trained):
     _, ctx = trained
     with pytest.raises(CompressionError, match="before quantization"):
-        MagnitudePruning().compress(ModelArtifact(None, onnx=b"onnx", precision="int8"), ctx)
+        MagnitudePruning().run(ModelArtifact(None, onnx=b"onnx", precision="int8"), ctx)
 
 
 @pytest.mark.parametrize(("family", "settings"), [("hannun34", {"width": 4, "blocks": 4}), ("dscnn", {"width": 8})])
@@ -136,3 +136,12 @@ def test_builtin_model_families_prune_to_the_weight(trained, registry, family, s
 
 def test_registered(registry):
     assert registry.get("compressors", "magnitude") is MagnitudePruning
+
+
+def test_run_prunes_a_copy_and_times_the_step(trained):
+    model, ctx = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = MagnitudePruning.from_params({"sparsity": 0.5, "finetune_epochs": 0}).run(ModelArtifact(model), ctx)
+    assert out.artifact.model is not model
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the caller's model untouched
+    assert out.seconds > 0

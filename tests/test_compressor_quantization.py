@@ -48,11 +48,13 @@ def _stored_weight_types(onnx_bytes):
 @pytest.mark.parametrize("quantizer", QUANTIZERS, ids=lambda q: q.name)
 def test_quantized_model_runs_in_onnxruntime_and_keeps_accuracy(trained, quantizer):
     model, ctx = trained
-    out = quantizer().compress(ModelArtifact(model), ctx)
+    out = quantizer().run(ModelArtifact(model), ctx)
     artifact, record = out.artifact, out.record
     assert artifact.is_onnx and artifact.precision == quantizer.precision
     json.dumps(record, allow_nan=False)  # the record is stored as JSON
-    assert artifact.model is model  # the source model stays for size reports
+    # The source model stays for size reports, as the step's own copy.
+    assert artifact.model is not model
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in artifact.model.state_dict().items())
     assert STORED_TYPE[quantizer.precision] in _stored_weight_types(artifact.onnx)
     fp32 = ctx.trainer.evaluate_onnx(to_onnx(model, 3000), "val")["challenge_f1"]
     quantized = ctx.trainer.evaluate_onnx(artifact.onnx, "val")["challenge_f1"]
@@ -66,7 +68,7 @@ def test_quantized_model_runs_in_onnxruntime_and_keeps_accuracy(trained, quantiz
 @pytest.mark.parametrize("quantizer", QUANTIZERS, ids=lambda q: q.name)
 def test_pruned_weights_stay_zero_after_quantization(trained, pruned, quantizer):
     _, ctx = trained
-    out = quantizer().compress(pruned, ctx)
+    out = quantizer().run(pruned, ctx)
     record = out.record
     assert record["weights_counted"] == 680
     assert record["zero_weights_fp32"] == 288
@@ -76,7 +78,7 @@ def test_pruned_weights_stay_zero_after_quantization(trained, pruned, quantizer)
 
 def test_int8_static_weights_are_zero_where_masked(trained, pruned):
     _, ctx = trained
-    proto = onnx.load_from_string(Int8Static().compress(pruned, ctx).artifact.onnx)
+    proto = onnx.load_from_string(Int8Static().run(pruned, ctx).artifact.onnx)
     stored = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     conv_weights = [v for k, v in stored.items() if k.endswith("_quantized") and v.shape == (8, 8, 9)]
     assert len(conv_weights) == 1 and conv_weights[0].dtype == np.int8
@@ -88,14 +90,14 @@ def test_static_calibration_uses_the_requested_training_crops(trained, monkeypat
     seen = []
     real = ctx.trainer.calibration_inputs
     monkeypatch.setattr(ctx.trainer, "calibration_inputs", lambda n: seen.append(n) or real(n))
-    record = Int8Static.from_params({"calibration_records": 8}).compress(ModelArtifact(trained[0]), ctx).record
+    record = Int8Static.from_params({"calibration_records": 8}).run(ModelArtifact(trained[0]), ctx).record
     assert seen == [8] and record["calibration_records"] == 8 and record["calibration_split"] == "train"
 
 
 def test_fp32_onnx_input_is_accepted_and_its_metadata_kept(trained):
     model, ctx = trained
     fp32 = with_metadata(to_onnx(model, 3000), {"fs_hz": 100.0})
-    out = Fp16().compress(ModelArtifact(None, onnx=fp32), ctx)
+    out = Fp16().run(ModelArtifact(None, onnx=fp32), ctx)
     assert read_metadata(out.artifact.onnx) == {"fs_hz": 100.0}
     assert out.record["onnx_bytes_quantized"] < out.record["onnx_bytes_fp32"]
 
@@ -104,7 +106,7 @@ def test_fp32_onnx_input_is_accepted_and_its_metadata_kept(trained):
 def test_a_second_quantization_is_rejected(trained, quantizer):
     _, ctx = trained
     with pytest.raises(CompressionError, match="already quantized to int8"):
-        quantizer().compress(ModelArtifact(None, onnx=b"x", precision="int8"), ctx)
+        quantizer().run(ModelArtifact(None, onnx=b"x", precision="int8"), ctx)
 
 
 def test_topological_sort_puts_producers_first():
@@ -135,7 +137,7 @@ def test_builtin_model_families_quantize_and_keep_zeros(trained, registry, quant
         for name, param in model.named_parameters():
             if name in masks:
                 param.mul_(masks[name])
-    out = quantizer().compress(ModelArtifact(model, masks=masks), ctx)
+    out = quantizer().run(ModelArtifact(model, masks=masks), ctx)
     assert out.record["weights_counted"] == sum(m.numel() for m in masks.values())
     assert out.record["zero_weights_fp32"] == sum(int((m == 0).sum()) for m in masks.values())
     assert out.record["zeros_preserved"] is True

@@ -110,7 +110,7 @@ def trained(tmp_path_factory):
 
 def _compress(ctx, model, **settings):
     settings.setdefault("finetune_epochs", 1)
-    return StructuredPruning.from_params(settings).compress(ModelArtifact(model), ctx)
+    return StructuredPruning.from_params(settings).run(ModelArtifact(model), ctx)
 
 
 def _n_params(model):
@@ -180,7 +180,7 @@ def test_earlier_masks_are_carried_through_channel_removal(trained):
     masked.load_state_dict(model.state_dict())
     with torch.no_grad():
         masked.conv2.weight.mul_(mask)
-    out = StructuredPruning.from_params({"ratio": 0.3, "finetune_epochs": 1}).compress(ModelArtifact(masked, {"conv2.weight": mask}), ctx)
+    out = StructuredPruning.from_params({"ratio": 0.3, "finetune_epochs": 1}).run(ModelArtifact(masked, {"conv2.weight": mask}), ctx)
     weight, kept_mask = out.artifact.model.conv2.weight, out.artifact.masks["conv2.weight"]
     assert kept_mask.shape == weight.shape
     assert torch.all(weight[kept_mask == 0] == 0)
@@ -211,7 +211,7 @@ def test_a_projected_residual_stream_loses_the_same_channels_in_every_producer(t
 def test_onnx_only_input_is_rejected(trained):
     _, ctx = trained
     with pytest.raises(CompressionError, match="before quantization"):
-        StructuredPruning().compress(ModelArtifact(None, onnx=b"x", precision="int8"), ctx)
+        StructuredPruning().run(ModelArtifact(None, onnx=b"x", precision="int8"), ctx)
 
 
 def test_channel_plan_names_layers_and_reasons():

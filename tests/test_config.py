@@ -122,3 +122,23 @@ def test_known_cell_ids_are_pinned(tmp_path, registry):
         ("magnitude+int8_static", "c84aa44948bab2fe"),
     ]
     assert cells[0].baseline_key == "935626d5d7fb896f"
+
+
+def test_cells_carry_typed_settings_pickle_and_store_plain_json(tmp_path, registry):
+    import json
+    import pickle
+
+    from ecgbench.run.cell import expand_cells
+
+    cell = expand_cells(load_suite(write(tmp_path, GOOD), registry), registry)[2]  # seed 0, [magnitude, int8_static]
+    assert cell.steps[1].name == "int8_static" and cell.training.lr == 1e-3 and cell.data.window_s == 4
+    assert pickle.loads(pickle.dumps(cell)) == cell  # the processes and ray executors pickle it
+    config = json.loads(json.dumps(cell.config()))
+    assert list(config) == [
+        "cell_id", "dataset", "model", "pipeline", "steps", "seed", "data", "training", "measure", "devices", "baseline_key", "synthetic",
+    ]
+    assert config["dataset"] == {"name": "synthetic", "params": {"n_records": 40}, "fingerprint": cell.fingerprint}
+    assert config["model"] == {"name": "dscnn", "params": {"width": 4}}
+    assert config["steps"] == [{"name": "magnitude", "params": {}}, {"name": "int8_static", "params": {}}]
+    assert (config["pipeline"], config["seed"], config["devices"], config["synthetic"]) == ("magnitude+int8_static", 0, ["nrf52840"], True)
+    assert config["training"]["epochs"] == 1 and config["measure"]["ci_level"] == 0.95 and config["data"]["fs_hz"] == 100

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
+from ecgbench.errors import CompressionError
 from ecgbench.kinds.base import Plugin
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +48,7 @@ class StepOutcome:
 
     artifact: ModelArtifact
     record: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # the step's wall time, set by Compressor.run
 
 
 @dataclass
@@ -75,7 +79,8 @@ class CompressionContext:
 class Compressor(Plugin):
     """A compression strategy (pruning, quantization, ticket search, ...).
 
-    Subclasses set ``name`` and ``Config`` and implement :meth:`compress`.
+    Subclasses set ``name`` and ``Config`` and implement :meth:`compress`;
+    pipelines call :meth:`run`, which does what every step needs first.
     ``accepts_onnx`` says whether the step can follow one that produced an
     ONNX-only model (``produces_onnx``, e.g. quantization); suites putting a
     PyTorch-only step after one are rejected before anything runs.
@@ -85,5 +90,21 @@ class Compressor(Plugin):
     accepts_onnx: ClassVar[bool] = False
     produces_onnx: ClassVar[bool] = False  # True for steps whose output leaves PyTorch (quantizers)
 
+    def run(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
+        """Apply the step: reject ONNX input unless ``accepts_onnx``, hand :meth:`compress` a CPU copy
+        of the model (the caller's stays untouched) and time the step (``StepOutcome.seconds``)."""
+        if artifact.is_onnx and not self.accepts_onnx:
+            raise CompressionError(
+                f"'{self.name}' works on PyTorch models but got an ONNX-only {artifact.precision} model; "
+                "put it before quantization in the pipeline"
+            )
+        start = time.perf_counter()
+        if artifact.model is not None:
+            artifact = ModelArtifact(copy.deepcopy(artifact.model).to("cpu"), artifact.masks, artifact.onnx, artifact.precision)
+        outcome = self.compress(artifact, ctx)
+        outcome.seconds = time.perf_counter() - start
+        return outcome
+
     def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
+        """Compress ``artifact`` (its model is this step's own copy, free to change in place) and say what was done."""
         raise NotImplementedError

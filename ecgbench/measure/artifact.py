@@ -41,6 +41,7 @@ def measure_artifact(
     devices: list[Any],
     dense: dict | None = None,
     dense_onnx: bytes | None = None,
+    canonical: bool = False,
 ) -> dict:
     """The metrics JSON of one model; ``dense`` is the dense baseline's own measure_artifact dict.
 
@@ -48,13 +49,15 @@ def measure_artifact(
     alternation with it and ``latency.host_vs_dense`` is the ratio of the medians.
 
     The model is measured and scored as :func:`ecgbench.measure.sizing.canonical_zeros`
-    stores it (``-0.0`` weights as ``+0.0``, identical outputs).
+    stores it (``-0.0`` weights as ``+0.0``, identical outputs); ``canonical=True`` says
+    ``onnx_bytes`` already is.
     """
     from ecgbench.measure.latency import measure_latency_against, measure_onnx_latency
     from ecgbench.measure.onnx_graph import analyze_onnx
     from ecgbench.measure.simulator import simulate
 
-    onnx_bytes = canonical_zeros(onnx_bytes)
+    if not canonical:
+        onnx_bytes = canonical_zeros(onnx_bytes)
     val = trainer.evaluate_onnx(onnx_bytes, "val")
     test_labels = trainer.split("test").labels  # the records predict_onnx scores
     test_pred = trainer.predict_onnx(onnx_bytes, "test").argmax(axis=1)

@@ -16,14 +16,14 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import ecgbench
 from ecgbench.run.artifact_cache import ArtifactCache
 from ecgbench.kinds.compressor import CompressionContext, ModelArtifact
-from ecgbench.config.suite import EXECUTION_ONLY, Suite, non_default
+from ecgbench.config.suite import EXECUTION_ONLY, PluginRef, Suite, non_default
 from ecgbench.hashing import stable_hash
 from ecgbench.data.arrays import DataSplits
 from ecgbench.train.export import to_onnx, with_metadata
@@ -31,37 +31,58 @@ from ecgbench.measure.sizing import canonical_zeros
 from ecgbench.registry import Registry
 from ecgbench.train.trainer import Trainer, TrainRecipe, load_checkpoint, save_checkpoint
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ecgbench.data.config import DataConfig
+    from ecgbench.measure.artifact import MeasureConfig
+
 BASELINE_KIND = "baselines"
 
 
 @dataclass(frozen=True)
 class CellSpec:
-    """Everything that determines a cell, as plain data."""
+    """Everything that determines a cell, as validated, typed, picklable settings."""
 
     cell_id: str
     position: int
-    dataset: dict  # {"name": ..., "params": {...}, "fingerprint": ...}
-    model: dict  # {"name": ..., "params": {...}}
+    dataset: PluginRef
+    model: PluginRef
     pipeline: str  # label
-    steps: tuple  # ({"name": ..., "params": {...}}, ...)
+    steps: tuple[PluginRef, ...]
     seed: int
-    data: dict  # DataConfig fields
-    training: dict  # TrainRecipe fields
-    measure: dict  # MeasureConfig fields
-    devices: tuple
+    data: "DataConfig"
+    training: TrainRecipe
+    measure: "MeasureConfig"
+    devices: tuple[str, ...]
     baseline_key: str
     synthetic: bool = False
+    fingerprint: str = ""  # the dataset's content fingerprint
 
     def labels(self) -> dict[str, Any]:
-        return {"dataset": self.dataset["name"], "model": self.model["name"], "pipeline": self.pipeline, "seed": self.seed}
+        return {"dataset": self.dataset.name, "model": self.model.name, "pipeline": self.pipeline, "seed": self.seed}
 
     def title(self) -> str:
-        return f"{self.dataset['name']}/{self.model['name']}/{self.pipeline}/seed{self.seed}"
+        return f"{self.dataset.name}/{self.model.name}/{self.pipeline}/seed{self.seed}"
 
     def config(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("position")
-        return out
+        """The cell's settings as JSON-ready data (stored with every result and read by reports)."""
+        return {
+            "cell_id": self.cell_id,
+            "dataset": {**_ref_dict(self.dataset), "fingerprint": self.fingerprint},
+            "model": _ref_dict(self.model),
+            "pipeline": self.pipeline,
+            "steps": [_ref_dict(step) for step in self.steps],
+            "seed": self.seed,
+            "data": self.data.model_dump(mode="json"),
+            "training": self.training.model_dump(mode="json"),
+            "measure": self.measure.model_dump(mode="json"),
+            "devices": list(self.devices),
+            "baseline_key": self.baseline_key,
+            "synthetic": self.synthetic,
+        }
+
+
+def _ref_dict(ref: PluginRef) -> dict[str, Any]:
+    return {"name": ref.name, "params": ref.params()}
 
 
 @dataclass
@@ -90,17 +111,11 @@ class CellResult:
 def expand_cells(suite: Suite, registry: Registry) -> list[CellSpec]:
     """All cells of the suite, in matrix order (dataset, model, pipeline, seed)."""
     cells = []
-    data = suite.data.model_dump(mode="json")
-    training = suite.training.model_dump(mode="json")
-    measure = suite.measure.model_dump(mode="json")
     for dataset_ref in suite.datasets:
         dataset_cls = registry.get("datasets", dataset_ref.name)
-        dataset = dataset_cls(dataset_ref.config)
-        fingerprint = dataset.fingerprint()
+        fingerprint = dataset_cls(dataset_ref.config).fingerprint()
         identity_params = {k: v for k, v in dataset_ref.params().items() if k != "path"}  # a folder's place is not its content
-        ds = {"name": dataset_ref.name, "params": dataset_ref.params(), "fingerprint": fingerprint}
         for model_ref in suite.models:
-            md = {"name": model_ref.name, "params": model_ref.params()}
             for seed in suite.seeds:
                 baseline_identity = {
                     "dataset": {"name": dataset_ref.name, "params": identity_params, "fingerprint": fingerprint},
@@ -122,17 +137,18 @@ def expand_cells(suite: Suite, registry: Registry) -> list[CellSpec]:
                         CellSpec(
                             cell_id=stable_hash(cell_identity),
                             position=len(cells),
-                            dataset=ds,
-                            model=md,
+                            dataset=dataset_ref,
+                            model=model_ref,
                             pipeline=pipeline.label,
-                            steps=tuple({"name": s.name, "params": s.params()} for s in pipeline.steps),
+                            steps=pipeline.steps,
                             seed=seed,
-                            data=data,
-                            training=training,
-                            measure=measure,
+                            data=suite.data,
+                            training=suite.training,
+                            measure=suite.measure,
                             devices=tuple(suite.devices),
                             baseline_key=baseline_key,
                             synthetic=bool(getattr(dataset_cls, "synthetic", False)),
+                            fingerprint=fingerprint,
                         )
                     )
     return cells
@@ -161,9 +177,8 @@ def execute_job(job: CellJob, registry: Registry | None = None) -> CellResult:
         return CellResult(job.spec.cell_id, "failed", timings={"total_s": time.perf_counter() - start}, error=traceback.format_exc())
 
 
-def _plugin(registry: Registry, kind: str, ref: dict):
-    cls = registry.get(kind, ref["name"])
-    return cls(cls.Config.model_validate(ref["params"]))
+def _plugin(registry: Registry, kind: str, ref: PluginRef):
+    return registry.get(kind, ref.name)(ref.config)
 
 
 _SPLITS_CACHE: dict[tuple, DataSplits] = {}
@@ -172,16 +187,15 @@ _SPLITS_CACHE_SIZE = 4
 
 def load_cell_splits(job: CellJob, registry: Registry) -> DataSplits:
     """Preprocessed splits for the cell's dataset (disk cache, plus a small in-process cache)."""
-    from ecgbench.data.config import DataConfig
     from ecgbench.data.loader import load_splits
 
     spec = job.spec
-    key = (json.dumps(spec.dataset, sort_keys=True), json.dumps(spec.data, sort_keys=True), job.home)
+    key = (json.dumps(_ref_dict(spec.dataset), sort_keys=True), spec.data.model_dump_json(), job.home)
     if key not in _SPLITS_CACHE:
         if len(_SPLITS_CACHE) >= _SPLITS_CACHE_SIZE:
             _SPLITS_CACHE.pop(next(iter(_SPLITS_CACHE)))
         dataset = _plugin(registry, "datasets", spec.dataset)
-        _SPLITS_CACHE[key] = load_splits(dataset, DataConfig.model_validate(spec.data), Path(job.home) / "data")
+        _SPLITS_CACHE[key] = load_splits(dataset, spec.data, Path(job.home) / "data")
     return _SPLITS_CACHE[key]
 
 
@@ -205,17 +219,17 @@ def ensure_baseline(job: CellJob, registry: Registry) -> dict[str, Any]:
         model = build_model(registry, spec, len(splits.classes))
         save_checkpoint(model, folder / "initial.pt")
         _write_split_file(splits, folder / "split.csv")
-        trainer = Trainer(splits, TrainRecipe.model_validate(spec.training), spec.seed, job.progress, label=f"dense {spec.model['name']}")
+        trainer = Trainer(splits, spec.training, spec.seed, job.progress, label=f"dense {spec.model.name}")
         fit = trainer.fit(model)
         save_checkpoint(model, folder / "model.pt")
-        dense_spec = dataclasses.replace(spec, pipeline="dense", steps=({"name": "dense", "params": {}},))
+        dense_spec = dataclasses.replace(spec, pipeline="dense", steps=(PluginRef("compressors", "dense", registry.get("compressors", "dense").Config()),))
         dense_onnx = with_metadata(to_onnx(model, samples=_input_samples(spec, splits)), export_metadata(dense_spec, splits, "fp32"))
         dense_reference = _dense_reference(dense_onnx, trainer, spec)
         info = {
             "fit": asdict(fit),
             "trained_s": fit.seconds,
             "dense": dense_reference,
-            "model": spec.model,
+            "model": _ref_dict(spec.model),
             "seed": spec.seed,
             "ecgbench_version": ecgbench.__version__,
         }
@@ -233,18 +247,18 @@ def _write_split_file(splits: DataSplits, path: Path) -> None:
 
 def _dense_reference(dense_onnx: bytes, trainer: Trainer, spec: CellSpec) -> dict[str, Any]:
     """The dense model's figures every compressed cell is compared with (no device simulation)."""
-    from ecgbench.measure.artifact import MeasureConfig, measure_artifact
+    from ecgbench.measure.artifact import measure_artifact
 
-    return measure_artifact(dense_onnx, trainer, MeasureConfig.model_validate(spec.measure), devices=[], dense=None)
+    return measure_artifact(dense_onnx, trainer, spec.measure, devices=[], dense=None)
 
 
 def _input_samples(spec: CellSpec, splits: DataSplits) -> int:
-    return int(round(spec.measure.get("input_s", 30.0) * splits.fs_hz))
+    return int(round(spec.measure.input_s * splits.fs_hz))
 
 
 def run_cell(job: CellJob, registry: Registry) -> CellResult:
     """Baseline (cached), pipeline, measurement, exported model."""
-    from ecgbench.measure.artifact import MeasureConfig, measure_artifact
+    from ecgbench.measure.artifact import measure_artifact
 
     spec = job.spec
     timings: dict[str, float] = {}
@@ -255,16 +269,18 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
     t = time.perf_counter()
     baseline = ensure_baseline(job, registry)
     folder = ArtifactCache(job.home).entry(BASELINE_KIND, spec.baseline_key)
-    model = load_checkpoint(build_model(registry, spec, len(splits.classes)), folder / "model.pt")
-    initial_state = load_checkpoint(build_model(registry, spec, len(splits.classes)), folder / "initial.pt").state_dict()
+    # The cell's one build of the model: every other copy is a deepcopy of it at its initial weights.
+    initial = load_checkpoint(build_model(registry, spec, len(splits.classes)), folder / "initial.pt")
+    initial_state = {k: v.clone() for k, v in initial.state_dict().items()}
+    model = load_checkpoint(copy.deepcopy(initial), folder / "model.pt")
     timings["baseline_s"] = time.perf_counter() - t
 
-    trainer = Trainer(splits, TrainRecipe.model_validate(spec.training), spec.seed, job.progress, label=spec.pipeline)
+    trainer = Trainer(splits, spec.training, spec.seed, job.progress, label=spec.pipeline)
     workdir = Path(job.artifacts_dir) / spec.cell_id
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = CompressionContext(
         trainer=trainer,
-        build_model=lambda: build_model(registry, spec, len(splits.classes)),
+        build_model=lambda: copy.deepcopy(initial),
         initial_state=initial_state,
         dense_val_challenge_f1=baseline["fit"]["best_val_challenge_f1"],
         seed=spec.seed,
@@ -276,14 +292,9 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
     artifact = ModelArtifact(model=model)
     steps = []
     t = time.perf_counter()
-    for index, step in enumerate(spec.steps):
-        compressor = _plugin(registry, "compressors", step)
-        if artifact.is_onnx and not compressor.accepts_onnx:
-            from ecgbench.errors import CompressionError
-
-            raise CompressionError(f"'{step['name']}' needs a PyTorch model but the previous step produced ONNX; put quantizers last")
+    for index in range(len(spec.steps)):  # suite validation put every ONNX-producing step last
         trainer.reseed(index + 1)
-        artifact, entry = _run_step(job, registry, index, compressor, artifact, ctx, len(splits.classes))
+        artifact, entry = _run_step(job, registry, index, artifact, ctx, initial)
         steps.append(entry)
     timings["compress_s"] = time.perf_counter() - t
 
@@ -292,7 +303,9 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
     # Stored as measured: -0.0 weights (left by masking) written as +0.0, same outputs, smaller sparse form.
     onnx_bytes = canonical_zeros(with_metadata(onnx_bytes, export_metadata(spec, splits, artifact.precision)))
     devices = [registry.get("devices", name) for name in spec.devices]
-    metrics = measure_artifact(onnx_bytes, trainer, MeasureConfig.model_validate(spec.measure), devices=devices, dense=baseline["dense"], dense_onnx=dense_onnx)
+    metrics = measure_artifact(
+        onnx_bytes, trainer, spec.measure, devices=devices, dense=baseline["dense"], dense_onnx=dense_onnx, canonical=True
+    )
     timings["measure_s"] = time.perf_counter() - t
     metrics["compression"] = {"steps": steps, "precision": artifact.precision}
     metrics["baseline"] = {
@@ -303,7 +316,7 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
         "train_s": baseline["fit"]["seconds"],
     }
     metrics["data"] = {
-        "dataset": spec.dataset["name"],
+        "dataset": spec.dataset.name,
         "synthetic": spec.synthetic,
         "fs_hz": splits.fs_hz,
         "n_train": len(splits.train),
@@ -324,36 +337,35 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
 STEP_KIND = "steps"
 
 
-def _run_step(job: CellJob, registry: Registry, index: int, compressor, artifact: ModelArtifact, ctx, n_classes: int):
+def _run_step(job: CellJob, registry: Registry, index: int, artifact: ModelArtifact, ctx, initial: torch.nn.Module):
     """Apply one pipeline step, or reuse it when another pipeline already ran the same prefix.
 
     ``[lth_ecg]`` and ``[lth_ecg, int8_static]`` share their first step: the
     ticket search runs once. Prefixes are keyed by the baseline and the steps'
     settings; a step whose output changes the architecture (structured
-    pruning) is not cached, since a checkpoint of it cannot be loaded into a
-    freshly built model.
+    pruning) is not cached, since a checkpoint of it cannot be loaded into
+    ``initial``, the cell's model at its initial weights.
     """
     spec = job.spec
     step = spec.steps[index]
     cache = ArtifactCache(job.home)
-    key = stable_hash({"baseline": spec.baseline_key, "steps": list(spec.steps[: index + 1])})
+    key = stable_hash({"baseline": spec.baseline_key, "steps": [_ref_dict(s) for s in spec.steps[: index + 1]]})
     with cache.locked(STEP_KIND, key) as folder:
         if cache.is_done(STEP_KIND, key):
             info = cache.read_done(STEP_KIND, key)
-            return _load_step(folder, info, registry, spec, n_classes), {**info["entry"], "reused": True}
-        s = time.perf_counter()
-        outcome = compressor.compress(artifact, ctx)
-        entry = {"name": step["name"], "params": step["params"], "seconds": time.perf_counter() - s, "record": outcome.record}
-        if _save_step(folder, outcome.artifact, registry, spec, n_classes):
+            return _load_step(folder, info, initial), {**info["entry"], "reused": True}
+        outcome = _plugin(registry, "compressors", step).run(artifact, ctx)
+        entry = {**_ref_dict(step), "seconds": outcome.seconds, "record": outcome.record}
+        if _save_step(folder, outcome.artifact, initial):
             cache.mark_done(STEP_KIND, key, {"entry": entry, "precision": outcome.artifact.precision, "onnx": outcome.artifact.is_onnx})
         return outcome.artifact, entry
 
 
-def _save_step(folder: Path, artifact: ModelArtifact, registry: Registry, spec: CellSpec, n_classes: int) -> bool:
+def _save_step(folder: Path, artifact: ModelArtifact, initial: torch.nn.Module) -> bool:
     if artifact.is_onnx:
         (folder / "model.onnx").write_bytes(artifact.onnx)
         return True
-    reference = build_model(registry, spec, n_classes).state_dict()
+    reference = initial.state_dict()
     state = artifact.model.state_dict()
     if set(state) != set(reference) or any(state[k].shape != reference[k].shape for k in state):
         return False
@@ -363,10 +375,10 @@ def _save_step(folder: Path, artifact: ModelArtifact, registry: Registry, spec: 
     return True
 
 
-def _load_step(folder: Path, info: dict, registry: Registry, spec: CellSpec, n_classes: int) -> ModelArtifact:
+def _load_step(folder: Path, info: dict, initial: torch.nn.Module) -> ModelArtifact:
     if info["onnx"]:
         return ModelArtifact(model=None, onnx=(folder / "model.onnx").read_bytes(), precision=info["precision"])
-    model = load_checkpoint(build_model(registry, spec, n_classes), folder / "model.pt")
+    model = load_checkpoint(copy.deepcopy(initial), folder / "model.pt")
     masks_path = folder / "masks.pt"
     masks = torch.load(masks_path, map_location="cpu", weights_only=True) if masks_path.exists() else None
     return ModelArtifact(model=model, masks=masks, precision=info["precision"])
@@ -374,7 +386,7 @@ def _load_step(folder: Path, info: dict, registry: Registry, spec: CellSpec, n_c
 
 def export_metadata(spec: CellSpec, splits: DataSplits, precision: str) -> dict[str, Any]:
     """What an exported model carries so ``ecgbench eval`` needs nothing else."""
-    preprocessing = {k: v for k, v in spec.data.items() if k != "split"}
+    preprocessing = spec.data.model_dump(mode="json", exclude={"split"})
     preprocessing["fs_hz"] = splits.fs_hz
     return {
         "version": ecgbench.__version__,
@@ -382,9 +394,9 @@ def export_metadata(spec: CellSpec, splits: DataSplits, precision: str) -> dict[
         "classes": list(splits.classes),
         "window_policy": "whole record, global average pooling over time",
         "pipeline": spec.pipeline,
-        "steps": [copy.deepcopy(s) for s in spec.steps],
-        "model": spec.model,
-        "dataset": spec.dataset["name"],
+        "steps": [_ref_dict(s) for s in spec.steps],
+        "model": _ref_dict(spec.model),
+        "dataset": spec.dataset.name,
         "seed": spec.seed,
         "precision": precision,
         "cell_id": spec.cell_id,

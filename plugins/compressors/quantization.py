@@ -15,7 +15,6 @@ import contextlib
 import logging
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -69,7 +68,6 @@ class OnnxQuantizer(Compressor):
             )
         if not artifact.is_onnx and artifact.model is None:
             raise CompressionError(f"'{self.name}' got an artifact with neither a PyTorch nor an ONNX model")
-        start_time = time.perf_counter()
         fp32 = artifact.onnx if artifact.is_onnx else to_onnx(artifact.model, samples=int(ctx.fs_hz * EXPORT_SECONDS))
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=ctx.workdir))
@@ -92,7 +90,6 @@ class OnnxQuantizer(Compressor):
             "onnx_bytes_fp32": len(fp32),
             "onnx_bytes_quantized": len(quantized),
             **zeros,
-            "seconds": round(time.perf_counter() - start_time, 3),
         }
         ctx.log(f"{self.name}: val F1 {f1_fp32:.4f} -> {f1_quantized:.4f}, {len(fp32)} -> {len(quantized)} bytes")
         return StepOutcome(
@@ -125,6 +122,23 @@ def _preprocessed(fp32_path: Path, workdir: Path, enabled: bool) -> Path:
     return out
 
 
+class Int8Quantizer(OnnxQuantizer):
+    """Base of the int8 quantizers: onnxruntime's pre-processing (``preprocess``), then one quantizer call."""
+
+    precision = "int8"
+
+    def quantize(self, fp32_path: Path, workdir: Path, ctx: CompressionContext) -> tuple[Path, Path, dict]:
+        source = _preprocessed(fp32_path, workdir, self.config.preprocess)
+        out = workdir / f"{self.name}.onnx"
+        with _quiet_root_logger():
+            settings = self.quantize_int8(source, out, ctx)
+        return out, source, settings
+
+    def quantize_int8(self, source: Path, out: Path, ctx: CompressionContext) -> dict:
+        """Write the int8 model of the fp32 model at ``source`` to ``out``; return the settings record."""
+        raise NotImplementedError
+
+
 class Int8DynamicConfig(PluginConfig):
     """Settings of ``int8_dynamic``."""
 
@@ -133,7 +147,7 @@ class Int8DynamicConfig(PluginConfig):
     preprocess: bool = Field(True, description="run onnxruntime's quant_pre_process (shape inference, optimisation) first")
 
 
-class Int8Dynamic(OnnxQuantizer):
+class Int8Dynamic(Int8Quantizer):
     """int8 weights; activations quantized on the fly per inference (onnxruntime quantize_dynamic).
 
     Activations are quantized to uint8 at run time (ONNX DynamicQuantizeLinear
@@ -146,17 +160,13 @@ class Int8Dynamic(OnnxQuantizer):
     name = "int8_dynamic"
     description = "post-training dynamic int8 quantization (onnxruntime quantize_dynamic: int8 weights, uint8 activations at run time)"
     Config = Int8DynamicConfig
-    precision = "int8"
 
-    def quantize(self, fp32_path: Path, workdir: Path, ctx: CompressionContext) -> tuple[Path, Path, dict]:
+    def quantize_int8(self, source: Path, out: Path, ctx: CompressionContext) -> dict:
         from onnxruntime.quantization import quantize_dynamic
 
         cfg: Int8DynamicConfig = self.config
-        source = _preprocessed(fp32_path, workdir, cfg.preprocess)
-        out = workdir / "int8_dynamic.onnx"
-        with _quiet_root_logger():
-            quantize_dynamic(str(source), str(out), per_channel=cfg.per_channel, weight_type=_quant_type(cfg.weight_type))
-        return out, source, {"per_channel": cfg.per_channel, "weight_type": cfg.weight_type, "activation_type": "quint8 (dynamic)"}
+        quantize_dynamic(str(source), str(out), per_channel=cfg.per_channel, weight_type=_quant_type(cfg.weight_type))
+        return {"per_channel": cfg.per_channel, "weight_type": cfg.weight_type, "activation_type": "quint8 (dynamic)"}
 
 
 class CalibrationReader:
@@ -184,36 +194,32 @@ class Int8StaticConfig(PluginConfig):
     preprocess: bool = Field(True, description="run onnxruntime's quant_pre_process (shape inference, optimisation) first")
 
 
-class Int8Static(OnnxQuantizer):
+class Int8Static(Int8Quantizer):
     """int8 weights and activations with ranges calibrated on training crops (onnxruntime quantize_static, QDQ)."""
 
     name = "int8_static"
     description = "post-training static int8 quantization (onnxruntime quantize_static, QDQ, per-channel, training-split calibration)"
     Config = Int8StaticConfig
-    precision = "int8"
 
-    def quantize(self, fp32_path: Path, workdir: Path, ctx: CompressionContext) -> tuple[Path, Path, dict]:
+    def quantize_int8(self, source: Path, out: Path, ctx: CompressionContext) -> dict:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         cfg: Int8StaticConfig = self.config
-        source = _preprocessed(fp32_path, workdir, cfg.preprocess)
         input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
         batches = ctx.calibration_batches(cfg.calibration_records)
         reader = CalibrationReader(input_name, batches)
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
-        out = workdir / "int8_static.onnx"
-        with _quiet_root_logger():
-            quantize_static(
-                str(source),
-                str(out),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                per_channel=cfg.per_channel,
-                weight_type=QuantType.QInt8,
-                activation_type=_quant_type(cfg.activation_type),
-                calibrate_method=method[cfg.calibrate_method],
-            )
-        settings = {
+        quantize_static(
+            str(source),
+            str(out),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=cfg.per_channel,
+            weight_type=QuantType.QInt8,
+            activation_type=_quant_type(cfg.activation_type),
+            calibrate_method=method[cfg.calibrate_method],
+        )
+        return {
             "per_channel": cfg.per_channel,
             "weight_type": "qint8",
             "activation_type": cfg.activation_type,
@@ -221,7 +227,6 @@ class Int8Static(OnnxQuantizer):
             "calibration_records": len(batches),
             "calibration_split": "train",
         }
-        return out, source, settings
 
 
 # --- fp16 ------------------------------------------------------------------------------------
