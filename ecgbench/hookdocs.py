@@ -147,7 +147,7 @@ def _md(text: str) -> str:
 
 
 def render_hook(hook: HookDoc) -> str:
-    lines = [f"### {hook.name}", "", f"`{hook.signature}`", "", _md(hook.summary), "", f"**When it runs:** {_md(hook.when)}", ""]
+    lines = [f"#### {hook.name}", "", f"`{hook.signature}`", "", _md(hook.summary), "", f"**When it runs:** {_md(hook.when)}", ""]
     lines += ["**Parameters:**", ""]
     lines += [f"- `{name}` (`{annotation}`): {_md(text)}" for name, annotation, text in hook.params]
     lines += ["", f"**Returns:** {_md(hook.returns)}", "", "```python", hook.example, "```", ""]
@@ -246,6 +246,9 @@ The same helpers without pytest (`make_random_splits`, `make_signalset`,
 the fixtures with `pytest -p no:ecgbench`.
 
 ## Hooks
+
+Each hook is shown with its signature as written in `ecgbench/hookspecs.py`;
+an implementation may take any subset of the parameters, by name.
 """
 
 
@@ -254,7 +257,7 @@ def render_page(module: ModuleType = hookspecs) -> str:
     functions = hook_functions(module)
     parts = [INTRO]
     for title, intro, names in sections(module):
-        parts.append(f"\n## {title[:1].upper()}{title[1:]} hooks\n\n{_md(intro)}\n")
+        parts.append(f"\n### {title[:1].upper()}{title[1:]} hooks\n\n{_md(intro)}\n")
         parts += ["\n" + render_hook(parse_hook(name, functions[name])) for name in names]
     return "".join(parts).rstrip("\n") + "\n"
 
