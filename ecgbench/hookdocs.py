@@ -23,7 +23,6 @@ DOCS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 REGENERATE = "python -m ecgbench.hookdocs"
 
 _SECTION = re.compile(r"^# --- (?P<name>[\w ]+?) -+\s*$")
-_PARAM = re.compile(r"^:param (?P<name>\w+): (?P<text>.+)$")
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ def check_hook(name: str, fn: typing.Callable) -> list[str]:
         problems.append(f"{name}: the docstring must start with a one-line summary")
     if not any(p.startswith("When it runs: ") for p in paragraphs):
         problems.append(f"{name}: no 'When it runs:' paragraph")
-    documented = [m.group("name") for m in map(_PARAM.match, doc.splitlines()) if m]
+    documented = [key.removeprefix(":param ") for key, _ in _fields(doc.partition("Example::")[0]) if key.startswith(":param ")]
     expected = list(sig.parameters)
     if documented != expected:
         problems.append(f"{name}: ':param' lines document {documented}, the signature has {expected} (same names, same order)")
@@ -107,18 +106,31 @@ def check_documented_signatures(page: str, module: ModuleType = hookspecs) -> li
     ]
 
 
+def _fields(body: str) -> list[tuple[str, str]]:
+    """``(":param NAME" or ":return", text)`` per field line of ``body``, continuation lines joined."""
+    fields: list[tuple[str, str]] = []
+    for line in body.splitlines():
+        line = line.strip()
+        field = re.match(r"^(:param \w+|:return):\s*(.*)$", line)
+        if field:
+            fields.append((field.group(1), field.group(2)))
+        elif fields and line and not fields[-1][1].endswith("\n"):
+            fields[-1] = (fields[-1][0], f"{fields[-1][1]} {line}")
+        elif fields and not line:
+            fields[-1] = (fields[-1][0], fields[-1][1] + "\n")  # a blank line ends the field
+    return [(key, text.strip()) for key, text in fields]
+
+
 def parse_hook(name: str, fn: typing.Callable) -> HookDoc:
     """Split a (checked) docstring into its sections."""
     doc = inspect.getdoc(fn) or ""
     body, _, example = doc.partition("Example::")
-    paragraphs = [p.strip() for p in body.split("\n\n") if p.strip()]
+    paragraphs = [" ".join(p.split()) for p in body.split("\n\n") if p.strip()]
     when = next(p for p in paragraphs if p.startswith("When it runs: ")).removeprefix("When it runs: ")
-    lines = [line for p in paragraphs for line in p.splitlines()]
-    texts = {m.group("name"): m.group("text") for m in map(_PARAM.match, lines) if m}
+    fields = dict(_fields(body))
     sig = inspect.signature(fn)
-    params = tuple((p, _annotation(sig.parameters[p].annotation), texts[p]) for p in sig.parameters)
-    returns = next(line for line in lines if line.startswith(":return: ")).removeprefix(":return: ")
-    return HookDoc(name, signature(fn), paragraphs[0], " ".join(when.split()), params, returns, inspect.cleandoc(example))
+    params = tuple((p, _annotation(sig.parameters[p].annotation), fields[f":param {p}"]) for p in sig.parameters)
+    return HookDoc(name, signature(fn), paragraphs[0], when, params, fields[":return"], inspect.cleandoc(example))
 
 
 def sections(module: ModuleType = hookspecs) -> list[tuple[str, str, list[str]]]:
@@ -169,14 +181,15 @@ package does.
 
 A plugin is a Python module whose functions carry `@ecgbench.hookimpl` and are
 named after a hook. Registration hooks receive a `register` callback, called
-once per thing the plugin provides. Subclass the base class of the kind, all
-exported from `ecgbench`: `Dataset` (with `Record`), `ModelFamily`,
+once per thing the plugin provides: a subclass of the kind's base class, all
+exported from `ecgbench`: `Dataset` (yielding `Record`s), `ModelFamily`,
 `Compressor` (with `ModelArtifact`, `StepOutcome`, `CompressionContext`),
-`DeviceProfile`, `Reporter` or `SingleFileReporter`, and `Executor`; settings
-are a nested `Config(PluginConfig)` (a pydantic model that forbids unknown
-keys), filled from the suite YAML. Errors raised for users subclass
-`EcgbenchError` (`ConfigError`, `DatasetError`, `PluginError`,
-`CompressionError`).
+`Reporter` or `SingleFileReporter`, and `Executor`; a device is a
+`DeviceProfile` instance (usually `ecgbench.kinds.device.load_profile` of a
+YAML file). A class sets `name` (the key suites use) and its settings as a
+nested `Config(PluginConfig)` (a pydantic model that forbids unknown keys),
+filled from the suite YAML. Errors meant for users subclass `EcgbenchError`
+(`ConfigError`, `DatasetError`, `PluginError`, `CompressionError`).
 
 ```python
 # ecgbench_random_prune.py
@@ -233,12 +246,13 @@ import ecgbench_random_prune
 from ecgbench import ModelArtifact
 from ecgbench.registry import build_registry
 
-def test_random_prune_zeroes_weights(plugin_manager, compression_context):
+def test_random_prune_masks_half_the_weights(plugin_manager, compression_context):
     plugin_manager.register(ecgbench_random_prune, name="random_prune")
     cls = build_registry(plugin_manager).get("compressors", "random_prune")
     model, ctx = compression_context
     outcome = cls(cls.Config(sparsity=0.5)).compress(ModelArtifact(model), ctx)
-    assert outcome.record["sparsity"] == 0.5
+    kept = outcome.artifact.masks["conv1.weight"].mean().item()
+    assert outcome.record == {"sparsity": 0.5} and 0.3 < kept < 0.7
 ```
 
 The same helpers without pytest (`make_random_splits`, `make_signalset`,
@@ -255,9 +269,14 @@ an implementation may take any subset of the parameters, by name.
 def render_page(module: ModuleType = hookspecs) -> str:
     """The whole ``docs/plugins.md`` text."""
     functions = hook_functions(module)
+    grouped = sections(module)
+    placed = {name for _title, _intro, names in grouped for name in names}
+    leftover = [name for name in functions if name not in placed]
+    if leftover:  # a hook outside any "# --- SECTION ---" block is still documented
+        grouped.append(("other", "", leftover))
     parts = [INTRO]
-    for title, intro, names in sections(module):
-        parts.append(f"\n### {title[:1].upper()}{title[1:]} hooks\n\n{_md(intro)}\n")
+    for title, intro, names in grouped:
+        parts.append(f"\n### {title[:1].upper()}{title[1:]} hooks\n\n" + (f"{_md(intro)}\n" if intro else ""))
         parts += ["\n" + render_hook(parse_hook(name, functions[name])) for name in names]
     return "".join(parts).rstrip("\n") + "\n"
 

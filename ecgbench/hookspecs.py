@@ -10,6 +10,14 @@ that the plugin calls once per thing it provides (the shape of ``llm``)::
     @hookimpl
     def ecgbench_register_compressors(register):
         register(MyCompressor)
+
+Every hook is a typed function whose docstring has, in order: a one-line
+summary; ``When it runs: ...``; one ``:param NAME: ...`` line per parameter,
+in signature order; ``:return: ...``; and an ``Example::`` block with an
+``@hookimpl`` implementation. ``python -m ecgbench.hookdocs`` renders them,
+grouped by the ``# --- SECTION ---`` comments below, into ``docs/plugins.md``;
+``tests/test_hook_docs.py`` fails when a hook departs from the format or the
+page from the code.
 """
 
 from __future__ import annotations

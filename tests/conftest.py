@@ -15,6 +15,16 @@ CINC_DIR = Path(os.environ.get("ECGBENCH_CINC2017_DIR", REPO.parent / "shared" /
 torch.set_num_threads(1)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the fixtures plugin by hand when pytest did not: plugin autoload off
+    (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``) or an install older than its ``pytest11`` entry point."""
+    manager = config.pluginmanager
+    if manager.get_plugin("ecgbench") is None and not manager.is_blocked("ecgbench"):
+        import ecgbench.pytest_plugin
+
+        manager.register(ecgbench.pytest_plugin, "ecgbench")
+
+
 @pytest.fixture
 def cinc_dir() -> Path:
     if not (CINC_DIR / "REFERENCE.csv").exists():

@@ -47,7 +47,8 @@ GOOD = textwrap.dedent(
         When it runs: after each thing.
 
         :param thing: the thing's name.
-        :param count: how many so far.
+        :param count: how many
+            so far (a field may wrap).
         :return: nothing; the return value is ignored.
 
         Example::
@@ -95,7 +96,7 @@ def test_a_well_formed_fake_module_passes_and_renders_by_section(tmp_path):
     page = hookdocs.render_page(module)
     assert page.index("### Registration hooks") < page.index("#### ecgbench_register_things") < page.index("### Lifecycle hooks")
     assert "`ecgbench_thing_done(thing: str, count: int) -> None`" in page
-    assert "- `count` (`int`): how many so far." in page
+    assert "- `count` (`int`): how many so far (a field may wrap)." in page
     assert "Called when a `thing` is done." in page  # reST literals become Markdown code
     assert "```python\n@hookimpl\ndef ecgbench_thing_done(thing, count):\n    print(thing)\n```" in page
 
@@ -104,7 +105,7 @@ def test_a_well_formed_fake_module_passes_and_renders_by_section(tmp_path):
     "old, new, problem",
     [
         ('''"""Called when a ``thing`` is done.\n\n''', '''"""''', "ecgbench_thing_done: the docstring must start with a one-line summary"),
-        ("    :param count: how many so far.\n", "", "':param' lines document ['thing'], the signature has ['thing', 'count']"),
+        ("    :param count: how many\n        so far (a field may wrap).\n", "", "':param' lines document ['thing'], the signature has ['thing', 'count']"),
         (":param count:", ":param total:", "document ['thing', 'total'], the signature has ['thing', 'count']"),
         ("thing: str, count: int)", "thing: str, count: int, extra: int)", "the signature has ['thing', 'count', 'extra']"),
         ("count: int)", "count)", "parameter 'count' has no type annotation"),
@@ -129,7 +130,7 @@ def test_a_missing_docstring_fails(tmp_path):
 def test_a_documented_signature_that_drifts_from_the_code_fails(tmp_path):
     page = hookdocs.render_page(_module(tmp_path, GOOD))
     changed = _module(tmp_path, GOOD.replace("count: int)", "count: int, extra: int)").replace(
-        "    :param count: how many so far.\n", "    :param count: how many so far.\n    :param extra: more.\n"
+        "        so far (a field may wrap).\n", "        so far (a field may wrap).\n    :param extra: more.\n"
     ), name="changed_hookspecs")
     assert hookdocs.check_hookspecs(changed) == []
     assert hookdocs.check_documented_signatures(page, changed) == [
@@ -146,3 +147,13 @@ def test_check_command_reports_a_stale_page(tmp_path, capsys):
     page.write_text(page.read_text().replace("#### ecgbench_cell_started", "#### renamed"))
     assert hookdocs.main(["--check", "--out", str(page)]) == 1
     assert "out of date; regenerate it: python -m ecgbench.hookdocs" in capsys.readouterr().err
+
+
+def test_a_hook_outside_any_section_is_still_documented(tmp_path):
+    lone = GOOD.split("def ecgbench_thing_done", 1)[1].split('"""', 1)[1].split('"""', 1)[0]
+    hook = f'def ecgbench_lone(thing: str, count: int) -> None:\n    """{lone.replace("ecgbench_thing_done", "ecgbench_lone")}"""\n\n\n'
+    module = _module(tmp_path, GOOD.replace("# --- registration", hook + "# --- registration", 1))
+    assert hookdocs.check_hookspecs(module) == []
+    assert [title for title, _, _ in hookdocs.sections(module)] == ["registration", "lifecycle"]
+    page = hookdocs.render_page(module)
+    assert page.index("### Lifecycle hooks") < page.index("### Other hooks") < page.index("#### ecgbench_lone")
