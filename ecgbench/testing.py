@@ -3,6 +3,11 @@
 Everything here builds in milliseconds so plugin tests stay fast::
 
     from ecgbench.testing import make_random_splits, TinyNet, make_context
+
+Plain functions, importable without pytest; the same things as pytest fixtures
+(``plugin_manager``, ``registry``, ``tiny_splits``, ``tiny_model``,
+``compression_context``) come from :mod:`ecgbench.pytest_plugin`, which pytest
+loads by itself once ecgbench is installed (``pytest11`` entry point ``ecgbench``).
 """
 
 from __future__ import annotations

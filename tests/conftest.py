@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh plugin manager per test, tiny data and models."""
+"""Repository-only fixtures; the shared ones (``plugin_manager``, ``registry``, ``tiny_splits``,
+``tiny_model``, ``compression_context``) come from the ``ecgbench.pytest_plugin`` pytest plugin."""
 
 from __future__ import annotations
 
@@ -8,37 +9,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from ecgbench.testing import TinyNet, make_random_splits
-
 REPO = Path(__file__).resolve().parents[1]
 CINC_DIR = Path(os.environ.get("ECGBENCH_CINC2017_DIR", REPO.parent / "shared" / "data" / "cinc2017"))
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture
-def plugin_manager():
-    from ecgbench.plugin_manager import make_plugin_manager
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the fixtures plugin by hand when pytest did not: plugin autoload off
+    (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``) or an install older than its ``pytest11`` entry point."""
+    manager = config.pluginmanager
+    if manager.get_plugin("ecgbench") is None and not manager.is_blocked("ecgbench"):
+        import ecgbench.pytest_plugin
 
-    return make_plugin_manager(load_entrypoints=False)
-
-
-@pytest.fixture
-def registry(plugin_manager):
-    from ecgbench.registry import build_registry
-
-    return build_registry(plugin_manager)
-
-
-@pytest.fixture
-def tiny_splits():
-    return make_random_splits()
-
-
-@pytest.fixture
-def tiny_model():
-    torch.manual_seed(0)
-    return TinyNet()
+        manager.register(ecgbench.pytest_plugin, "ecgbench")
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ def test_version(capsys):
     assert ecgbench.__version__ in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_run_twice_then_runs_and_report(suite, tmp_path, capsys):
     assert main(["run", str(suite)]) == 0
     out = capsys.readouterr().out

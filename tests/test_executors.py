@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 
 from ecgbench.run.cell import CellJob, CellResult, CellSpec
 from ecgbench.config.suite import build_suite
@@ -90,6 +91,7 @@ def test_cli_fields_and_registration(registry):
     assert (config.workers, config.threads_per_worker) == (3, 1)
 
 
+@pytest.mark.slow
 def test_jobs_run_in_parallel_workers_and_come_back_as_they_finish(tmp_path):
     executor = ProcessPoolCellExecutor(ProcessPoolCellExecutor.Config(workers=2))
     jobs = [fake_job("after-fast", tmp_path, progress=True), fake_job("fast", tmp_path, progress=True)]
@@ -108,6 +110,7 @@ def test_jobs_run_in_parallel_workers_and_come_back_as_they_finish(tmp_path):
     assert results[0][0] is jobs[1]  # the driver gets its own job object back
 
 
+@pytest.mark.slow
 def test_a_dead_worker_fails_its_cells_and_the_next_stage_gets_a_fresh_pool(tmp_path):
     executor = ProcessPoolCellExecutor(ProcessPoolCellExecutor.Config(workers=1))
     try:
@@ -125,6 +128,7 @@ def test_a_dead_worker_fails_its_cells_and_the_next_stage_gets_a_fresh_pool(tmp_
     assert second[0].metrics["pid"] != first["ok"].metrics["pid"]
 
 
+@pytest.mark.slow
 def test_close_after_an_interrupted_map_stops_running_cells(tmp_path):
     executor = ProcessPoolCellExecutor(ProcessPoolCellExecutor.Config(workers=2))
     results = executor.map(describe_worker, [fake_job("fast", tmp_path), fake_job("hang", tmp_path)])
@@ -156,6 +160,7 @@ def run(tmp_path: Path, registry, pm, executor: str | dict) -> tuple[dict, objec
     return cells, summary, store
 
 
+@pytest.mark.slow
 def test_process_pool_stores_the_same_results_as_local(tmp_path, plugin_manager, registry):
     local, local_summary, _ = run(tmp_path / "local", registry, plugin_manager, "local")
     pooled, pooled_summary, store = run(tmp_path / "pool", registry, plugin_manager, {"processes": {"workers": 2}})

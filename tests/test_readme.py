@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,3 +29,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
     test_command = _commands()[1].strip()
     ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
     assert any(line == test_command or line.startswith(test_command + " || exit") for line in ci_lines)
+
+
+def test_readme_command_runs_the_fast_tests_and_ci_then_the_slow_ones():
+    options = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert options["addopts"] == "-m 'not slow'"  # the README's bare `pytest` deselects the slow tests
+    ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    readme_at = next(i for i, line in enumerate(ci_lines) if line.startswith(_commands()[1].strip()))
+    assert "pytest -m slow" in ci_lines[readme_at + 1 :]

@@ -1,0 +1,127 @@
+"""A test plugin implementing every hook: a tiny dataset and model (so a suite runs in a second), a device
+profile, a reporter, an executor, and the lifecycle hooks. Registered on a fresh plugin manager by the tests
+that use it; the example package (tests/example_plugin) covers compressors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ecgbench import CLASSES, Dataset, Executor, ModelFamily, PluginConfig, Record, SingleFileReporter, hookimpl
+from ecgbench.kinds.device import load_profile
+from ecgbench.testing import TinyNet, make_signalset
+from ecgbench_plugins.devices.builtin_profiles import PROFILE_DIR
+
+SLOW_BOARD = "slow_nrf52840"
+
+
+def slow_board():
+    """nrf52840 at half the clock and half the memory bandwidth: every simulated latency doubles."""
+    base = load_profile(PROFILE_DIR / "nrf52840.yaml")
+    return base.model_copy(
+        update={
+            "name": SLOW_BOARD,
+            "description": "test profile: nrf52840 at half clock and bandwidth",
+            "clock_hz": base.clock_hz / 2,
+            "bandwidth_bytes_per_s": base.bandwidth_bytes_per_s / 2,
+        }
+    )
+
+
+class TinyData(Dataset):
+    """48 separable 4-s records at 100 Hz."""
+
+    name = "tiny_records"
+    synthetic = True
+
+    class Config(PluginConfig):
+        n_records: int = 48
+
+    def records(self, log=None):
+        data = make_signalset(self.config.n_records, 400, seed=3)
+        for i in range(len(data)):
+            yield Record(data.record_ids[i], data.signal(i).copy(), 100.0, CLASSES[data.labels[i]])
+
+    def fingerprint(self) -> str:
+        return f"tiny-records-{self.config.n_records}"
+
+
+class TinyFamily(ModelFamily):
+    """``ecgbench.testing.TinyNet`` at width 4."""
+
+    name = "tiny_net"
+    min_samples = 16
+
+    def build(self, n_classes):
+        return TinyNet(4, n_classes)
+
+
+class KindsPlugin:
+    """Registers ``tiny_records``, ``tiny_net``, ``slow_nrf52840``, the ``cell_lines`` reporter and the
+    ``reversed`` executor; records lifecycle events in ``events``."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    @hookimpl
+    def ecgbench_register_datasets(self, register):
+        register(TinyData)
+
+    @hookimpl
+    def ecgbench_register_models(self, register):
+        register(TinyFamily)
+
+    @hookimpl
+    def ecgbench_register_devices(self, register):
+        register(slow_board())
+
+    @hookimpl
+    def ecgbench_register_reporters(self, register):
+        class CellLines(SingleFileReporter):
+            """One line per cell: pipeline, outcome, simulated latency on the slow board."""
+
+            name = "cell_lines"
+            basename = "cells"
+            extension = ".txt"
+
+            def render(self, results, out_dir: Path) -> str:
+                rows = []
+                for cell in results.cells:
+                    latency = cell.metrics.get("devices", {}).get(SLOW_BOARD, {}).get("latency_ms")
+                    rows.append(f"{cell.pipeline} {cell.outcome} {latency}")
+                return "\n".join(rows) + "\n"
+
+        register(CellLines)
+
+    @hookimpl
+    def ecgbench_register_executors(self, register):
+        events = self.events
+
+        class ReversedExecutor(Executor):
+            """In-process, last job first: results need not come back in suite order."""
+
+            name = "reversed"
+            in_process = True
+
+            def map(self, fn, jobs):
+                jobs = list(jobs)
+                events.append(("map", [job.stage for job in jobs]))
+                for job in reversed(jobs):
+                    yield job, fn(job)
+
+        register(ReversedExecutor)
+
+    @hookimpl
+    def ecgbench_suite_started(self, suite, run_id, cells):
+        self.events.append(("suite_started", suite.name, [cell.pipeline for cell in cells]))
+
+    @hookimpl
+    def ecgbench_cell_started(self, cell, run_id):
+        self.events.append(("cell_started", cell.pipeline))
+
+    @hookimpl
+    def ecgbench_cell_finished(self, cell, run_id, status, metrics, error):
+        self.events.append(("cell_finished", cell.pipeline, status, sorted(metrics.get("devices", {}))))
+
+    @hookimpl
+    def ecgbench_suite_finished(self, suite, run_id, summary):
+        self.events.append(("suite_finished", summary))
