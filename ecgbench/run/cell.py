@@ -292,7 +292,10 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
     # Stored as measured: -0.0 weights (left by masking) written as +0.0, same outputs, smaller sparse form.
     onnx_bytes = canonical_zeros(with_metadata(onnx_bytes, export_metadata(spec, splits, artifact.precision)))
     devices = [registry.get("devices", name) for name in spec.devices]
-    metrics = measure_artifact(onnx_bytes, trainer, MeasureConfig.model_validate(spec.measure), devices=devices, dense=baseline["dense"], dense_onnx=dense_onnx)
+    declared = list(registry.tables.get("metrics", {}).values())  # plugin metrics with a compute function are measured
+    metrics = measure_artifact(
+        onnx_bytes, trainer, MeasureConfig.model_validate(spec.measure), devices=devices, dense=baseline["dense"], dense_onnx=dense_onnx, metrics=declared
+    )
     timings["measure_s"] = time.perf_counter() - t
     metrics["compression"] = {"steps": steps, "precision": artifact.precision}
     metrics["baseline"] = {
