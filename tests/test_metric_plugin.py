@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import json
@@ -133,12 +132,9 @@ def test_the_metric_appears_in_every_report(run):
 
 
 def _compare(argv: list[str], capsys) -> tuple[int, str]:
-    from ecgbench.cli.compare import register
+    from ecgbench.cli.main import main
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(["compare", *argv])
-    code = args.func(args)
+    code = main(["compare", *argv])
     return code, capsys.readouterr().out
 
 
