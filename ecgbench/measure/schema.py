@@ -252,17 +252,20 @@ class Metric:
             return "-"
         return s.format(formatter(self.format), formatter(self.std_format) if self.std_format else None)
 
-    def worsening(self, base: float, current: float) -> float | None:
-        """How much worse CURRENT is than BASE in the gate's terms (negative: better); None without a gate or base 0."""
+    def change(self, base: float | None, current: float | None) -> float | None:
+        """CURRENT against BASE in the gate's terms, signed (points difference or relative change); None without a gate, a value or a positive relative base."""
         gate = self.compare.gate if self.compare else None
-        if gate is None:
+        if gate is None or base is None or current is None:
             return None
         if gate.change == "relative":
-            if base <= 0:
-                return None
-            change = current / base - 1
-        else:
-            change = (current - base) * gate.scale
+            return current / base - 1 if base > 0 else None
+        return (current - base) * gate.scale
+
+    def worsening(self, base: float | None, current: float | None) -> float | None:
+        """How much worse CURRENT is than BASE in the gate's terms (negative: better); None where :meth:`change` is None."""
+        change = self.change(base, current)
+        if change is None:
+            return None
         return -change if self.higher_is_better else change
 
     def to_dict(self) -> dict[str, Any]:

@@ -96,25 +96,22 @@ def _unit(metric: Metric) -> str:
     return "pts" if metric.compare.gate.scale == 100 else metric.unit
 
 
-def _amount(metric: Metric, value: float, signed: bool = False) -> str:
-    """A change or threshold in the gate's terms: ``0.60 pts`` or ``+10.0%``."""
+def _change_text(metric: Metric, change: float | None) -> str:
+    """A signed change as the diff table shows it: ``+3.00`` (points) or ``+5.0%`` (relative)."""
+    if change is None:
+        return "-"
+    return f"{change:+.1%}" if metric.compare.gate.change == "relative" else f"{change:+.2f}"
+
+
+def _limit_text(metric: Metric, threshold: float) -> str:
+    """A threshold: ``0.5 pts`` or ``5.0%``."""
     if metric.compare.gate.change == "relative":
-        return f"{value:+.1%}" if signed else f"{value:.1%}"
-    return (f"{value:+.2f}" if signed else f"{value:g}") + (f" {_unit(metric)}" if _unit(metric) and not signed else "")
+        return f"{threshold:.1%}"
+    return f"{threshold:g} {_unit(metric)}".rstrip()
 
 
 def _noun(metric: Metric) -> str:
     return metric.compare.gate.noun or metric.term or metric.label
-
-
-def _change(metric: Metric, base: float | None, current: float | None) -> float | None:
-    """CURRENT against BASE in the gate's terms, signed (points difference or relative change); None without both."""
-    gate = metric.compare.gate if metric.compare else None
-    if gate is None or base is None or current is None:
-        return None
-    if gate.change == "relative":
-        return current / base - 1 if base > 0 else None
-    return (current - base) * gate.scale
 
 
 @dataclass
@@ -161,7 +158,7 @@ class CellDiff:
             out[name] = getattr(self, name)
         out.update(problems=self.problems, title=self.title, delta_f1_points=self.delta_f1_points, size_growth=self.size_growth)
         out["metrics"] = {
-            m.path: {"base": self.base.get(m.path), "current": self.current.get(m.path), "change": _change(m, self.base.get(m.path), self.current.get(m.path))}
+            m.path: {"base": self.base.get(m.path), "current": self.current.get(m.path), "change": m.change(self.base.get(m.path), self.current.get(m.path))}
             for m in metrics
         }
         return out
@@ -232,8 +229,7 @@ def _judge(diff: CellDiff, metrics: list[Metric], thresholds: dict[str, float]) 
     """Add a problem for every gated metric that worsened beyond its threshold or is missing in current."""
     gated = [m for m in metrics if m.path in thresholds]
     for m in gated:
-        base, current = diff.base.get(m.path), diff.current.get(m.path)
-        worse = m.worsening(base, current) if base is not None and current is not None else None
+        worse = m.worsening(diff.base.get(m.path), diff.current.get(m.path))
         if worse is not None and worse > thresholds[m.path] + _EPS:
             diff.problems.append(_problem(m, worse, thresholds[m.path]))
     for m in gated:
@@ -317,8 +313,7 @@ def format_comparison(comparison: Comparison) -> str:
             base, current = d.base.get(m.path), d.current.get(m.path)
             row.append(_pair(base, current, formatter(m.compare.format)))
             if m.compare.gate is not None:
-                change = _change(m, base, current)
-                row.append(_amount(m, change, signed=True) if change is not None else "-")
+                row.append(_change_text(m, m.change(base, current)))
         rows.append(row + [d.verdict + (": " + "; ".join(d.problems) if d.problems else "")])
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers) - 1)]
     lines = [f"base {comparison.base}  ->  current {comparison.current}"]
@@ -327,7 +322,7 @@ def format_comparison(comparison: Comparison) -> str:
     code = comparison.exit_code
     counts = ", ".join(f"{comparison.count(v)} {v}" for v in ("ok", "regression", "missing", "new", "base-failed") if comparison.count(v))
     limits = [m for m in comparison.metrics if m.path in comparison.thresholds]
-    thresholds = "thresholds: " + ", ".join(f"{_noun(m)} {_direction(m)[1]} <= {_amount(m, comparison.thresholds[m.path])}" for m in limits)
+    thresholds = "thresholds: " + ", ".join(f"{_noun(m)} {_direction(m)[1]} <= {_limit_text(m, comparison.thresholds[m.path])}" for m in limits)
     verdict = {EXIT_OK: "ok", EXIT_REGRESSION: "REGRESSION", EXIT_MISSING: "MISSING CELLS (done in base, not in current)"}[code]
     lines.append(f"{verdict}: {counts or 'no cells'}; {thresholds}; exit {code}")
     return "\n".join(lines)
