@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ecgbench.kinds.executor import Executor
     from ecgbench.kinds.model import ModelFamily
     from ecgbench.kinds.reporter import Reporter
+    from ecgbench.measure.schema import Metric
     from ecgbench.run.cell import CellSpec
 
 PROJECT_NAME = "ecgbench"
@@ -205,6 +206,43 @@ def ecgbench_register_executors(register: Callable[[type[Executor]], None]) -> N
         @hookimpl
         def ecgbench_register_executors(register):
             register(Reversed)
+    """
+
+
+# --- metrics -------------------------------------------------------------
+# Called once when a plugin manager builds its registries, like the
+# registration hooks above; the metrics' names are their paths.
+
+
+@hookspec
+def ecgbench_register_metrics(register: Callable[[Metric], None]) -> None:
+    """Declare metrics of a cell: call ``register(metric)`` for each ``ecgbench.measure.schema.Metric``.
+
+    When it runs: once per process when its registry is built (in the driver and in
+    each worker); every metric with a ``compute`` function is then computed by
+    ``measure_artifact`` after each cell's final model is measured, its value
+    stored at ``plugin_metrics.<name>`` and its declaration beside it, so the
+    summary table, every report and ``ecgbench compare`` (with its gate) show it.
+
+    :param register: call it with a ``Metric`` (its ``path`` unique across plugins);
+        ``compute(measurement)`` gets a ``Measurement`` (validation and test labels and
+        class probabilities, class names, size figures) and returns a float or None.
+    :return: nothing; the return value is ignored.
+
+    Example::
+
+        from ecgbench import hookimpl
+        from ecgbench import Compared, Gate, Metric
+
+        def af_recall(m):
+            af = m.classes.index("A")
+            positives = m.test_labels == af
+            return float((m.test_predictions[positives] == af).mean()) if positives.any() else None
+
+        @hookimpl
+        def ecgbench_register_metrics(register):
+            register(Metric("plugin_metrics.af_recall", "AF recall", "share of AF records classified AF.",
+                            compare=Compared("AF recall", ".3f", Gate(2.0)), compute=af_recall))
     """
 
 

@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ecgbench_plugins.executors.local",
     "ecgbench_plugins.executors.processes",
     "ecgbench_plugins.executors.ray_executor",
+    "ecgbench_plugins.metrics.builtin",
 )
 
 

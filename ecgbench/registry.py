@@ -17,6 +17,7 @@ KINDS: dict[str, str] = {
     "devices": "ecgbench_register_devices",
     "reporters": "ecgbench_register_reporters",
     "executors": "ecgbench_register_executors",
+    "metrics": "ecgbench_register_metrics",
 }
 
 SINGULAR = {
@@ -26,6 +27,7 @@ SINGULAR = {
     "devices": "device",
     "reporters": "reporter",
     "executors": "executor",
+    "metrics": "metric",
 }
 
 

@@ -141,3 +141,19 @@ def test_percentages_parse_with_or_without_sign():
         parse_percent("five")
     with pytest.raises(argparse.ArgumentTypeError):
         parse_percent("-1%")
+
+
+def test_threshold_option_parses_points_or_percent_and_names_known_metrics(store):
+    from ecgbench.cli.compare import parse_threshold
+
+    assert parse_threshold("plugin_metrics.x=2") == ("plugin_metrics.x", 2.0)
+    assert parse_threshold("size.deployable_bytes=10%") == ("size.deployable_bytes", pytest.approx(0.10))
+    with pytest.raises(argparse.ArgumentTypeError, match="METRIC=VALUE"):
+        parse_threshold("2")
+    base = store_run(store, "base", BASE)
+    with pytest.raises(ConfigError, match="latency.host_median_ms: not a gated metric"):
+        compare_runs(store.run_results(base), store.run_results(base), thresholds={"latency.host_median_ms": 1.0})
+    # a per-path threshold overrides the CLI default of a built-in gate
+    current = store_run(store, "current", {**BASE, ("dense", 0): metrics(0.790, 40000)})
+    comparison = compare_runs(store.run_results(base), store.run_results(current), thresholds={"test.challenge_f1": 1.5})
+    assert comparison.exit_code == EXIT_OK and comparison.thresholds["test.challenge_f1"] == 1.5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import torch
 
 from ecgbench.errors import ConfigError
 from ecgbench.train.export import to_onnx
-from ecgbench.measure.artifact import MeasureConfig, aggregate_seeds, measure_artifact
+from ecgbench.measure.artifact import MeasureConfig, measure_artifact
 from ecgbench.measure.scores import classification_scores
 from ecgbench.kinds.base import parse_config
 from ecgbench.testing import fast_recipe, make_random_splits
@@ -161,41 +160,6 @@ def test_config_defaults_and_validation():
         parse_config(MeasureConfig, {"latency_repeat": 3}, "suite.yaml")
 
 
-def fake_metrics(f1: float, delta: float, ratio: float, deployable: int, latency_ms: float, fits: bool) -> dict:
-    return {
-        "val": {"challenge_f1": f1},
-        "test": {"challenge_f1": f1, "af_f1": f1 / 2},
-        "size": {"compression_ratio": ratio, "size_reduction": 2.0, "deployable_bytes": deployable, "nonzero_params": 10},
-        "compute": {"effective_macs": 100},
-        "latency": {"host_median_ms": 1.0},
-        "devices": {"mcu": {"latency_ms": latency_ms, "energy_mj": 1.0, "fits": fits}},
-        "delta_f1_points": delta,
-    }
-
-
-def test_aggregate_seeds_by_hand():
-    out = aggregate_seeds([fake_metrics(0.6, -2.0, 10.0, 1000, 5.0, True), fake_metrics(0.8, 0.0, 12.0, 1200, 7.0, False)])
-    assert out["n_seeds"] == 2
-    # Sample std of two values a, b: |a - b| / sqrt(2).
-    assert out["test_challenge_f1"] == pytest.approx({"mean": 0.7, "std": 0.2 / math.sqrt(2)})
-    assert out["delta_f1_points"] == pytest.approx({"mean": -1.0, "std": 2.0 / math.sqrt(2)})
-    assert out["compression_ratio"] == pytest.approx({"mean": 11.0, "std": 2.0 / math.sqrt(2)})
-    assert out["deployable_bytes"] == pytest.approx({"mean": 1100.0, "std": 200 / math.sqrt(2)})
-    assert out["size_reduction"] == {"mean": 2.0, "std": 0.0}
-    assert out["devices"]["mcu"]["latency_ms"] == pytest.approx({"mean": 6.0, "std": 2.0 / math.sqrt(2)})
-    assert out["devices"]["mcu"]["fits_all_seeds"] is False
-
-
-def test_aggregate_of_one_seed_and_of_missing_figures():
-    one = fake_metrics(0.5, 0.0, 1.0, 10, 1.0, True)
-    del one["latency"]
-    out = aggregate_seeds([one])
-    assert out["test_challenge_f1"] == {"mean": 0.5, "std": 0.0}
-    assert "host_median_ms" not in out  # absent in a seed: not averaged
-    assert aggregate_seeds([]) == {"n_seeds": 0}
-    assert np.isfinite(out["compression_ratio"]["mean"])
-
-
 def test_int8_model_goes_through_the_same_code(dense_metrics, trainer, config, device, tmp_path):
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -218,3 +182,41 @@ def test_int8_model_goes_through_the_same_code(dense_metrics, trainer, config, d
     assert m["size"]["compression_ratio"] == pytest.approx(44 / 37)
     assert m["compute"]["macs"] == 4016 and m["compute"]["effective_macs"] == 3015
     assert m["test"]["n_records"] == 24
+
+
+def test_every_builtin_metric_path_is_filled(dense_metrics, device):
+    from ecgbench.measure.builtin_metrics import BUILTIN_METRICS
+    from ecgbench.measure.schema import expand, lookup
+
+    paths = [m.path for m in expand(BUILTIN_METRICS, [device.name])]
+    assert "devices.nrf52840.latency_ms" in paths and "devices.{device}.latency_ms" not in paths
+    for path in paths:
+        if path != "latency.host_vs_dense":  # only when timed against a dense model (next test)
+            assert lookup(dense_metrics, path) is not None, path
+
+
+def test_plugin_metrics_are_computed_from_the_measurement(trainer, config):
+    from ecgbench.measure.schema import Metric
+
+    seen = {}
+
+    def test_recall_of_first_class(m):
+        seen["m"] = m
+        positives = m.test_labels == 0
+        return float((m.test_predictions[positives] == 0).mean())
+
+    metrics = [
+        Metric("plugin_metrics.recall0", "recall of class 0", compute=test_recall_of_first_class),
+        Metric("plugin_metrics.nothing", "undefined", compute=lambda m: None),
+        Metric("test.accuracy", "accuracy"),  # declared, not computed: measure_artifact fills it
+    ]
+    out = measure_artifact(to_onnx(two_layer(False), SAMPLES), trainer, config, devices=[], metrics=metrics)
+    m = seen["m"]
+    confusion = out["test"]["confusion"]  # rows: true class, columns: predicted
+    assert out["plugin_metrics"] == {"recall0": pytest.approx(confusion[0][0] / sum(confusion[0])), "nothing": None}
+    assert list(out["metric_declarations"]) == ["plugin_metrics.recall0", "plugin_metrics.nothing"]
+    assert out["metric_declarations"]["plugin_metrics.recall0"]["label"] == "recall of class 0"
+    assert m.test_probabilities.shape == (len(m.test_labels), len(m.classes)) and np.allclose(m.test_probabilities.sum(axis=1), 1)
+    assert m.val_probabilities.shape[0] == len(m.val_labels) == out["val"]["n_records"]
+    assert m.size["deployable_bytes"] == out["size"]["deployable_bytes"]
+    json.dumps(out, allow_nan=False)

@@ -283,3 +283,25 @@ def test_regenerate_command_repeats_the_reporters_settings(results):
     assignments = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
     assert _table.TableSettings(**_reporter_settings(assignments)["md"]) == settings
     assert "--set" not in _table.regenerate_command(results, "md", Path("out"), _table.TableSettings())
+
+
+def test_trajectories_come_from_the_step_compressor(registry):
+    from ecgbench.kinds.compressor import Compressor, Trajectory, TrajectoryPoint
+
+    class Search(Compressor):
+        name = "search"
+
+        @classmethod
+        def trajectory(cls, record):
+            return Trajectory((TrajectoryPoint(1, record["s"], 0.7, False),), 0.65)
+
+    registry.tables["compressors"]["search"] = Search
+    steps = [
+        {"name": "search", "record": {"s": 0.5}},
+        {"name": "dense", "record": {"rounds": [{"sparsity": 0.1, "val_challenge_f1": 0.8}]}},  # no trajectory: base class
+        {"name": "uninstalled", "record": {"rounds": [{"sparsity": 0.1, "val_challenge_f1": 0.8}]}},
+    ]
+    cell = type("Cell", (), {"metrics": {"compression": {"steps": steps}}, "pipeline": "p", "seed": 1, "dataset": "d", "model": "m"})()
+    [trajectory] = _table.lottery_trajectories(type("R", (), {"cells": [cell]})(), registry)
+    assert trajectory["label"] == "p seed1 step 1 search" and trajectory["min_val_challenge_f1"] == 0.65
+    assert trajectory["rounds"] == [{"round": 1, "sparsity": 0.5, "val_challenge_f1": 0.7, "accepted": False}]

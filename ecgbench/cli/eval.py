@@ -4,7 +4,8 @@ The model carries its preprocessing in its ``ecgbench.preprocessing``
 metadata (written at export), so the same sampling rate, band-pass and
 normalisation are applied as in training. Records are scored whole, as in
 the benchmark; the model may be stored in any format of ``ecgbench.measure.sizing``
-(plain, sparse, zlib, zstd).
+(plain, sparse, zlib, zstd). Metrics of installed plugins (``ecgbench_register_metrics``)
+are computed too, with the folder's records as both test and validation records.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from ecgbench import CLASSES
 from ecgbench.errors import ConfigError, EcgbenchError
+from ecgbench.measure.schema import DECLARATIONS_SECTION, PLUGIN_SECTION, lookup
 
 PREPROCESSING_KEY = "preprocessing"
 PREPROCESSING_FIELDS = ("fs_hz", "normalize", "bandpass_hz", "window_s")
@@ -59,6 +61,8 @@ def evaluate_model_file(
     from ecgbench.measure.artifact import MeasureConfig
     from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores
     from ecgbench.measure.sizing import detect_format, load_format, size_report
+    from ecgbench.plugin_manager import make_plugin_manager
+    from ecgbench.registry import build_registry
 
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -77,9 +81,10 @@ def evaluate_model_file(
     if classes != CLASSES:
         raise ConfigError(f"{model_path}: the model predicts classes {list(classes)}, but eval scores CinC 2017 classes {list(CLASSES)}")
 
+    registry = build_registry(make_plugin_manager())
     with tempfile.TemporaryDirectory(prefix="ecgbench-eval-") as tmp:
         # The temporary cache outlives prediction: the loader may memory-map its files.
-        signals = _load_records(dataset, data_dir, labels, data_config, Path(cache_dir or tmp))
+        signals = _load_records(registry, dataset, data_dir, labels, data_config, Path(cache_dir or tmp))
         logits = predict_records(onnx_bytes, signals, threads=threads)
     y_pred = logits.argmax(axis=1)
     measure = MeasureConfig()  # the benchmark's interval settings, so eval and cells agree
@@ -88,6 +93,7 @@ def evaluate_model_file(
         bootstrap_challenge_ci(signals.labels, y_pred, measure.bootstrap_resamples, measure.bootstrap_seed, measure.ci_level)
     )
     size = size_report(onnx_bytes)
+    plugin_values, declarations = _plugin_metrics(registry, signals.labels, logits, size)
     return {
         **scores,
         "ci_level": measure.ci_level,
@@ -103,7 +109,18 @@ def evaluate_model_file(
         "labels": labels,
         "preprocessing": data_config.model_dump(mode="json"),
         "exported": {k: metadata[k] for k in ("pipeline", "model", "dataset", "seed", "precision", "cell_id", "version") if k in metadata},
+        **({PLUGIN_SECTION: plugin_values, DECLARATIONS_SECTION: declarations} if declarations else {}),
     }
+
+
+def _plugin_metrics(registry, labels: np.ndarray, logits: np.ndarray, size: dict[str, Any]) -> tuple[dict, dict]:
+    """Values and declarations of the registry's computing metrics; the scored records stand for test and validation."""
+    from ecgbench.measure.artifact import softmax
+    from ecgbench.measure.schema import Measurement, compute_plugin_metrics
+
+    probabilities = softmax(logits)
+    measurement = Measurement(CLASSES, labels, probabilities, labels, probabilities, dict(size))
+    return compute_plugin_metrics(registry.tables.get("metrics", {}).values(), measurement)
 
 
 def _missing_model_message(model_path: Path) -> str:
@@ -138,12 +155,9 @@ def data_config_from_metadata(metadata: dict[str, Any], model_path: Path):
         raise ConfigError(f"{model_path}: 'ecgbench.{PREPROCESSING_KEY}' metadata is invalid ({exc}); it must hold {needed}") from None
 
 
-def _load_records(dataset: str, data_dir: Path, labels: str | None, data_config, cache_dir: Path):
+def _load_records(registry, dataset: str, data_dir: Path, labels: str | None, data_config, cache_dir: Path):
     from ecgbench.data.loader import load_signalset
-    from ecgbench.plugin_manager import make_plugin_manager
-    from ecgbench.registry import build_registry
 
-    registry = build_registry(make_plugin_manager())
     cls = registry.get("datasets", dataset, "--dataset")
     params: dict[str, Any] = {"path": str(Path(data_dir).resolve())}
     if labels is not None:
@@ -172,8 +186,11 @@ def predict_records(onnx_bytes: bytes, signals, threads: int = 0, batch_size: in
 
 def summary_text(result: dict[str, Any]) -> str:
     """A few lines for people: score with interval, per-class F1, size."""
+    from ecgbench.measure.schema import stored_declarations
+
     lo, hi = result["challenge_f1_ci"]
     per_class = "  ".join(f"{name} {value:.3f}" for name, value in result["f1"].items())
+    plugin_lines = [f"{m.label}: {m.show(lookup(result, m.path))}" for m in stored_declarations([result])]
     return "\n".join(
         [
             f"{result['model']}: {result['n_records']} records of {result['data']} ({result['dataset']})",
@@ -181,5 +198,6 @@ def summary_text(result: dict[str, Any]) -> str:
             f"F1 {per_class}  |  macro F1 {result['macro_f1']:.3f}  accuracy {result['accuracy']:.3f}",
             f"size: {result['deployable_bytes']:,} bytes deployable ({result['deployable_format']}); "
             f"{result['nonzero_params']:,} of {result['total_params']:,} parameters non-zero",
+            *plugin_lines,
         ]
     )

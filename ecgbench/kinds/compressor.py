@@ -108,3 +108,32 @@ class Compressor(Plugin):
     def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
         """Compress ``artifact`` (its model is this step's own copy, free to change in place) and say what was done."""
         raise NotImplementedError
+
+    # --- trajectory (read by the reports) ---------------------------------------------
+    @classmethod
+    def trajectory(cls, record: dict[str, Any]) -> "Trajectory | None":
+        """The rounds of an iterative search, read from a step's ``record`` (as :meth:`compress` wrote it), or None.
+
+        The html reporter plots the rounds of every step whose compressor returns
+        a :class:`Trajectory` here (sparsity against validation F1, accepted or
+        rejected); the default is None (a one-shot step has no rounds).
+        """
+        return None
+
+
+@dataclass(frozen=True)
+class TrajectoryPoint:
+    """One round of an iterative compression search."""
+
+    round: int | None
+    sparsity: float  # share of prunable weights at zero
+    val_challenge_f1: float
+    accepted: bool = True  # a rejected round leaves the search where it was
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """The rounds of one search and the validation F1 it had to keep (None: no floor)."""
+
+    points: tuple[TrajectoryPoint, ...]
+    min_val_challenge_f1: float | None = None

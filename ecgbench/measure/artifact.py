@@ -2,7 +2,10 @@
 
 One function, :func:`measure_artifact`, turns the final model of a cell into
 its metrics JSON: accuracy on validation and test (with a bootstrap interval),
-size in every loadable format, MACs, host latency and simulated device figures.
+size in every loadable format, MACs, host latency and simulated device figures,
+at the paths the built-in metrics declare (:mod:`ecgbench.measure.builtin_metrics`),
+plus the values of plugin metrics (``plugin_metrics.<name>``, with their
+declarations under ``metric_declarations``).
 Because the ONNX file is the only input, a pruned PyTorch model, an int8
 ONNX model and the dense baseline go through exactly the same code.
 """
@@ -13,11 +16,14 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from pydantic import Field
 
-from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores, mean_std
+from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores
 from ecgbench.kinds.base import PluginConfig
+from ecgbench.measure.schema import DECLARATIONS_SECTION, PLUGIN_SECTION, Measurement, Metric, compute_plugin_metrics
 from ecgbench.measure.sizing import canonical_zeros, size_report
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
     from ecgbench.train.trainer import Trainer
 
 
@@ -42,11 +48,14 @@ def measure_artifact(
     dense: dict | None = None,
     dense_onnx: bytes | None = None,
     canonical: bool = False,
+    metrics: Iterable[Metric] = (),
 ) -> dict:
     """The metrics JSON of one model; ``dense`` is the dense baseline's own measure_artifact dict.
 
     With ``dense_onnx`` (the dense baseline's ONNX), host latency is timed in
     alternation with it and ``latency.host_vs_dense`` is the ratio of the medians.
+    Each of ``metrics`` with a ``compute`` function (the registry's ``metrics``)
+    is computed from a :class:`~ecgbench.measure.schema.Measurement` of the model.
 
     The model is measured and scored as :func:`ecgbench.measure.sizing.canonical_zeros`
     stores it (``-0.0`` weights as ``+0.0``, identical outputs); ``canonical=True`` says
@@ -58,9 +67,12 @@ def measure_artifact(
 
     if not canonical:
         onnx_bytes = canonical_zeros(onnx_bytes)
-    val = trainer.evaluate_onnx(onnx_bytes, "val")
+    computing = [m for m in metrics if m.compute is not None]
+    val_logits = trainer.predict_onnx(onnx_bytes, "val")
+    val = classification_scores(trainer.split("val").labels, val_logits.argmax(axis=1))  # as trainer.evaluate_onnx
     test_labels = trainer.split("test").labels  # the records predict_onnx scores
-    test_pred = trainer.predict_onnx(onnx_bytes, "test").argmax(axis=1)
+    test_logits = trainer.predict_onnx(onnx_bytes, "test")
+    test_pred = test_logits.argmax(axis=1)
     test = classification_scores(test_labels, test_pred)
     lo, hi = bootstrap_challenge_ci(test_labels, test_pred, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
     test["challenge_f1_ci"] = [lo, hi]
@@ -108,7 +120,7 @@ def measure_artifact(
         device_figures[profile.name] = figures
 
     delta = (test["challenge_f1"] - dense["test"]["challenge_f1"]) * 100 if dense is not None else 0.0
-    return {
+    out = {
         "val": val,
         "test": test,
         "size": size,
@@ -117,61 +129,23 @@ def measure_artifact(
         "devices": device_figures,
         "delta_f1_points": delta,
     }
-
-
-# Scalars averaged across seeds: name -> path in the metrics dict.
-SEED_SCALARS: dict[str, tuple[str, ...]] = {
-    "test_challenge_f1": ("test", "challenge_f1"),
-    "test_af_f1": ("test", "af_f1"),
-    "val_challenge_f1": ("val", "challenge_f1"),
-    "delta_f1_points": ("delta_f1_points",),
-    "compression_ratio": ("size", "compression_ratio"),
-    "size_reduction": ("size", "size_reduction"),
-    "deployable_bytes": ("size", "deployable_bytes"),
-    "nonzero_params": ("size", "nonzero_params"),
-    "effective_macs": ("compute", "effective_macs"),
-    "host_median_ms": ("latency", "host_median_ms"),
-    "host_vs_dense": ("latency", "host_vs_dense"),
-}
-DEVICE_SCALARS = ("latency_ms", "energy_mj", "energy_per_day_j", "peak_ram_bytes")
-
-
-def _lookup(metrics: dict, path: Iterable[str]) -> Any:
-    value: Any = metrics
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def _summary(values: list[Any]) -> dict | None:
-    if not values or any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
-        return None
-    mean, std = mean_std([float(v) for v in values])
-    return {"mean": mean, "std": std}
-
-
-def aggregate_seeds(metrics: list[dict]) -> dict:
-    """Mean and sample std across seeds of the key scalars (those present in every seed's dict)."""
-    out: dict[str, Any] = {"n_seeds": len(metrics)}
-    for name, path in SEED_SCALARS.items():
-        summary = _summary([_lookup(m, path) for m in metrics])
-        if summary is not None:
-            out[name] = summary
-    names = set.intersection(*(set(m.get("devices", {})) for m in metrics)) if metrics else set()
-    devices = {}
-    for device in sorted(names):
-        figures = {}
-        for key in DEVICE_SCALARS:
-            summary = _summary([m["devices"][device].get(key) for m in metrics])
-            if summary is not None:
-                figures[key] = summary
-        fits = [m["devices"][device].get("fits") for m in metrics]
-        if all(isinstance(f, bool) for f in fits):
-            figures["fits_all_seeds"] = all(fits)
-        devices[device] = figures
-    if devices:
-        out["devices"] = devices
+    if computing:
+        measurement = Measurement(
+            classes=tuple(trainer.splits.classes),
+            test_labels=test_labels,
+            test_probabilities=softmax(test_logits),
+            val_labels=trainer.split("val").labels,
+            val_probabilities=softmax(val_logits),
+            size=dict(size),
+        )
+        out[PLUGIN_SECTION], out[DECLARATIONS_SECTION] = compute_plugin_metrics(computing, measurement)
     return out
 
+
+def softmax(logits: "np.ndarray") -> "np.ndarray":
+    """Class probabilities of logits ``[records, classes]`` (rows sum to 1)."""
+    import numpy as np
+
+    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)

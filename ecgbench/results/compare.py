@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ecgbench.errors import ConfigError, StoreError
+from ecgbench.measure.schema import Metric, formatter, lookup, number, schema
 from ecgbench.run.store import CellRow, ResultStore, RunResults, RunRow
 
 EXIT_OK = 0
@@ -34,6 +34,9 @@ EXIT_MISSING = 3
 JSON_REPORT_NAME = "results.json"  # written by the json reporter (ecgbench_plugins.reporters.tabular)
 
 CellKey = tuple[str, str, str, int]
+
+# The built-in figures CellDiff names (base_f1, base_bytes, ...), by their schema path.
+F1, BYTES, HOST_MS = "test.challenge_f1", "size.deployable_bytes", "latency.host_median_ms"
 
 
 # --- loading --------------------------------------------------------------------------
@@ -76,42 +79,64 @@ def load_results(ref: str, db_path: str | Path) -> RunResults:
 
 
 # --- comparing ------------------------------------------------------------------------
-def _number(metrics: dict, *path: str) -> float | None:
-    value: Any = metrics
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def _last_line(text: str | None) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
 
+def _direction(metric: Metric) -> tuple[str, str]:
+    """The verb of a worsening and of its threshold: ("dropped", "drop") or ("grew", "growth") ..."""
+    gate = metric.compare.gate
+    if gate.change == "relative":
+        return ("fell", "fall") if metric.higher_is_better else ("grew", "growth")
+    return ("dropped", "drop") if metric.higher_is_better else ("rose", "rise")
+
+
+def _unit(metric: Metric) -> str:
+    return "pts" if metric.compare.gate.scale == 100 else metric.unit
+
+
+def _change_text(metric: Metric, change: float | None) -> str:
+    """A signed change as the diff table shows it: ``+3.00`` (points) or ``+5.0%`` (relative)."""
+    if change is None:
+        return "-"
+    return f"{change:+.1%}" if metric.compare.gate.change == "relative" else f"{change:+.2f}"
+
+
+def _limit_text(metric: Metric, threshold: float) -> str:
+    """A threshold: ``0.5 pts`` or ``5.0%``."""
+    if metric.compare.gate.change == "relative":
+        return f"{threshold:.1%}"
+    return f"{threshold:g} {_unit(metric)}".rstrip()
+
+
+def _noun(metric: Metric) -> str:
+    return metric.compare.gate.noun or metric.term or metric.label
+
+
 @dataclass
 class CellDiff:
-    """One matched cell: base and current figures and the verdict."""
+    """One matched cell: base and current values of every compared metric (by path) and the verdict."""
 
     dataset: str
     model: str
     pipeline: str
     seed: int
     verdict: str  # ok | regression | missing | new | base-failed
-    base_f1: float | None = None
-    current_f1: float | None = None
-    base_bytes: float | None = None
-    current_bytes: float | None = None
-    base_latency_ms: float | None = None
-    current_latency_ms: float | None = None
+    base: dict[str, float | None] = field(default_factory=dict)
+    current: dict[str, float | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
         return f"{self.dataset}/{self.model}/{self.pipeline}/seed{self.seed}"
+
+    base_f1 = property(lambda self: self.base.get(F1))
+    current_f1 = property(lambda self: self.current.get(F1))
+    base_bytes = property(lambda self: self.base.get(BYTES))
+    current_bytes = property(lambda self: self.current.get(BYTES))
+    base_latency_ms = property(lambda self: self.base.get(HOST_MS))
+    current_latency_ms = property(lambda self: self.current.get(HOST_MS))
 
     @property
     def delta_f1_points(self) -> float | None:
@@ -126,19 +151,30 @@ class CellDiff:
             return None
         return self.current_bytes / self.base_bytes - 1
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "title": self.title, "delta_f1_points": self.delta_f1_points, "size_growth": self.size_growth}
+    def to_dict(self, metrics: list[Metric] = ()) -> dict[str, Any]:
+        """The cell as JSON: the built-in figures by name (as before the schema), then every compared metric by path."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in ("dataset", "model", "pipeline", "seed", "verdict")}
+        for name in ("base_f1", "current_f1", "base_bytes", "current_bytes", "base_latency_ms", "current_latency_ms"):
+            out[name] = getattr(self, name)
+        out.update(problems=self.problems, title=self.title, delta_f1_points=self.delta_f1_points, size_growth=self.size_growth)
+        out["metrics"] = {
+            m.path: {"base": self.base.get(m.path), "current": self.current.get(m.path), "change": m.change(self.base.get(m.path), self.current.get(m.path))}
+            for m in metrics
+        }
+        return out
 
 
 @dataclass
 class Comparison:
-    """The cell-by-cell diff of two runs and the thresholds it was judged with."""
+    """The cell-by-cell diff of two runs, the compared metrics and the thresholds it was judged with (by path)."""
 
     base: str
     current: str
     max_f1_drop_points: float
     max_size_growth: float
     diffs: list[CellDiff]
+    metrics: list[Metric] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     def count(self, verdict: str) -> int:
         return sum(d.verdict == verdict for d in self.diffs)
@@ -159,7 +195,8 @@ class Comparison:
             "max_size_growth": self.max_size_growth,
             "exit_code": self.exit_code,
             "counts": {v: self.count(v) for v in ("ok", "regression", "missing", "new", "base-failed")},
-            "cells": [d.to_dict() for d in self.diffs],
+            "cells": [d.to_dict(self.metrics) for d in self.diffs],
+            "thresholds": self.thresholds,
         }
 
 
@@ -167,25 +204,66 @@ def _key(cell: CellRow) -> CellKey:
     return (cell.dataset, cell.model, cell.pipeline, int(cell.seed))
 
 
-def _figures(cell: CellRow) -> tuple[float | None, float | None, float | None]:
-    m = cell.metrics or {}
-    return _number(m, "test", "challenge_f1"), _number(m, "size", "deployable_bytes"), _number(m, "latency", "host_median_ms")
+def _figures(cell: CellRow, metrics: list[Metric]) -> dict[str, float | None]:
+    return {m.path: number(lookup(cell.metrics or {}, m.path)) for m in metrics}
 
 
 # Tolerance for threshold tests: a drop of exactly the threshold (0.5 points) must pass despite float rounding.
 _EPS = 1e-9
 
 
-def compare_runs(base: RunResults, current: RunResults, max_f1_drop_points: float = 0.5, max_size_growth: float = 0.05) -> Comparison:
-    """Match cells by (dataset, model, pipeline, seed) and judge each against the thresholds."""
+def compared_metrics(base: RunResults, current: RunResults) -> list[Metric]:
+    """The metrics ``compare`` shows: built-in and plugin metrics (of either run) declared with ``compare``."""
+    return [m for m in schema(c.metrics for c in [*base.cells, *current.cells]) if m.compare is not None]
+
+
+def _problem(metric: Metric, worse: float, threshold: float) -> str:
+    """``F1 dropped 0.60 pts > 0.5``, ``size grew +10.0% > 5.0%``."""
+    verb = _direction(metric)[0]
+    if metric.compare.gate.change == "relative":
+        return f"{_noun(metric)} {verb} {worse:+.1%} > {threshold:.1%}"
+    return f"{_noun(metric)} {verb} {worse:.2f} {_unit(metric)}".rstrip() + f" > {threshold:g}"
+
+
+def _judge(diff: CellDiff, metrics: list[Metric], thresholds: dict[str, float]) -> None:
+    """Add a problem for every gated metric that worsened beyond its threshold or is missing in current."""
+    gated = [m for m in metrics if m.path in thresholds]
+    for m in gated:
+        worse = m.worsening(diff.base.get(m.path), diff.current.get(m.path))
+        if worse is not None and worse > thresholds[m.path] + _EPS:
+            diff.problems.append(_problem(m, worse, thresholds[m.path]))
+    for m in gated:
+        if diff.base.get(m.path) is not None and diff.current.get(m.path) is None:
+            diff.problems.append(f"current has no {m.term or m.label}")
+
+
+def compare_runs(
+    base: RunResults,
+    current: RunResults,
+    max_f1_drop_points: float = 0.5,
+    max_size_growth: float = 0.05,
+    thresholds: dict[str, float] | None = None,
+) -> Comparison:
+    """Match cells by (dataset, model, pipeline, seed) and judge each against the thresholds.
+
+    Every metric declared with a gate is judged: test F1 with ``max_f1_drop_points``,
+    deployable bytes with ``max_size_growth``, any other with its declared threshold
+    unless ``thresholds`` (by path) says otherwise.
+    """
+    metrics = compared_metrics(base, current)
+    limits = {m.path: m.compare.gate.threshold for m in metrics if m.compare.gate is not None}
+    limits.update({F1: max_f1_drop_points, BYTES: max_size_growth})
+    unknown = sorted(set(thresholds or {}) - set(limits))
+    if unknown:
+        raise ConfigError(f"threshold for {', '.join(unknown)}: not a gated metric of these runs ({', '.join(limits)})")
+    limits.update(thresholds or {})
     current_by_key = {_key(c): c for c in current.cells}
     diffs = []
     base_keys = set()
     for b in base.cells:
         key = _key(b)
         base_keys.add(key)
-        diff = CellDiff(*key, verdict="ok")
-        diff.base_f1, diff.base_bytes, diff.base_latency_ms = _figures(b)
+        diff = CellDiff(*key, verdict="ok", base=_figures(b, metrics))
         if b.status != "done":
             diff.verdict = "base-failed"
             diff.problems.append(f"not done in base ({b.status}); nothing to compare")
@@ -200,23 +278,15 @@ def compare_runs(base: RunResults, current: RunResults, max_f1_drop_points: floa
             reason = _last_line(c.error) if c.status == "failed" else "interrupted"
             diff.problems.append(f"{c.status} in current" + (f": {reason}" if reason else ""))
         else:
-            diff.current_f1, diff.current_bytes, diff.current_latency_ms = _figures(c)
-            delta, growth = diff.delta_f1_points, diff.size_growth
-            if delta is not None and -delta > max_f1_drop_points + _EPS:
-                diff.problems.append(f"F1 dropped {-delta:.2f} pts > {max_f1_drop_points:g}")
-            if growth is not None and growth > max_size_growth + _EPS:
-                diff.problems.append(f"size grew {growth:+.1%} > {max_size_growth:.1%}")
-            if diff.base_f1 is not None and diff.current_f1 is None:
-                diff.problems.append("current has no test challenge F1")
+            diff.current = _figures(c, metrics)
+            _judge(diff, metrics, limits)
             if diff.problems:
                 diff.verdict = "regression"
         diffs.append(diff)
     for c in current.cells:
         if _key(c) not in base_keys:
-            diff = CellDiff(*_key(c), verdict="new")
-            diff.current_f1, diff.current_bytes, diff.current_latency_ms = _figures(c)
-            diffs.append(diff)
-    return Comparison(base.run.run_id, current.run.run_id, max_f1_drop_points, max_size_growth, diffs)
+            diffs.append(CellDiff(*_key(c), verdict="new", current=_figures(c, metrics)))
+    return Comparison(base.run.run_id, current.run.run_id, max_f1_drop_points, max_size_growth, diffs, metrics, limits)
 
 
 # --- text -----------------------------------------------------------------------------
@@ -224,29 +294,35 @@ def _pair(a: float | None, b: float | None, fmt) -> str:
     return f"{fmt(a) if a is not None else '-'} -> {fmt(b) if b is not None else '-'}"
 
 
+def _change_head(metric: Metric) -> str:
+    return "growth" if metric.compare.gate.change == "relative" else f"Δ {_unit(metric)}".strip()
+
+
 def format_comparison(comparison: Comparison) -> str:
-    """A diff table and a one-line verdict with the exit code."""
-    headers = ["cell", "test F1 base -> current", "Δ pts", "deployable bytes base -> current", "growth", "host ms base -> current", "verdict"]
+    """A diff table (a column per compared metric, and its change where gated) and a one-line verdict with the exit code."""
+    headers = ["cell"]
+    for m in comparison.metrics:
+        headers.append(f"{m.compare.label} base -> current")
+        if m.compare.gate is not None:
+            headers.append(_change_head(m))
+    headers.append("verdict")
     rows = []
     for d in comparison.diffs:
-        rows.append(
-            [
-                d.title,
-                _pair(d.base_f1, d.current_f1, lambda v: f"{v:.3f}"),
-                f"{d.delta_f1_points:+.2f}" if d.delta_f1_points is not None else "-",
-                _pair(d.base_bytes, d.current_bytes, lambda v: f"{v:,.0f}"),
-                f"{d.size_growth:+.1%}" if d.size_growth is not None else "-",
-                _pair(d.base_latency_ms, d.current_latency_ms, lambda v: f"{v:.2f}"),
-                d.verdict + (": " + "; ".join(d.problems) if d.problems else ""),
-            ]
-        )
+        row = [d.title]
+        for m in comparison.metrics:
+            base, current = d.base.get(m.path), d.current.get(m.path)
+            row.append(_pair(base, current, formatter(m.compare.format)))
+            if m.compare.gate is not None:
+                row.append(_change_text(m, m.change(base, current)))
+        rows.append(row + [d.verdict + (": " + "; ".join(d.problems) if d.problems else "")])
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers) - 1)]
     lines = [f"base {comparison.base}  ->  current {comparison.current}"]
     for r in [headers, *rows]:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1])
     code = comparison.exit_code
     counts = ", ".join(f"{comparison.count(v)} {v}" for v in ("ok", "regression", "missing", "new", "base-failed") if comparison.count(v))
-    thresholds = f"thresholds: F1 drop <= {comparison.max_f1_drop_points:g} pts, size growth <= {comparison.max_size_growth:.1%}"
+    limits = [m for m in comparison.metrics if m.path in comparison.thresholds]
+    thresholds = "thresholds: " + ", ".join(f"{_noun(m)} {_direction(m)[1]} <= {_limit_text(m, comparison.thresholds[m.path])}" for m in limits)
     verdict = {EXIT_OK: "ok", EXIT_REGRESSION: "REGRESSION", EXIT_MISSING: "MISSING CELLS (done in base, not in current)"}[code]
     lines.append(f"{verdict}: {counts or 'no cells'}; {thresholds}; exit {code}")
     return "\n".join(lines)

@@ -2,145 +2,57 @@
 
 A cell's metrics follow the schema of :func:`ecgbench.measure.artifact.measure_artifact`
 plus the ``compression``, ``baseline`` and ``data`` sections added by
-:func:`ecgbench.run.cell.run_cell`. Every lookup here tolerates a missing key: a
-failed cell has empty metrics, and an older store may lack newer sections.
+:func:`ecgbench.run.cell.run_cell`; the summary table's columns and definitions are
+the metrics declared in :mod:`ecgbench.measure.schema` (built-in and plugin ones).
+Every lookup here tolerates a missing key: a failed cell has empty metrics, and
+an older store may lack newer sections.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
-import math
 import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 from pydantic import Field
 
 from ecgbench import PluginConfig
 from ecgbench.errors import ConfigError
+from ecgbench.kinds.reporter import SingleFileReporter
+from ecgbench.measure.schema import (  # noqa: F401  (re-exported: the reporters' helpers)
+    DECLARATIONS_SECTION,
+    Metric,
+    Stat,
+    definitions,
+    human_bytes,
+    lookup,
+    number,
+    ratio,
+    schema,
+    stat,
+    stored_declarations,
+)
 
 # The measurement default (ecgbench.measure.artifact.MeasureConfig.ci_level) when a cell's config does not say.
 DEFAULT_CI_LEVEL = 0.95
 
 # Left out of CSV rows: one dict per layer per cell would bury the other columns (kept in the JSON report).
 CSV_SKIPPED_KEYS = ("compute.per_layer",)
+# Left out of every flat row: the plugin metrics' declarations describe columns, they are not values.
+ROW_SKIPPED_KEYS = (DECLARATIONS_SECTION,)
 
 IDENTITY_COLUMNS = ("cell_id", "dataset", "model", "pipeline", "seed", "status", "outcome", "error_line")
 
-DEFINITIONS: tuple[tuple[str, str], ...] = (
-    (
-        "test challenge F1",
-        "mean F1 of the classes N (normal), A (atrial fibrillation) and O (other rhythm) on the test split, "
-        "the PhysioNet/CinC 2017 score; the noise class ~ is not averaged in. Brackets: percentile bootstrap "
-        "interval over test records (one seed). With several seeds: mean ± sample standard deviation across "
-        "seeds (per-seed intervals are in the CSV/JSON reports).",
-    ),
-    ("ΔF1 (pts)", "test challenge F1 of the cell minus that of its own dense baseline (same data, model and seed), in points (x100)."),
-    ("compression ratio", "non-zero parameters of the dense baseline / non-zero parameters of the compressed model."),
-    (
-        "deployable",
-        "bytes of the smallest encoding of the model that loads back to the same ONNX graph (plain ONNX, sparse, "
-        "zlib or zstd of either), with that encoding in brackets; kB = 1000 bytes, MB = 10^6 bytes.",
-    ),
-    ("size reduction", "bytes of the dense baseline's ONNX file / deployable bytes of the compressed model."),
-    ("measured host ms", "median wall-clock latency of one inference in onnxruntime on the machine that ran the suite."),
-    (
-        "host vs dense",
-        "that median over the dense baseline's, both timed in alternation in one session: robust to the machine's "
-        "drift, which moves absolute milliseconds of cells timed minutes apart by tens of percent.",
-    ),
-    (
-        "device sim ms / mJ / fits",
-        "simulated latency and energy of one inference on the device profile, and whether the model's flash "
-        "and peak RAM fit the device (simulated figures, not measurements on a board).",
-    ),
-)
-
-
 # --- lookups and formatting -----------------------------------------------------------
-def lookup(mapping: Any, path: str | Iterable[str]) -> Any:
-    """The value at a dotted path (``"test.challenge_f1"``) of nested dicts, or None where a key is missing."""
-    keys = path.split(".") if isinstance(path, str) else path
-    value = mapping
-    for key in keys:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def number(value: Any) -> float | None:
-    """``value`` as a finite float, or None (missing, bool, text, NaN)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def error_line(error: str | None) -> str:
     """The last non-empty line of a traceback (the exception and its message)."""
     lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
-
-
-def human_bytes(n: float | None) -> str:
-    """Bytes in decimal units: ``812 B``, ``45.2 kB``, ``1.23 MB``."""
-    if n is None:
-        return "-"
-    if abs(n) < 1000:
-        return f"{n:.0f} B"
-    if abs(n) < 1_000_000:
-        return f"{n / 1000:.1f} kB"
-    return f"{n / 1_000_000:.2f} MB"
-
-
-def human_number(value: float) -> str:
-    """Three significant figures without exponent: ``1.23``, ``12.3``, ``123``, ``1234``."""
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def ratio(value: float) -> str:
-    """A ratio as ``12.3x`` (``142x`` from 100 up)."""
-    return f"{value:.0f}x" if abs(value) >= 100 else f"{value:.1f}x"
-
-
-def signed_points(value: float) -> str:
-    return f"{value:+.2f}"
-
-
-def unsigned_points(value: float) -> str:
-    return f"{value:.2f}"
-
-
-@dataclass(frozen=True)
-class Stat:
-    """Mean and sample standard deviation of one figure across seeds."""
-
-    mean: float
-    std: float
-    n: int
-
-    def format(self, fmt, std_fmt=None) -> str:
-        """``fmt(mean)``, followed by ``± std_fmt(std)`` (default ``fmt``) when seeds were averaged and differ."""
-        if self.n == 1 or self.std == 0:
-            return fmt(self.mean)
-        return f"{fmt(self.mean)} ± {(std_fmt or fmt)(self.std)}"
-
-
-def stat(values: Iterable[Any]) -> Stat | None:
-    """Mean and sample std (0 for one value) of the numeric values; None when there is none."""
-    nums = [v for v in (number(x) for x in values) if v is not None]
-    if not nums:
-        return None
-    mean = sum(nums) / len(nums)
-    std = math.sqrt(sum((v - mean) ** 2 for v in nums) / (len(nums) - 1)) if len(nums) > 1 else 0.0
-    return Stat(mean, std, len(nums))
 
 
 # --- flat rows (CSV, JSON) ------------------------------------------------------------
@@ -170,7 +82,7 @@ def cell_row(cell, skip: Iterable[str] = ()) -> dict[str, Any]:
         "outcome": cell.outcome,
         "error_line": error_line(cell.error),
     }
-    skipped = tuple(skip)
+    skipped = (*ROW_SKIPPED_KEYS, *skip)
     for key, value in flatten(cell.metrics or {}).items():
         if not any(key == s or key.startswith(s + ".") for s in skipped):
             row[key] = value
@@ -274,52 +186,19 @@ class TableSettings(PluginConfig):
     )
 
 
-def f1_text(group: PipelineGroup) -> str:
-    """Test challenge F1 with its interval (one seed) or mean ± std (several), noting failed seeds."""
-    f1 = group.stat("test.challenge_f1")
-    if f1 is None:
-        return "failed" if group.cells and not group.done else "-"
-    if f1.n == 1:
-        ci = group.values("test.challenge_f1_ci")[0]
-        lo, hi = (number(ci[0]), number(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
-        text = f"{f1.mean:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
-    else:
-        text = f"{f1.mean:.3f} ± {f1.std:.3f} ({f1.n} seeds)"
-    if len(group.done) < len(group.cells):
-        text += f" ({len(group.done)} of {len(group.cells)} seeds done)"
-    return text
-
-
-def deployable_text(group: PipelineGroup) -> str:
-    size = group.stat("size.deployable_bytes")
-    if size is None:
-        return "-"
-    formats = list(dict.fromkeys(str(f) for f in group.values("size.deployable_format") if f))
-    return size.format(human_bytes) + (f" ({'/'.join(formats)})" if formats else "")
-
-
-def fits_text(values: list[Any]) -> str:
-    flags = [v for v in values if isinstance(v, bool)]
-    if not flags:
-        return "-"
-    if all(flags):
-        return "yes"
-    if not any(flags):
-        return "no"
-    return f"{sum(flags)}/{len(flags)} seeds"
-
-
-def _formatted(s: Stat | None, fmt, std_fmt=None) -> str:
-    return s.format(fmt, std_fmt) if s is not None else "-"
+def run_schema(results, devices: Iterable[str] | None = None) -> list[Metric]:
+    """The run's metrics: built-in (per-device ones for ``devices``, default every device of the run), then plugin ones."""
+    return schema((c.metrics for c in results.cells), device_names(results) if devices is None else devices)
 
 
 def summary_table(results, devices: Iterable[str] | None = None, f1_budget_points: float | None = None) -> Table:
-    """One row per pipeline (per dataset and model): accuracy, size, host latency and each device's figures.
+    """One row per pipeline (per dataset and model): a column per summary metric of the run's schema.
 
-    ``devices`` limits the device columns (default: every device of the run). With
-    ``f1_budget_points``, pipelines whose mean ΔF1 is below minus that budget are
-    marked "over budget", and the largest compression ratio and smallest deployable
-    bytes among the others (per dataset and model) are set in bold.
+    The built-in columns are accuracy, size, host latency and each device's figures;
+    plugin metrics follow. ``devices`` limits the device columns (default: every
+    device of the run). With ``f1_budget_points``, pipelines whose mean ΔF1 is below
+    minus that budget are marked "over budget", and the largest compression ratio
+    and smallest deployable bytes among the others (per dataset and model) are set in bold.
     """
     groups = pipeline_groups(results)
     several = len({(g.dataset, g.model) for g in groups}) > 1
@@ -329,49 +208,46 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
     if unknown:
         raise ConfigError(f"report setting devices: {', '.join(unknown)} not among the run's devices ({', '.join(known) or 'none'})")
     level = ci_level(results.cells[0]) if results.cells else DEFAULT_CI_LEVEL
-    headers = (["dataset", "model"] if several else []) + [
-        "pipeline",
-        f"test challenge F1 [{level:.0%} CI]",
-        "ΔF1 (pts)",
-        "compression ratio",
-        "deployable",
-        "size reduction",
-        "measured host ms",
-        "host vs dense",
-    ]
-    numeric = [False] * (3 if several else 1) + [True] * 7
-    for device in devices:
-        headers += [f"{device} sim ms", f"{device} mJ", f"{device} fits"]
-        numeric += [True, True, False]
+    columns = [m for m in run_schema(results, devices) if m.summary]
+    headers = (["dataset", "model"] if several else []) + ["pipeline"] + [m.label.replace("{ci_level}", f"{level:.0%}") for m in columns]
+    numeric = [False] * (3 if several else 1) + [m.aggregate != "all_true" for m in columns]
+    paths = [m.path for m in columns]
     best = budget_winners(groups, f1_budget_points) if f1_budget_points is not None else {}
-    ratio_column, bytes_column = headers.index("compression ratio"), headers.index("deployable")
+    offset = len(headers) - len(columns)
     strong = set()
     rows = []
     for i, g in enumerate(groups):
         winner = best.get((g.dataset, g.model), {})
-        if winner.get("ratio") is g:
-            strong.add((i, ratio_column))
-        if winner.get("bytes") is g:
-            strong.add((i, bytes_column))
+        if winner.get("ratio") is g and "size.compression_ratio" in paths:
+            strong.add((i, offset + paths.index("size.compression_ratio")))
+        if winner.get("bytes") is g and "size.deployable_bytes" in paths:
+            strong.add((i, offset + paths.index("size.deployable_bytes")))
         over = f1_budget_points is not None and g.stat("delta_f1_points") is not None and not within_budget(g, f1_budget_points)
-        row = ([g.dataset, g.model] if several else []) + [
-            g.pipeline + (" (over budget)" if over else ""),
-            f1_text(g),
-            _formatted(g.stat("delta_f1_points"), signed_points, unsigned_points),
-            _formatted(g.stat("size.compression_ratio"), ratio),
-            deployable_text(g),
-            _formatted(g.stat("size.size_reduction"), ratio),
-            _formatted(g.stat("latency.host_median_ms"), human_number),
-            _formatted(g.stat("latency.host_vs_dense"), lambda v: f"{v:.2f}x"),
-        ]
-        for device in devices:
-            row += [
-                _formatted(g.stat(f"devices.{device}.latency_ms"), human_number),
-                _formatted(g.stat(f"devices.{device}.energy_mj"), human_number),
-                fits_text(g.values(f"devices.{device}.fits")),
-            ]
-        rows.append(row)
+        done = [c.metrics or {} for c in g.done]
+        row = ([g.dataset, g.model] if several else []) + [g.pipeline + (" (over budget)" if over else "")]
+        rows.append(row + [m.summarize(done, len(g.cells)) for m in columns])
     return Table(headers, rows, numeric, strong)
+
+
+class SummaryReporter(SingleFileReporter):
+    """A one-file report around the summary table, ``report.<name>`` (``md``, ``html``): ``page(results, out_dir, fmt, settings)`` writes it."""
+
+    Config = TableSettings
+    page: ClassVar[Callable[..., str]]
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.extension = "." + cls.name
+
+    def render(self, results, out_dir: Path) -> str:
+        return type(self).page(results, out_dir, self.name, self.config)
+
+
+def column_definitions(results) -> list[tuple[str, str]]:
+    """(term, definition) for the report's "Columns" section: built-in metrics, then the run's plugin metrics."""
+    from ecgbench.measure.builtin_metrics import BUILTIN_METRICS
+
+    return definitions([*BUILTIN_METRICS, *stored_declarations(c.metrics for c in results.cells)])
 
 
 def within_budget(group: PipelineGroup, f1_budget_points: float) -> bool:
@@ -508,23 +384,31 @@ def tradeoff_points(results, x_path: str) -> list[dict[str, Any]]:
     return points
 
 
-def lottery_trajectories(results) -> list[dict[str, Any]]:
-    """The rounds of every lottery-ticket step (``lth``, ``lth_ecg``): sparsity, validation F1, accepted or not."""
+@functools.lru_cache(maxsize=1)
+def default_registry():
+    """The registry of this process (built-ins plus installed plugins), built once."""
+    from ecgbench.plugin_manager import make_plugin_manager
+    from ecgbench.registry import build_registry
+
+    return build_registry(make_plugin_manager())
+
+
+def lottery_trajectories(results, registry=None) -> list[dict[str, Any]]:
+    """The rounds of every pipeline step whose compressor reads a trajectory from its record (``Compressor.trajectory``).
+
+    Compressors are looked up by step name in ``registry`` (default: :func:`default_registry`);
+    a step of a compressor that is not installed is left out.
+    """
+    compressors = (registry or default_registry()).tables.get("compressors", {})
     out = []
     for cell in results.cells:
         steps = lookup(cell.metrics, "compression.steps") or []
         for index, step in enumerate(steps if isinstance(steps, list) else []):
-            record = step.get("record") if isinstance(step, dict) else None
-            rounds = record.get("rounds") if isinstance(record, dict) else None
-            if not isinstance(rounds, list) or not rounds:
+            if not isinstance(step, dict) or not isinstance(step.get("record"), dict) or step.get("name") not in compressors:
                 continue
-            points = []
-            for r in rounds:
-                sparsity, f1 = number(lookup(r, "sparsity")), number(lookup(r, "val_challenge_f1"))
-                if sparsity is None or f1 is None:
-                    continue
-                # lth keeps every round (no "accepted" field); lth_ecg marks the rounds it rejected.
-                points.append({"round": r.get("round"), "sparsity": sparsity, "val_challenge_f1": f1, "accepted": r.get("accepted", True) is not False})
+            trajectory = compressors[step["name"]].trajectory(step["record"])
+            if trajectory is None:
+                continue
             label = f"{cell.pipeline} seed{cell.seed}" + (f" step {index + 1} {step.get('name')}" if len(steps) > 1 else "")
             out.append(
                 {
@@ -534,8 +418,8 @@ def lottery_trajectories(results) -> list[dict[str, Any]]:
                     "pipeline": cell.pipeline,
                     "seed": cell.seed,
                     "step": step.get("name"),
-                    "rounds": points,
-                    "min_val_challenge_f1": number(record.get("min_val_challenge_f1")),
+                    "rounds": [dataclasses.asdict(p) for p in trajectory.points],
+                    "min_val_challenge_f1": trajectory.min_val_challenge_f1,
                     "dense_val_challenge_f1": number(lookup(cell.metrics, "baseline.val_challenge_f1")),
                 }
             )

@@ -303,8 +303,16 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
     # Stored as measured: -0.0 weights (left by masking) written as +0.0, same outputs, smaller sparse form.
     onnx_bytes = canonical_zeros(with_metadata(onnx_bytes, export_metadata(spec, splits, artifact.precision)))
     devices = [registry.get("devices", name) for name in spec.devices]
+    declared = list(registry.tables.get("metrics", {}).values())  # plugin metrics with a compute function are measured
     metrics = measure_artifact(
-        onnx_bytes, trainer, spec.measure, devices=devices, dense=baseline["dense"], dense_onnx=dense_onnx, canonical=True
+        onnx_bytes,
+        trainer,
+        spec.measure,
+        devices=devices,
+        dense=baseline["dense"],
+        dense_onnx=dense_onnx,
+        canonical=True,
+        metrics=declared,
     )
     timings["measure_s"] = time.perf_counter() - t
     metrics["compression"] = {"steps": steps, "precision": artifact.precision}

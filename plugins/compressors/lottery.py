@@ -182,6 +182,11 @@ class LotteryTicket(Compressor):
         }
         return StepOutcome(ModelArtifact(model=ticket.model, masks=ticket.masks), record)
 
+    @classmethod
+    def trajectory(cls, record: dict) -> Trajectory | None:
+        """The record's ``rounds`` as points (see :func:`rounds_trajectory`)."""
+        return rounds_trajectory(record)
+
 
 # --- lth_ecg -----------------------------------------------------------------------------
 
@@ -371,8 +376,40 @@ class LthEcg(Compressor):
             )
         return StepOutcome(ModelArtifact(model=best.model, masks=best.masks), record)
 
+    @classmethod
+    def trajectory(cls, record: dict) -> Trajectory | None:
+        """The record's ``rounds`` as points (see :func:`rounds_trajectory`)."""
+        return rounds_trajectory(record)
+
 
 @hookimpl
 def ecgbench_register_compressors(register):
     register(LotteryTicket)
     register(LthEcg)
+
+
+# --- trajectory (read by the reports) ------------------------------------------------------
+import math  # noqa: E402  (kept with the section that uses it)
+
+from ecgbench.kinds.compressor import Trajectory, TrajectoryPoint  # noqa: E402
+
+
+def rounds_trajectory(record: dict) -> Trajectory | None:
+    """The rounds of an ``lth`` or ``lth_ecg`` record, or None when it has none.
+
+    ``lth`` keeps every round (its rounds have no ``accepted`` field); ``lth_ecg``
+    marks the rounds it rejected and records its floor ``min_val_challenge_f1``.
+    Rounds lacking a numeric sparsity or F1 (a hand-edited or older record) are left out.
+    """
+    rounds = record.get("rounds") if isinstance(record, dict) else None
+    if not isinstance(rounds, list) or not rounds:
+        return None
+    points = []
+    for r in rounds:
+        sparsity, f1 = (r.get(k) if isinstance(r, dict) else None for k in ("sparsity", "val_challenge_f1"))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (sparsity, f1)):
+            continue
+        points.append(TrajectoryPoint(r.get("round"), float(sparsity), float(f1), r.get("accepted", True) is not False))
+    floor = record.get("min_val_challenge_f1")
+    floor_ok = isinstance(floor, (int, float)) and not isinstance(floor, bool) and math.isfinite(floor)
+    return Trajectory(tuple(points), float(floor) if floor_ok else None)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ecgbench import hookimpl
-from ecgbench.kinds.reporter import SingleFileReporter
 from ecgbench.results import table as _table
 
 STYLE = """
@@ -184,7 +183,7 @@ def html_report(results, out_dir: Path, fmt: str = "html", settings: _table.Tabl
     parts.append(_figure_html(latency_plot(data["latency_f1"]), "test challenge F1 versus simulated latency", "Accuracy versus simulated device latency"))
     parts.append(_figure_html(lottery_plot(data["lottery"]), "validation F1 versus sparsity per round", "Lottery-ticket rounds"))
     parts += ["<h2>Columns</h2>", "<dl>"]
-    parts += [f"<dt>{esc(name)}</dt><dd>{esc(text)}</dd>" for name, text in _table.DEFINITIONS]
+    parts += [f"<dt>{esc(name)}</dt><dd>{esc(text)}</dd>" for name, text in _table.column_definitions(results)]
     parts.append("</dl>")
     payload = json.dumps(data, default=str).replace("</", "<\\/")  # a "</script>" inside a label cannot end the block
     parts.append(f'<script type="application/json" id="plot-data">{payload}</script>')
@@ -192,16 +191,12 @@ def html_report(results, out_dir: Path, fmt: str = "html", settings: _table.Tabl
     return "\n".join(parts) + "\n"
 
 
-class HtmlReporter(SingleFileReporter):
+class HtmlReporter(_table.SummaryReporter):
     """Writes ``report.html``: table, trade-off plots and lottery rounds on one offline page."""
 
     name = "html"
     description = "self-contained HTML page: comparison table, F1 vs size (Pareto front), F1 vs device latency, lottery rounds"
-    extension = ".html"
-    Config = _table.TableSettings
-
-    def render(self, results, out_dir: Path) -> str:
-        return html_report(results, out_dir, self.name, self.config)
+    page = staticmethod(html_report)
 
 
 @hookimpl

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecgbench import hookimpl
-from ecgbench.kinds.reporter import SingleFileReporter
 from ecgbench.results import table as _table
 
 
@@ -42,20 +41,16 @@ def markdown_report(results, out_dir: Path, fmt: str = "md", settings: _table.Ta
         parts += [f"- `{title}`: {reason}" for title, reason in unfinished]
         parts += ["", f"Full tracebacks: `ecgbench runs {run.run_id}`", ""]
     parts += ["## Columns", ""]
-    parts += [f"- **{name}**: {text}" for name, text in _table.DEFINITIONS]
+    parts += [f"- **{name}**: {text}" for name, text in _table.column_definitions(results)]
     return "\n".join(parts) + "\n"
 
 
-class MarkdownReporter(SingleFileReporter):
+class MarkdownReporter(_table.SummaryReporter):
     """Writes ``report.md``: one row per pipeline, seeds as mean ± std."""
 
     name = "md"
     description = "Markdown comparison table (one row per pipeline, seeds as mean ± std)"
-    extension = ".md"
-    Config = _table.TableSettings
-
-    def render(self, results, out_dir: Path) -> str:
-        return markdown_report(results, out_dir, self.name, self.config)
+    page = staticmethod(markdown_report)
 
 
 @hookimpl

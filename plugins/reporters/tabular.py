@@ -2,7 +2,8 @@
 
 The JSON report also keeps the run's metadata and each cell's nested
 metrics, config and timings, so :mod:`ecgbench.results.compare` can read it back
-in place of the result store.
+in place of the result store, and the declaration of every metric of the run
+(``metrics``: path, label, unit, definition, gate, ...; see :mod:`ecgbench.measure.schema`).
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ def csv_value(value: Any) -> str:
 
 
 def results_document(results) -> dict[str, Any]:
-    """The JSON report: run metadata, flat rows and the nested cells."""
+    """The JSON report: run metadata, flat rows, the nested cells and the declarations of the run's metrics."""
     return {
         "format": JSON_FORMAT,
         "format_version": JSON_FORMAT_VERSION,
         "run": dataclasses.asdict(results.run),
         "rows": [_table.cell_row(cell) for cell in results.cells],
         "cells": [dataclasses.asdict(cell) for cell in results.cells],
+        "metrics": [m.to_dict() for m in _table.run_schema(results)],
     }
 
 

@@ -1,0 +1,115 @@
+"""The metrics every cell reports, declared once (registered by ``ecgbench_plugins.metrics.builtin``).
+
+:func:`ecgbench.measure.artifact.measure_artifact` fills these paths; their
+order is the order of the summary table's columns and of its definitions.
+"""
+
+from __future__ import annotations
+
+from ecgbench.measure.schema import Compared, Gate, Metric, human_bytes, lookup, number, stat
+
+
+def challenge_f1_text(metrics: list[dict], n_cells: int) -> str:
+    """Test challenge F1 with its interval (one seed) or mean ± std (several), noting failed seeds."""
+    f1 = stat(lookup(m, "test.challenge_f1") for m in metrics)
+    if f1 is None:
+        return "failed" if n_cells and not metrics else "-"
+    if f1.n == 1:
+        ci = lookup(metrics[0], "test.challenge_f1_ci")
+        lo, hi = (number(ci[0]), number(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+        text = f"{f1.mean:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
+    else:
+        text = f"{f1.mean:.3f} ± {f1.std:.3f} ({f1.n} seeds)"
+    if len(metrics) < n_cells:
+        text += f" ({len(metrics)} of {n_cells} seeds done)"
+    return text
+
+
+def deployable_text(metrics: list[dict], n_cells: int) -> str:
+    """Mean deployable bytes with the smallest format(s) in brackets."""
+    size = stat(lookup(m, "size.deployable_bytes") for m in metrics)
+    if size is None:
+        return "-"
+    formats = list(dict.fromkeys(str(f) for f in (lookup(m, "size.deployable_format") for m in metrics) if f))
+    return size.format(human_bytes) + (f" ({'/'.join(formats)})" if formats else "")
+
+
+DEVICE_DEFINITION = (
+    "simulated latency and energy of one inference on the device profile, and whether the model's flash "
+    "and peak RAM fit the device (simulated figures, not measurements on a board)."
+)
+DEVICE_TERM = "device sim ms / mJ / fits"
+
+BUILTIN_METRICS: tuple[Metric, ...] = (
+    Metric(
+        "test.challenge_f1",
+        "test challenge F1 [{ci_level} CI]",
+        "mean F1 of the classes N (normal), A (atrial fibrillation) and O (other rhythm) on the test split, "
+        "the PhysioNet/CinC 2017 score; the noise class ~ is not averaged in. Brackets: percentile bootstrap "
+        "interval over test records (one seed). With several seeds: mean ± sample standard deviation across "
+        "seeds (per-seed intervals are in the CSV/JSON reports).",
+        term="test challenge F1",
+        text=challenge_f1_text,
+        compare=Compared("test F1", ".3f", Gate(0.5, "points", 100.0, "F1")),
+    ),
+    Metric(
+        "delta_f1_points",
+        "ΔF1 (pts)",
+        "test challenge F1 of the cell minus that of its own dense baseline (same data, model and seed), in points (x100).",
+        unit="pts",
+        format="signed_points",
+        std_format="points",
+    ),
+    Metric(
+        "size.compression_ratio",
+        "compression ratio",
+        "non-zero parameters of the dense baseline / non-zero parameters of the compressed model.",
+        format="ratio",
+    ),
+    Metric(
+        "size.deployable_bytes",
+        "deployable",
+        "bytes of the smallest encoding of the model that loads back to the same ONNX graph (plain ONNX, sparse, "
+        "zlib or zstd of either), with that encoding in brackets; kB = 1000 bytes, MB = 10^6 bytes.",
+        unit="bytes",
+        format="bytes",
+        higher_is_better=False,
+        text=deployable_text,
+        compare=Compared("deployable bytes", ",.0f", Gate(0.05, "relative", 1.0, "size")),
+    ),
+    Metric(
+        "size.size_reduction",
+        "size reduction",
+        "bytes of the dense baseline's ONNX file / deployable bytes of the compressed model.",
+        format="ratio",
+    ),
+    Metric(
+        "latency.host_median_ms",
+        "measured host ms",
+        "median wall-clock latency of one inference in onnxruntime on the machine that ran the suite.",
+        unit="ms",
+        format="number",
+        higher_is_better=False,
+        # Shown, never gated: host latency depends on the machine and its load.
+        compare=Compared("host ms", ".2f"),
+    ),
+    Metric(
+        "latency.host_vs_dense",
+        "host vs dense",
+        "that median over the dense baseline's, both timed in alternation in one session: robust to the machine's "
+        "drift, which moves absolute milliseconds of cells timed minutes apart by tens of percent.",
+        format="times",
+        higher_is_better=False,
+    ),
+    Metric("devices.{device}.latency_ms", "{device} sim ms", DEVICE_DEFINITION, unit="ms", term=DEVICE_TERM, format="number", higher_is_better=False),
+    Metric("devices.{device}.energy_mj", "{device} mJ", DEVICE_DEFINITION, unit="mJ", term=DEVICE_TERM, format="number", higher_is_better=False),
+    Metric("devices.{device}.fits", "{device} fits", DEVICE_DEFINITION, term=DEVICE_TERM, aggregate="all_true"),
+    # Measured and stored, not in the summary table (CSV/JSON carry them).
+    Metric("val.challenge_f1", "validation challenge F1", summary=False),
+    Metric("test.af_f1", "test AF F1", summary=False),
+    Metric("size.nonzero_params", "non-zero parameters", format="number", higher_is_better=False, summary=False),
+    Metric("compute.effective_macs", "effective MACs", format="number", higher_is_better=False, summary=False),
+    Metric("devices.{device}.energy_per_day_j", "{device} J/day", unit="J", format="number", higher_is_better=False, summary=False),
+    Metric("devices.{device}.peak_ram_bytes", "{device} peak RAM", unit="bytes", format="bytes", higher_is_better=False, summary=False),
+)
+"""Every built-in metric, in summary-table order; per-device ones carry ``{device}``."""

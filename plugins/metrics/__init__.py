@@ -1,0 +1,1 @@
+"""Built-in ecgbench plugins, registered exactly like third-party ones."""
