@@ -1,17 +1,23 @@
 """A test plugin implementing every hook: a tiny dataset and model (so a suite runs in a second), a device
-profile, a reporter, an executor, and the lifecycle hooks. Registered on a fresh plugin manager by the tests
+profile, a reporter, an executor, a metric, and the lifecycle hooks. Registered on a fresh plugin manager by the tests
 that use it; the example package (tests/example_plugin) covers compressors."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ecgbench import CLASSES, Dataset, Executor, ModelFamily, PluginConfig, Record, SingleFileReporter, hookimpl
+from ecgbench import CLASSES, Dataset, Executor, Metric, ModelFamily, PluginConfig, Record, SingleFileReporter, hookimpl
 from ecgbench.kinds.device import load_profile
 from ecgbench.testing import TinyNet, make_signalset
 from ecgbench_plugins.devices.builtin_profiles import PROFILE_DIR
 
 SLOW_BOARD = "slow_nrf52840"
+TEST_RECORDS_METRIC = "plugin_metrics.test_records"
+
+
+def count_test_records(measurement) -> float:
+    """How many test records the model was scored on."""
+    return float(len(measurement.test_labels))
 
 
 def slow_board():
@@ -56,8 +62,8 @@ class TinyFamily(ModelFamily):
 
 
 class KindsPlugin:
-    """Registers ``tiny_records``, ``tiny_net``, ``slow_nrf52840``, the ``cell_lines`` reporter and the
-    ``reversed`` executor; records lifecycle events in ``events``."""
+    """Registers ``tiny_records``, ``tiny_net``, ``slow_nrf52840``, the ``cell_lines`` reporter, the
+    ``reversed`` executor and the ``plugin_metrics.test_records`` metric; records lifecycle events in ``events``."""
 
     def __init__(self) -> None:
         self.events: list[tuple] = []
@@ -109,6 +115,10 @@ class KindsPlugin:
                     yield job, fn(job)
 
         register(ReversedExecutor)
+
+    @hookimpl
+    def ecgbench_register_metrics(self, register):
+        register(Metric(TEST_RECORDS_METRIC, "test records", "records of the test split the model was scored on.", compute=count_test_records))
 
     @hookimpl
     def ecgbench_suite_started(self, suite, run_id, cells):

@@ -70,6 +70,8 @@ def test_a_suite_runs_on_the_plugins_executor_device_and_reporter(kinds, plugin_
     for cell in results.cells:
         devices = cell.metrics["devices"]
         assert devices[SLOW_BOARD]["latency_ms"] == pytest.approx(2 * devices["nrf52840"]["latency_ms"], rel=1e-9)
+        # The plugin's metric was computed on the cell's own test split.
+        assert cell.metrics["plugin_metrics"]["test_records"] == cell.metrics["data"]["n_test"]
 
     # The suite's report format is the plugin's reporter.
     out = tmp_path / "report"
