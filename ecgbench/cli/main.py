@@ -30,7 +30,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        # The reader went away (`ecgbench runs | head`): end quietly. Python docs,
+        # "Note on SIGPIPE": point stdout at devnull so the flush at exit cannot fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is no real file (captured in a test)
+            pass
+        return 1
     except EcgbenchError as exc:
         print(f"ecgbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -204,11 +214,14 @@ def _smoke(suite):
 
 
 def _write_reports(registry, store, run_ref: str, formats, out: Path, settings: dict | None = None) -> list[Path]:
+    from ecgbench import atomic
+
     results = store.run_results(run_ref)
     written = []
-    for fmt in formats:
-        reporter = registry.get("reporters", fmt, "--format").from_params((settings or {}).get(fmt), f"report settings of '{fmt}'")
-        written.extend(reporter.write(results, out))
+    with atomic.all_or_nothing():  # every report file is replaced together, or none is
+        for fmt in formats:
+            reporter = registry.get("reporters", fmt, "--format").from_params((settings or {}).get(fmt), f"report settings of '{fmt}'")
+            written.extend(reporter.write(results, out))
     return written
 
 
