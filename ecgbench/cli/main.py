@@ -292,6 +292,10 @@ def cmd_plugins(args) -> int:
     for name, source in sorted(sources.items(), key=lambda kv: (kv[1].origin != "builtin", kv[0])):
         things = ", ".join(sorted(provided.get(name, []))) or "lifecycle hooks only"
         print(f"{name}  [{source.origin}]\n    {things}")
+    from ecgbench.plugin_manager import broken_plugins
+
+    for broken in broken_plugins():
+        print(f"{broken.name}  [BROKEN: entry point {broken.dist} {broken.version}]\n    {broken.message()}")
     return 0
 
 
