@@ -64,8 +64,11 @@ def translated(path: str | os.PathLike, hint: str = "") -> Iterator[None]:
 def ensure_dir(folder: str | os.PathLike, hint: str = "") -> Path:
     """Create ``folder`` (and its parents) if missing; a file in the way or a read-only disk is a :class:`WriteError`."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise WriteError(f"cannot write into {folder}: it is a file, not a folder; remove it or choose another folder" + (f" ({hint})" if hint else ""))
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise WriteError(f"cannot write into {path}: it is a file, not a folder; remove it or choose another folder" + (f" ({hint})" if hint else ""))
+            break
     with translated(folder, hint):
         folder.mkdir(parents=True, exist_ok=True)
     return folder
