@@ -27,6 +27,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import ecgbench
+from ecgbench import atomic
 from ecgbench.errors import DatasetError
 
 CINC2017_URL = "https://physionet.org/files/challenge-2017/1.0.0/training2017.zip"
@@ -81,7 +82,7 @@ def fetch_archive(dataset: str, to: Path, url: str, checksums: dict | None = Non
             f"Run the command again to download afresh; if it fails again, the file on the server differs from its published checksum"
         )
     unpack(part, to)
-    marker.write_text(json.dumps({"dataset": dataset, "url": url, "sha256": got, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
+    atomic.write_text(marker, json.dumps({"dataset": dataset, "url": url, "sha256": got, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
     shutil.rmtree(to / DOWNLOAD_DIR, ignore_errors=True)
     return to
 
