@@ -389,3 +389,12 @@ def test_closed_stdout_ends_quietly(tmp_path):
     proc.wait(timeout=120)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert proc.returncode == 1
+
+
+def test_disk_errors_outside_the_report_writers_are_one_line_too(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    assert main(["runs", "--db", str(blocker / "results.sqlite")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"ecgbench: error: cannot write {blocker}: a file is in the way where a folder should be: remove it or choose another folder\n"
+    assert blocker.read_text() == "keep me"

@@ -44,6 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     except EcgbenchError as exc:
         print(f"ecgbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full or read-only disk met outside ecgbench.atomic (result store, artifacts)
+        from ecgbench.atomic import write_error
+
+        error = write_error(exc, exc.filename or "a file")
+        if error is exc:
+            raise
+        print(f"ecgbench: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ecgbench: interrupted; finished cells are stored, run again to resume", file=sys.stderr)
         return 130
