@@ -46,10 +46,21 @@ class Registry:
         hint = difflib.get_close_matches(name, list(table), n=1)
         suffix = f"; did you mean '{hint[0]}'?" if hint else f"; known: {', '.join(sorted(table)) or 'none'}"
         loc = f" in {where}" if where else ""
-        raise ConfigError(f"unknown {SINGULAR[kind]} '{name}'{loc}{suffix}")
+        raise ConfigError(f"unknown {SINGULAR[kind]} '{name}'{loc}{suffix}{_broken_note()}")
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.tables.get(kind, {}))
+
+
+def _broken_note() -> str:
+    """A reminder of the plugin packages that failed to import: the name may have been one of theirs."""
+    from ecgbench.plugin_manager import broken_plugins
+
+    broken = broken_plugins()
+    if not broken:
+        return ""
+    names = ", ".join(f"{b.dist} ({b.name}: {b.error})" for b in broken)
+    return f"; note: plugin package(s) failed to import and are skipped: {names}; see `ecgbench plugins`"
 
 
 def build_registry(pm: pluggy.PluginManager) -> Registry:

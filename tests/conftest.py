@@ -30,3 +30,13 @@ def cinc_dir() -> Path:
     if not (CINC_DIR / "REFERENCE.csv").exists():
         pytest.skip(f"real CinC 2017 data not found at {CINC_DIR} (set ECGBENCH_CINC2017_DIR)")
     return CINC_DIR
+
+
+@pytest.fixture(autouse=True)
+def _fresh_entry_points():
+    """Entry points are imported once per process: scan them again around each test (some install fake packages)."""
+    from ecgbench.plugin_manager import forget_entry_points
+
+    forget_entry_points()
+    yield
+    forget_entry_points()

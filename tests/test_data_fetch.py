@@ -169,3 +169,30 @@ def test_cli_fetch(server, tmp_path, capsys, monkeypatch):
     assert (to / "RECORDS").is_file()
     assert main(["data", "fetch", "mitdb", "--to", str(tmp_path / "x")]) == 2
     assert "cannot fetch 'mitdb': known datasets are cinc2017" in capsys.readouterr().err
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_offline_says_check_the_network_and_leaves_no_empty_folder(tmp_path, capsys):
+    url = f"http://127.0.0.1:{_closed_port()}/files/training2017.zip"
+    to = tmp_path / "cinc"
+    assert main(["-q", "data", "fetch", "cinc2017", "--to", str(to), "--url", url]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach 127.0.0.1" in err and "check the network connection" in err
+    assert "--sha256" not in err  # the checksum was never the problem
+    assert not to.exists()
+    with pytest.raises(DatasetError, match=r"downloading .* failed: cannot reach 127.0.0.1.*check the network.*\(it resumes\)"):
+        fetch_cinc2017(to, url=url, checksums={"training2017.zip": ZIP_SHA}, progress=False)
+    assert not to.exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    with pytest.raises(DatasetError, match="cannot reach"):
+        fetch_cinc2017(existing, url=url, checksums={"training2017.zip": ZIP_SHA}, progress=False)
+    assert existing.is_dir() and not any(existing.iterdir())  # a folder the user made stays, empty as it was

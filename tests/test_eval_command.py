@@ -171,3 +171,78 @@ def test_not_a_model_is_a_clear_error(tmp_path, folder):
     junk.write_bytes(b"this is not a model")
     with pytest.raises(ConfigError, match="is not an ONNX model"):
         run_eval([str(junk), "--data", str(folder)])
+
+
+def _with_input_dims(onnx_bytes: bytes, dims: dict[int, int]) -> bytes:
+    """The model with some input axes fixed, e.g. {0: 1} for an export with a batch of 1."""
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    for axis, size in dims.items():
+        proto.graph.input[0].type.tensor_type.shape.dim[axis].dim_value = size
+    return proto.SerializeToString()
+
+
+def test_a_fixed_batch_of_one_is_scored_record_by_record(capsys, model_file, folder, tmp_path):
+    single = tmp_path / "batch1.onnx"
+    single.write_bytes(_with_input_dims(model_file.read_bytes(), {0: 1}))
+    plain = eval_json(capsys, model_file, folder)
+    one_by_one = eval_json(capsys, single, folder)
+    assert one_by_one["confusion"] == plain["confusion"] and one_by_one["n_records"] == N_RECORDS
+
+
+def test_an_input_eval_cannot_feed_is_one_line_naming_its_shape(model, model_file, folder, tmp_path):
+    fixed = tmp_path / "fixed.onnx"
+    fixed.write_bytes(_with_input_dims(model_file.read_bytes(), {0: 1, 2: 400}))  # records hold 300 or 400 samples
+    with pytest.raises(ConfigError, match=re.escape("input 'ecg' has shape [1, 1, 400]; eval feeds whole records as [batch, 1, samples]")):
+        run_eval([str(fixed), "--data", str(folder)])
+
+    class Flat(torch.nn.Module):  # takes [batch, samples]: another rank
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            return self.net(x[:, None, :])
+
+    import io
+
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(Flat().eval(), (torch.zeros(1, 400),), buffer, dynamo=False, input_names=["flat"], dynamic_axes={"flat": {0: "b", 1: "n"}})
+    preprocessing = {k: v for k, v in DATA_CONFIG.model_dump(mode="json").items() if k != "split"}
+    rank2 = tmp_path / "rank2.onnx"
+    rank2.write_bytes(with_metadata(buffer.getvalue(), {"preprocessing": preprocessing, "classes": list(CLASSES)}))
+    with pytest.raises(ConfigError, match=re.escape("input 'flat' has shape ['b', 'n']")):
+        run_eval([str(rank2), "--data", str(folder)])
+
+
+def test_bad_records_stop_eval_unless_skipped_and_are_then_reported(capsys, model_file, folder, tmp_path):
+    import shutil
+
+    broken = tmp_path / "records"
+    shutil.copytree(folder, broken)
+    wfdb.wrsamp(  # T0003 becomes a flat line (lead off)
+        "T0003", fs=FS_FILE_HZ, units=["mV"], sig_name=["ECG"], p_signal=np.zeros((900, 1)), fmt=["16"], adc_gain=[1000.0],
+        baseline=[0], write_dir=str(broken),
+    )
+    from ecgbench.errors import DatasetError
+
+    with pytest.raises(DatasetError) as info:
+        run_eval([str(model_file), "--data", str(broken)])
+    assert "record 'T0003'" in str(info.value) and "--on-bad-record skip" in str(info.value)
+    assert "data.on_bad_record" not in str(info.value)  # a suite key eval cannot set
+
+    with pytest.warns(UserWarning, match="skipped 1 record") as caught:
+        result = eval_json(capsys, model_file, broken, "--on-bad-record", "skip")
+    assert not any("skip to leave" in str(w.message) for w in caught)  # skip is already set: no advice to set it
+    assert result["n_records"] == N_RECORDS - 1
+    assert result["skipped"] == {"flat": {"count": 1, "records": ["T0003"]}}
+    with pytest.warns(UserWarning):
+        assert run_eval([str(model_file), "--data", str(broken), "--on-bad-record", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1 record(s) (--on-bad-record skip):" in out and "1 flat (signal is constant (lead off or empty)): T0003" in out
+    assert eval_json(capsys, model_file, folder)["skipped"] == {}

@@ -59,11 +59,8 @@ class Misspelt:
 def test_misspelt_hook_fails_loudly(monkeypatch):
     import ecgbench.plugin_manager as pm_module
 
-    def fake_entrypoints(self, group, name=None):
-        self.register(Misspelt(), name="misspelt")
-        return 1
-
-    monkeypatch.setattr(pm_module.pluggy.PluginManager, "load_setuptools_entrypoints", fake_entrypoints)
+    loaded = pm_module.EntryPointPlugins(loaded=[pm_module.LoadedEntryPoint("misspelt", "misspelt-dist", "1.0", Misspelt())])
+    monkeypatch.setattr(pm_module, "entry_point_plugins", lambda: loaded)
     with pytest.raises(PluginError, match="ecgbench_register_compresors"):
         make_plugin_manager(load_entrypoints=True)
 

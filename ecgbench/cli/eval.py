@@ -35,6 +35,12 @@ def register(subparsers) -> None:
     p.add_argument("--labels", choices=("final", "v1"), help="CinC 2017 reference labels (default: the plugin's, final)")
     p.add_argument("--cache-dir", type=Path, help="keep preprocessed records here (default: a temporary folder)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default 0: onnxruntime chooses)")
+    p.add_argument(
+        "--on-bad-record",
+        choices=("error", "skip"),
+        default="error",
+        help="a record that cannot be used stops eval (error, default) or is left out and counted (skip)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -42,7 +48,13 @@ def register(subparsers) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run ``ecgbench eval``."""
     result = evaluate_model_file(
-        args.model, args.data, dataset=args.dataset, labels=args.labels, cache_dir=args.cache_dir, threads=args.threads
+        args.model,
+        args.data,
+        dataset=args.dataset,
+        labels=args.labels,
+        cache_dir=args.cache_dir,
+        threads=args.threads,
+        on_bad_record=args.on_bad_record,
     )
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else summary_text(result))
     return 0
@@ -55,8 +67,9 @@ def evaluate_model_file(
     labels: str | None = None,
     cache_dir: Path | None = None,
     threads: int = 0,
+    on_bad_record: str = "error",
 ) -> dict[str, Any]:
-    """Metrics of the model stored at ``model_path`` on every record of ``data_dir``."""
+    """Metrics of the model stored at ``model_path`` on every record of ``data_dir`` (``skipped``: records left out)."""
     from ecgbench.train.export import read_metadata
     from ecgbench.measure.artifact import MeasureConfig
     from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores
@@ -76,7 +89,7 @@ def evaluate_model_file(
         raise
     except Exception as exc:
         raise ConfigError(f"{model_path} is not an ONNX model nor one of ecgbench's stored formats ({exc.__class__.__name__}: {exc})") from None
-    data_config = data_config_from_metadata(metadata, model_path)
+    data_config = data_config_from_metadata(metadata, model_path).model_copy(update={"on_bad_record": on_bad_record})
     classes = tuple(metadata.get("classes", CLASSES))
     if classes != CLASSES:
         raise ConfigError(f"{model_path}: the model predicts classes {list(classes)}, but eval scores CinC 2017 classes {list(CLASSES)}")
@@ -84,8 +97,9 @@ def evaluate_model_file(
     registry = build_registry(make_plugin_manager())
     with tempfile.TemporaryDirectory(prefix="ecgbench-eval-") as tmp:
         # The temporary cache outlives prediction: the loader may memory-map its files.
-        signals = _load_records(registry, dataset, data_dir, labels, data_config, Path(cache_dir or tmp))
-        logits = predict_records(onnx_bytes, signals, threads=threads)
+        entry = _load_records(registry, dataset, data_dir, labels, data_config, Path(cache_dir or tmp))
+        signals = entry.signals
+        logits = predict_records(onnx_bytes, signals, threads=threads, model_path=model_path)
     y_pred = logits.argmax(axis=1)
     measure = MeasureConfig()  # the benchmark's interval settings, so eval and cells agree
     scores = classification_scores(signals.labels, y_pred)
@@ -108,6 +122,7 @@ def evaluate_model_file(
         "dataset": dataset,
         "labels": labels,
         "preprocessing": data_config.model_dump(mode="json"),
+        "skipped": {reason: {"count": e["count"], "records": e["records"]} for reason, e in entry.meta.get("skipped", {}).items()},
         "exported": {k: metadata[k] for k in ("pipeline", "model", "dataset", "seed", "precision", "cell_id", "version") if k in metadata},
         **({PLUGIN_SECTION: plugin_values, DECLARATIONS_SECTION: declarations} if declarations else {}),
     }
@@ -156,7 +171,8 @@ def data_config_from_metadata(metadata: dict[str, Any], model_path: Path):
 
 
 def _load_records(registry, dataset: str, data_dir: Path, labels: str | None, data_config, cache_dir: Path):
-    from ecgbench.data.loader import load_signalset
+    from ecgbench.data.loader import load_records
+    from ecgbench.data.problems import EVAL_SKIP_HINT, skip_hint_of
 
     cls = registry.get("datasets", dataset, "--dataset")
     params: dict[str, Any] = {"path": str(Path(data_dir).resolve())}
@@ -165,11 +181,16 @@ def _load_records(registry, dataset: str, data_dir: Path, labels: str | None, da
             raise ConfigError(f"--labels applies to datasets with reference label versions (cinc2017); '{dataset}' has none")
         params["labels"] = labels
     ds = cls.from_params(params, where=f"--dataset {dataset}")
-    return load_signalset(ds, data_config, cache_dir)
+    with skip_hint_of(EVAL_SKIP_HINT):
+        return load_records(ds, data_config, cache_dir)
 
 
-def predict_records(onnx_bytes: bytes, signals, threads: int = 0, batch_size: int = 64) -> np.ndarray:
-    """Logits ``[n_records, n_classes]`` of whole records, run in onnxruntime (records of equal length batched)."""
+def predict_records(onnx_bytes: bytes, signals, threads: int = 0, batch_size: int = 64, model_path: Path | str = "the model") -> np.ndarray:
+    """Logits ``[n_records, n_classes]`` of whole records, run in onnxruntime (records of equal length batched).
+
+    The model's input must be ``[batch, 1, samples]`` with any number of samples;
+    a model exported with a fixed batch of 1 is run one record at a time.
+    """
     import onnxruntime as ort
 
     from ecgbench.train.trainer import length_buckets
@@ -177,7 +198,20 @@ def predict_records(onnx_bytes: bytes, signals, threads: int = 0, batch_size: in
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    model_input = session.get_inputs()[0]
+    name, shape = model_input.name, list(model_input.shape)
+    fixed_length = len(shape) == 3 and isinstance(shape[2], int)
+    if len(shape) != 3 or shape[1] not in (1, "1") or (fixed_length and len(set(signals.lengths().tolist())) > 1):
+        raise ConfigError(
+            f"{model_path}: input '{name}' has shape {shape}; eval feeds whole records as [batch, 1, samples] "
+            "with a free samples axis (re-export the model with dynamic axes on batch and samples)"
+        )
+    if fixed_length and int(signals.lengths()[0]) != shape[2]:
+        raise ConfigError(f"{model_path}: input '{name}' has shape {shape}, but the records hold {int(signals.lengths()[0])} samples after preprocessing")
+    if isinstance(shape[0], int):
+        batch_size = shape[0]  # a fixed batch (usually 1): one record at a time
+        if batch_size != 1:
+            raise ConfigError(f"{model_path}: input '{name}' has a fixed batch of {batch_size} ({shape}); eval needs a free batch axis or a batch of 1")
     out = np.zeros((len(signals), len(CLASSES)), dtype=np.float32)
     for idx, x in length_buckets(signals, batch_size):
         out[idx] = session.run(None, {name: x})[0]
@@ -199,5 +233,16 @@ def summary_text(result: dict[str, Any]) -> str:
             f"size: {result['deployable_bytes']:,} bytes deployable ({result['deployable_format']}); "
             f"{result['nonzero_params']:,} of {result['total_params']:,} parameters non-zero",
             *plugin_lines,
+            *_skipped_text(result.get("skipped") or {}),
         ]
     )
+
+
+def _skipped_text(skipped: dict[str, dict]) -> list[str]:
+    """Lines naming the records ``--on-bad-record skip`` left out (none when nothing was skipped)."""
+    from ecgbench.results.records import skipped_lines
+
+    if not skipped:
+        return []
+    total = sum(e["count"] for e in skipped.values())
+    return [f"skipped {total} record(s) (--on-bad-record skip):", *(f"  {line}" for line in skipped_lines(skipped))]

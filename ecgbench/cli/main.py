@@ -30,10 +30,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        # The reader went away (`ecgbench runs | head`): end quietly. Python docs,
+        # "Note on SIGPIPE": point stdout at devnull so the flush at exit cannot fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is no real file (captured in a test)
+            pass
+        return 1
     except EcgbenchError as exc:
         print(f"ecgbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full or read-only disk met outside ecgbench.atomic (result store, artifacts)
+        from ecgbench.atomic import write_error
+
+        error = write_error(exc, exc.filename or "a file")
+        if error is exc:
+            raise
+        print(f"ecgbench: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ecgbench: interrupted; finished cells are stored, run again to resume", file=sys.stderr)
         return 130
@@ -204,11 +222,14 @@ def _smoke(suite):
 
 
 def _write_reports(registry, store, run_ref: str, formats, out: Path, settings: dict | None = None) -> list[Path]:
+    from ecgbench import atomic
+
     results = store.run_results(run_ref)
     written = []
-    for fmt in formats:
-        reporter = registry.get("reporters", fmt, "--format").from_params((settings or {}).get(fmt), f"report settings of '{fmt}'")
-        written.extend(reporter.write(results, out))
+    with atomic.all_or_nothing():  # every report file is replaced together, or none is
+        for fmt in formats:
+            reporter = registry.get("reporters", fmt, "--format").from_params((settings or {}).get(fmt), f"report settings of '{fmt}'")
+            written.extend(reporter.write(results, out))
     return written
 
 
@@ -279,6 +300,10 @@ def cmd_plugins(args) -> int:
     for name, source in sorted(sources.items(), key=lambda kv: (kv[1].origin != "builtin", kv[0])):
         things = ", ".join(sorted(provided.get(name, []))) or "lifecycle hooks only"
         print(f"{name}  [{source.origin}]\n    {things}")
+    from ecgbench.plugin_manager import broken_plugins
+
+    for broken in broken_plugins():
+        print(f"{broken.name}  [BROKEN: entry point {broken.dist} {broken.version}]\n    {broken.message()}")
     return 0
 
 

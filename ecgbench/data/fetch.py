@@ -27,6 +27,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import ecgbench
+from ecgbench import atomic
 from ecgbench.errors import DatasetError
 
 CINC2017_URL = "https://physionet.org/files/challenge-2017/1.0.0/training2017.zip"
@@ -64,10 +65,15 @@ def fetch_archive(dataset: str, to: Path, url: str, checksums: dict | None = Non
             f"'ecgbench data fetch'; refusing to overwrite it. If it already holds the dataset, use it as it is "
             f"(--data-dir {dataset}={to}); otherwise choose an empty or new folder"
         )
-    if expected is None:
-        expected = published_checksum(url, filename)
+    created = not to.exists()
     part = to / DOWNLOAD_DIR / f"{filename}.part"
-    download(url, part, progress)
+    try:
+        if expected is None:
+            expected = published_checksum(url, filename)
+        download(url, part, progress)
+    except BaseException:
+        _remove_empty_download(to, part, created)
+        raise
     got = sha256_file(part)
     if got != expected:
         part.unlink()
@@ -76,9 +82,29 @@ def fetch_archive(dataset: str, to: Path, url: str, checksums: dict | None = Non
             f"Run the command again to download afresh; if it fails again, the file on the server differs from its published checksum"
         )
     unpack(part, to)
-    marker.write_text(json.dumps({"dataset": dataset, "url": url, "sha256": got, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
+    atomic.write_text(marker, json.dumps({"dataset": dataset, "url": url, "sha256": got, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
     shutil.rmtree(to / DOWNLOAD_DIR, ignore_errors=True)
     return to
+
+
+def _remove_empty_download(to: Path, part: Path, created: bool) -> None:
+    """After a failed download: keep a partial file (the next call resumes it), remove empty folders this call made."""
+    if part.exists() and part.stat().st_size > 0:
+        return
+    part.unlink(missing_ok=True)
+    for folder in (part.parent, to) if created else (part.parent,):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # absent or not empty
+
+
+def _unreachable(url: str, exc: BaseException) -> str | None:
+    """The one-line message for a network failure (no connection, DNS, timeout), or None for an HTTP answer."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return None
+    host = urllib.request.urlparse(url).netloc
+    return f"cannot reach {host} ({getattr(exc, 'reason', exc)}): check the network connection (or proxy settings) and run the command again"
 
 
 def published_checksum(url: str, filename: str) -> str:
@@ -89,7 +115,8 @@ def published_checksum(url: str, filename: str) -> str:
         with urllib.request.urlopen(_request(sums_url), timeout=TIMEOUT_S) as response:
             text = response.read().decode("utf-8", "replace")
     except (OSError, http.client.HTTPException) as exc:
-        raise DatasetError(f"cannot read the published checksums {sums_url} ({exc}); {fix}") from None
+        offline = _unreachable(sums_url, exc) if isinstance(exc, OSError) else None
+        raise DatasetError(offline or f"cannot read the published checksums {sums_url} ({exc}); {fix}") from None
     for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2 and PurePosixPath(parts[1].lstrip("*")).name == filename:
@@ -109,7 +136,7 @@ def download(url: str, part: Path, progress: bool = True) -> None:
             return  # the partial file is already complete; the checksum decides
         raise DatasetError(f"downloading {url} failed: HTTP {exc.code} {exc.reason}; check the URL (--url) or retry later") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise DatasetError(f"downloading {url} failed ({exc}); check the network and run the command again (it resumes)") from None
+        raise DatasetError(f"downloading {url} failed: {_unreachable(url, exc)} (it resumes)") from None
     with response:
         resumed = have > 0 and response.status == 206 and response.headers.get("Content-Range", "").startswith(f"bytes {have}-")
         if not resumed:

@@ -27,7 +27,7 @@ from ecgbench.data.cache import CACHE_FORMAT, CachedArrays, read_entry, write_en
 from ecgbench.hashing import stable_hash
 from ecgbench.data.config import DataConfig
 from ecgbench.data.preprocess import PREPROCESS_VERSION, preprocess_signal
-from ecgbench.data.problems import RecordLog, check_record, skipped_summary, warn_skipped
+from ecgbench.data.problems import RecordLog, check_record, skip_hint, skipped_summary, warn_skipped
 from ecgbench.data.splits import SPLITS, assign_splits
 from ecgbench.data.arrays import DataSplits, SignalSet
 from ecgbench.kinds.dataset import Dataset
@@ -92,7 +92,7 @@ def load_records(dataset: Dataset, config: DataConfig, cache_dir: Path) -> Cache
     if skipped and config.on_bad_record == "error":
         # Built earlier with on_bad_record=skip: the same records are still bad.
         first = next(iter(skipped.values()))
-        raise DatasetError(first["first"])
+        raise DatasetError(f"{first['first']}, {skip_hint()}")
     warn_skipped(dataset.name, skipped)
     return entry
 

@@ -19,8 +19,10 @@ argument of ``records``::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 
@@ -40,7 +42,24 @@ REASONS = {
     "missing_lead": "a record lacks the chosen lead",
 }
 
-SKIP_HINT = "or set data.on_bad_record: skip to leave such records out (they are counted in the run's info)"
+SKIP_HINT = "or set data.on_bad_record: skip to leave such records out (they are counted in the report)"
+EVAL_SKIP_HINT = "or pass --on-bad-record skip to leave such records out (they are counted in the output)"
+_SKIP_HINT: contextvars.ContextVar[str] = contextvars.ContextVar("ecgbench_skip_hint", default=SKIP_HINT)
+
+
+def skip_hint() -> str:
+    """How the caller can skip bad records: the suite key by default, a flag inside :func:`skip_hint_of`."""
+    return _SKIP_HINT.get()
+
+
+@contextlib.contextmanager
+def skip_hint_of(hint: str) -> Iterator[None]:
+    """Record errors raised inside the block suggest ``hint`` (e.g. ``ecgbench eval``'s ``--on-bad-record skip``)."""
+    token = _SKIP_HINT.set(hint)
+    try:
+        yield
+    finally:
+        _SKIP_HINT.reset(token)
 MAX_IDS_IN_WARNING = 5
 
 
@@ -53,7 +72,8 @@ class RecordProblem(DatasetError):
         self.source = source
         self.detail = detail
         self.fix = fix
-        super().__init__(f"record '{record_id}' ({source}): {detail}; {fix}, {SKIP_HINT}")
+        self.description = f"record '{record_id}' ({source}): {detail}; {fix}"  # without the skip hint
+        super().__init__(f"{self.description}, {skip_hint()}")
 
 
 class SkippedRecordsWarning(UserWarning):
@@ -89,10 +109,10 @@ class RecordLog:
 
 
 def skipped_summary(problems: list[RecordProblem]) -> dict[str, dict]:
-    """Group problems by reason: ``{reason: {"count", "records", "first"}}`` (``first``: the first full message)."""
+    """Group problems by reason: ``{reason: {"count", "records", "first"}}`` (``first``: what was wrong with the first record)."""
     out: dict[str, dict] = {}
     for p in problems:
-        entry = out.setdefault(p.reason, {"count": 0, "records": [], "first": str(p)})
+        entry = out.setdefault(p.reason, {"count": 0, "records": [], "first": p.description})
         entry["count"] += 1
         entry["records"].append(p.record_id)
     return out

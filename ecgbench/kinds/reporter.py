@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from ecgbench import atomic
 from ecgbench.kinds.base import Plugin
 
 
@@ -13,7 +14,9 @@ class Reporter(Plugin):
 
     ``results`` is a :class:`ecgbench.run.store.RunResults` (the run's row and its
     cells with config and metrics as stored). :meth:`write` returns the paths
-    it wrote under ``out_dir``.
+    it wrote under ``out_dir``. Write files with :mod:`ecgbench.atomic`
+    (``atomic.write_text``/``write_bytes``): a failed report then leaves the
+    previous one untouched.
     """
 
     kind: ClassVar[str] = "reporter"
@@ -32,8 +35,7 @@ class SingleFileReporter(Reporter):
         raise NotImplementedError
 
     def write(self, results, out_dir: Path) -> list[Path]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = atomic.ensure_dir(out_dir, "pass another --out")
         path = out_dir / f"{self.basename}{self.extension}"
-        path.write_text(self.render(results, out_dir), encoding="utf-8")
+        atomic.write_text(path, self.render(results, out_dir), hint="pass another --out")
         return [path]

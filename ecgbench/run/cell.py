@@ -165,15 +165,20 @@ def worker_registry() -> Registry:
 
 
 def execute_job(job: CellJob, registry: Registry | None = None) -> CellResult:
-    """Run one job; any exception becomes a failed result with its traceback."""
-    registry = registry or worker_registry()
+    """Run one job; any exception, ``sys.exit()`` included, becomes a failed result with its traceback.
+
+    Only Ctrl-C (KeyboardInterrupt) goes through: it stops the whole run.
+    """
     start = time.perf_counter()
     try:
+        registry = registry or worker_registry()
         if job.stage == "baseline":
             baseline = ensure_baseline(job, registry)
             return CellResult(job.spec.cell_id, "done", timings={"baseline_s": baseline["trained_s"]})
         return run_cell(job, registry)
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a plugin's sys.exit() (SystemExit) fails its cell, not the suite
         return CellResult(job.spec.cell_id, "failed", timings={"total_s": time.perf_counter() - start}, error=traceback.format_exc())
 
 

@@ -292,13 +292,11 @@ def _progress(items, enabled: bool, desc: str):
 # --- checkpoints ------------------------------------------------------------------
 def save_checkpoint(model: torch.nn.Module, path: Path) -> None:
     """Save the ``state_dict`` atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ecgbench import atomic
+
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic.write_bytes(path, buffer.getvalue(), hint="or point ECGBENCH_HOME at a disk with room")
 
 
 def load_checkpoint(model: torch.nn.Module, path: Path) -> torch.nn.Module:

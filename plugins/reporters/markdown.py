@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ecgbench import hookimpl
 from ecgbench.results import table as _table
+from ecgbench.results.records import skipped_records_markdown
 
 
 def markdown_table(table: _table.Table) -> str:
@@ -40,6 +41,7 @@ def markdown_report(results, out_dir: Path, fmt: str = "md", settings: _table.Ta
         parts += ["## Failed cells", ""]
         parts += [f"- `{title}`: {reason}" for title, reason in unfinished]
         parts += ["", f"Full tracebacks: `ecgbench runs {run.run_id}`", ""]
+    parts += skipped_records_markdown(results)
     parts += ["## Columns", ""]
     parts += [f"- **{name}**: {text}" for name, text in _table.column_definitions(results)]
     return "\n".join(parts) + "\n"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from ecgbench import PluginConfig, hookimpl
+from ecgbench import PluginConfig, atomic, hookimpl
 from ecgbench.kinds.reporter import Reporter
 
 
@@ -54,8 +54,7 @@ class ModelsReporter(Reporter):
     def write(self, results, out_dir: Path) -> list[Path]:
         from ecgbench.measure.sizing import FORMAT_SUFFIXES
 
-        folder = Path(out_dir) / "models"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = atomic.ensure_dir(Path(out_dir) / "models", "pass another --out")
         done = [c for c in results.cells if c.status == "done" and c.artifacts.get("onnx")]
         several = len({(c.dataset, c.model, c.seed) for c in done}) > 1
         written, index = [], []
@@ -75,11 +74,11 @@ class ModelsReporter(Reporter):
                 else:
                     fmt, data = fitting
                     path = folder / (stem + FORMAT_SUFFIXES[fmt])
-                    path.write_bytes(data)
+                    atomic.write_bytes(path, data, hint="pass another --out")
                     written.append(path)
                     entry.update(file=path.name, format=fmt, bytes=len(data))
             index.append(entry)
-        (folder / "index.json").write_text(json.dumps({"run": results.run.run_id, "models": index}, indent=1))
+        atomic.write_text(folder / "index.json", json.dumps({"run": results.run.run_id, "models": index}, indent=1), hint="pass another --out")
         return written + [folder / "index.json"]
 
 

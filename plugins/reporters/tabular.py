@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 from pathlib import Path
 from typing import Any
 
-from ecgbench import hookimpl
+from ecgbench import atomic, hookimpl
 from ecgbench.kinds.reporter import Reporter, SingleFileReporter
 from ecgbench.results import table as _table
 
@@ -53,16 +54,16 @@ class CsvReporter(Reporter):
     extension = ".csv"
 
     def write(self, results, out_dir: Path) -> list[Path]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = atomic.ensure_dir(out_dir, "pass another --out")
         rows = [_table.cell_row(cell, skip=_table.CSV_SKIPPED_KEYS) for cell in results.cells]
         columns = _table.columns_of(rows)
         path = out_dir / f"results{self.extension}"
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow([csv_value(row.get(c)) for c in columns])
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([csv_value(row.get(c)) for c in columns])
+        atomic.write_text(path, text.getvalue(), hint="pass another --out")
         return [path]
 
 
