@@ -107,21 +107,23 @@ def test_cell_ids_are_stable(tmp_path, registry):
     assert len({c.baseline_key for c in cells}) == 2
 
 
-def test_known_cell_ids_are_pinned(tmp_path, registry):
+def test_known_cell_ids_are_pinned(tmp_path, registry, monkeypatch):
     """Adding a defaulted field anywhere must not rename stored results. These ids change only
-    with a new ecgbench version (part of the baseline key, as issue 2 asks) or a changed suite."""
-    import ecgbench
+    with RESULTS_EPOCH, the numeric libraries' versions, the device or a changed suite (issue 17)."""
+    from ecgbench.config import suite as suite_module
     from ecgbench.run.cell import expand_cells
 
-    if ecgbench.__version__ != "0.1.0":
-        pytest.fail("ecgbench's version changed: re-pin these ids on purpose")
+    if suite_module.RESULTS_EPOCH != 1:
+        pytest.fail("RESULTS_EPOCH changed: re-pin these ids on purpose")
+    monkeypatch.setattr(suite_module, "numeric_libraries", lambda: {"torch": "2.0.0", "onnxruntime": "1.20.0", "numpy": "2.0.0"})
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     cells = expand_cells(load_suite(write(tmp_path, GOOD), registry), registry)
     assert [(c.pipeline, c.cell_id) for c in cells[:3]] == [
-        ("dense", "30ce7ecc9711d0a0"),
-        ("magnitude(sparsity=0.5)", "8da5470f5fa13635"),
-        ("magnitude+int8_static", "c84aa44948bab2fe"),
+        ("dense", "57e32e1021d396b1"),
+        ("magnitude(sparsity=0.5)", "94f265ff2fd76ede"),
+        ("magnitude+int8_static", "9dc6d8d199670f95"),
     ]
-    assert cells[0].baseline_key == "935626d5d7fb896f"
+    assert cells[0].baseline_key == "9715bd967aadc0ea"
 
 
 def test_cells_carry_typed_settings_pickle_and_store_plain_json(tmp_path, registry):

@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ecgbench.errors import ConfigError
 from ecgbench.kinds.base import PluginConfig, format_validation_error, parse_config
 from ecgbench.registry import Registry
-from ecgbench.train.trainer import TrainRecipe
+from ecgbench.train.trainer import TrainRecipe, resolve_device, uses_amp
 
 
 class _Strict(BaseModel):
@@ -287,8 +288,64 @@ def _check_unique(values: list[str], where: str, what: str, fix: str) -> None:
 
 
 # --- identity -------------------------------------------------------------------
-EXECUTION_ONLY = {"num_threads"}  # settings that change how fast, not what is computed
+# Everything that changes a computed result is part of the identity of a cell, of its
+# dense baseline and of its cached pipeline steps (issue 17); what only changes how a
+# run is carried out (executor, --workers, progress bars) is not.
+#
+# The ecgbench version is not part of it: a release that changes docs, reports or the
+# CLI must not rename every stored result. RESULTS_EPOCH is bumped by hand, in the same
+# commit, by a change that alters computed results (training loop, metrics,
+# preprocessing, a compressor's algorithm); then every result is recomputed.
+RESULTS_EPOCH = 1
+
+# TrainRecipe fields that change how fast, not what is computed. None today: num_threads
+# changes the trained weights (the same lth cell scored 0.861 with 2 threads, 0.928 with 1).
+EXECUTION_ONLY: frozenset[str] = frozenset()
+# device and amp enter the identity as resolved (runtime_identity): 'auto' on a CPU-only
+# machine computes exactly what 'cpu' does, and amp changes nothing off CUDA.
+RESOLVED = frozenset({"device", "amp"})
 
 
-def non_default(config: PluginConfig, drop: set[str] = frozenset()) -> dict[str, Any]:
+def non_default(config: PluginConfig, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
     return {k: v for k, v in config.model_dump(mode="json", exclude_defaults=True).items() if k not in drop}
+
+
+def numeric_libraries() -> dict[str, str]:
+    """Versions of the libraries whose kernels compute the results.
+
+    torch trains and runs the PyTorch models; onnxruntime quantizes and scores every
+    exported model; numpy draws the batch order and training crops (NEP 19 lets a
+    Generator method's algorithm change between numpy releases). scipy is left out:
+    its filters and resampling, used once in preprocessing, are fixed algorithms.
+    """
+    import numpy
+    import onnxruntime
+
+    return {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__}
+
+
+def runtime_identity(training: TrainRecipe) -> dict[str, Any]:
+    """The machine-dependent part of a result's identity: library versions, and the device
+    and mixed precision actually used when they are not the CPU's (as the Trainer resolves them)."""
+    device = resolve_device(training.device)
+    out: dict[str, Any] = {"libraries": numeric_libraries()}
+    if device.type != "cpu":
+        out["device"] = device.type
+        out["amp"] = uses_amp(training, device)
+    return out
+
+
+def baseline_identity_of(
+    suite: Suite, dataset: PluginRef, fingerprint: str, model: PluginRef, seed: int, runtime: dict[str, Any]
+) -> dict[str, Any]:
+    """What the dense baseline depends on; a cell adds its pipeline, measurement and devices."""
+    identity_params = {k: v for k, v in dataset.params().items() if k != "path"}  # a folder's place is not its content
+    return {
+        "dataset": {"name": dataset.name, "params": identity_params, "fingerprint": fingerprint},
+        "data": non_default(suite.data),
+        "model": model.identity(),
+        "training": non_default(suite.training, EXECUTION_ONLY | RESOLVED),
+        "seed": seed,
+        "results_epoch": RESULTS_EPOCH,
+        "runtime": runtime,
+    }

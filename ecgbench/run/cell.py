@@ -1,7 +1,7 @@
 """One cell = dataset + model + training recipe + compressor pipeline + seed, and how it runs.
 
-Cells travel to executors as plain, picklable :class:`CellJob` objects; a
-worker rebuilds plugins from names and params, trains (or reuses) the dense
+Cells travel to executors as picklable :class:`CellJob` objects holding typed, validated settings; a
+worker builds plugins from those settings, trains (or reuses) the dense
 baseline through the artifact cache, applies the pipeline, measures the
 final model and returns a :class:`CellResult`. Failures are results.
 """
@@ -23,11 +23,12 @@ import torch
 import ecgbench
 from ecgbench.run.artifact_cache import ArtifactCache
 from ecgbench.kinds.compressor import CompressionContext, ModelArtifact
-from ecgbench.config.suite import EXECUTION_ONLY, PluginRef, Suite, non_default
+from ecgbench.config.suite import PluginRef, Suite, baseline_identity_of, non_default, runtime_identity
 from ecgbench.hashing import stable_hash
 from ecgbench.data.arrays import DataSplits
 from ecgbench.train.export import to_onnx, with_metadata
 from ecgbench.measure.sizing import canonical_zeros
+from ecgbench.errors import EcgbenchError
 from ecgbench.registry import Registry
 from ecgbench.train.trainer import Trainer, TrainRecipe, load_checkpoint, save_checkpoint
 
@@ -56,6 +57,7 @@ class CellSpec:
     baseline_key: str
     synthetic: bool = False
     fingerprint: str = ""  # the dataset's content fingerprint
+    runtime: dict = field(default_factory=dict)  # runtime_identity() the cell id was made with
 
     def labels(self) -> dict[str, Any]:
         return {"dataset": self.dataset.name, "model": self.model.name, "pipeline": self.pipeline, "seed": self.seed}
@@ -109,22 +111,15 @@ class CellResult:
 
 
 def expand_cells(suite: Suite, registry: Registry) -> list[CellSpec]:
-    """All cells of the suite, in matrix order (dataset, model, pipeline, seed)."""
+    """All cells of the suite, in matrix order (dataset, model, seed, pipeline)."""
     cells = []
+    runtime = runtime_identity(suite.training)
     for dataset_ref in suite.datasets:
         dataset_cls = registry.get("datasets", dataset_ref.name)
         fingerprint = dataset_cls(dataset_ref.config).fingerprint()
-        identity_params = {k: v for k, v in dataset_ref.params().items() if k != "path"}  # a folder's place is not its content
         for model_ref in suite.models:
             for seed in suite.seeds:
-                baseline_identity = {
-                    "dataset": {"name": dataset_ref.name, "params": identity_params, "fingerprint": fingerprint},
-                    "data": non_default(suite.data),
-                    "model": model_ref.identity(),
-                    "training": non_default(suite.training, EXECUTION_ONLY),
-                    "seed": seed,
-                    "ecgbench": ecgbench.__version__,
-                }
+                baseline_identity = baseline_identity_of(suite, dataset_ref, fingerprint, model_ref, seed, runtime)
                 baseline_key = stable_hash(baseline_identity)
                 for pipeline in suite.pipelines:
                     cell_identity = {
@@ -149,6 +144,7 @@ def expand_cells(suite: Suite, registry: Registry) -> list[CellSpec]:
                             baseline_key=baseline_key,
                             synthetic=bool(getattr(dataset_cls, "synthetic", False)),
                             fingerprint=fingerprint,
+                            runtime=runtime,
                         )
                     )
     return cells
@@ -172,6 +168,7 @@ def execute_job(job: CellJob, registry: Registry | None = None) -> CellResult:
     start = time.perf_counter()
     try:
         registry = registry or worker_registry()
+        _check_runtime(job.spec)
         if job.stage == "baseline":
             baseline = ensure_baseline(job, registry)
             return CellResult(job.spec.cell_id, "done", timings={"baseline_s": baseline["trained_s"]})
@@ -180,6 +177,15 @@ def execute_job(job: CellJob, registry: Registry | None = None) -> CellResult:
         raise
     except BaseException:  # a plugin's sys.exit() (SystemExit) fails its cell, not the suite
         return CellResult(job.spec.cell_id, "failed", timings={"total_s": time.perf_counter() - start}, error=traceback.format_exc())
+
+
+def _check_runtime(spec: CellSpec) -> None:
+    """A worker must compute with the libraries and device the cell's id names (a Ray worker may differ from the driver)."""
+    if spec.runtime and runtime_identity(spec.training) != spec.runtime:
+        raise EcgbenchError(
+            f"this worker computes with {runtime_identity(spec.training)} but cell {spec.cell_id} was named for {spec.runtime}; "
+            "run the driver and the workers with the same torch, onnxruntime, numpy and device"
+        )
 
 
 def _plugin(registry: Registry, kind: str, ref: PluginRef):
@@ -362,7 +368,7 @@ def _run_step(job: CellJob, registry: Registry, index: int, artifact: ModelArtif
     spec = job.spec
     step = spec.steps[index]
     cache = ArtifactCache(job.home)
-    key = stable_hash({"baseline": spec.baseline_key, "steps": [_ref_dict(s) for s in spec.steps[: index + 1]]})
+    key = step_key(spec, index)
     with cache.locked(STEP_KIND, key) as folder:
         if cache.is_done(STEP_KIND, key):
             info = cache.read_done(STEP_KIND, key)
@@ -372,6 +378,11 @@ def _run_step(job: CellJob, registry: Registry, index: int, artifact: ModelArtif
         if _save_step(folder, outcome.artifact, initial):
             cache.mark_done(STEP_KIND, key, {"entry": entry, "precision": outcome.artifact.precision, "onnx": outcome.artifact.is_onnx})
         return outcome.artifact, entry
+
+
+def step_key(spec: CellSpec, index: int) -> str:
+    """Cache key of the pipeline prefix ending at step ``index``: the baseline's key (all it depends on) plus the steps."""
+    return stable_hash({"baseline": spec.baseline_key, "steps": [_ref_dict(s) for s in spec.steps[: index + 1]]})
 
 
 def _save_step(folder: Path, artifact: ModelArtifact, initial: torch.nn.Module) -> bool:

@@ -69,6 +69,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def uses_amp(recipe: "TrainRecipe", device: torch.device) -> bool:
+    """Mixed precision runs on CUDA only; elsewhere ``amp`` changes nothing."""
+    return recipe.amp and device.type == "cuda"
+
+
 class Trainer:
     """Trains and evaluates models on one set of :class:`DataSplits`."""
 
@@ -120,7 +125,7 @@ class Trainer:
         scheduler = _make_scheduler(optimizer, recipe.lr_schedule, epochs)
         weight = self.class_weights.to(self.device) if self.class_weights is not None else None
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
-        use_amp = recipe.amp and self.device.type == "cuda"
+        use_amp = uses_amp(recipe, self.device)
         scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
         best_f1, best_epoch, best_state, stale = -1.0, 0, None, 0
