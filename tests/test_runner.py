@@ -172,7 +172,8 @@ def test_interrupt_loses_only_the_cell_in_progress(env):
     first = store.list_runs()[0]
     assert first.status == "interrupted"
     outcomes = {c.pipeline: c.outcome for c in store.run_results(first.run_id).cells}
-    assert outcomes == {"dense": "done", "interrupt": "interrupted"}
+    assert outcomes == {"dense": "done", "interrupt": "interrupted", "half": "not run"}  # counted against the plan
+    assert first.summary == {"done": 1, "interrupted": 1, "not run": 1} and first.planned == 3
 
     path.write_text(path.read_text().replace("compressors: [dense, interrupt,", "compressors: [dense,"))
     recorder.events.clear()
