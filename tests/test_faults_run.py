@@ -49,6 +49,9 @@ class Counted(Compressor):
     def compress(self, artifact, ctx):
         note(f"compress {self.config.tag} {os.getpid()}")
         time.sleep(self.config.sleep_s)
+        gate = os.path.join(os.path.dirname(os.environ["COUNT_FILE"]), f"hold-{self.config.tag}")
+        while os.path.exists(gate):  # the test holds this cell until it removes the file
+            time.sleep(0.05)
         return StepOutcome(artifact, {"changed": False})
 
 
@@ -82,7 +85,7 @@ from ecgbench.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
-N_CELLS = 5
+N_CELLS = 4
 
 
 def suite_text(sleep_s: float) -> str:
@@ -194,23 +197,27 @@ def test_two_concurrent_runs_compute_every_cell_exactly_once(harness):
 
 
 @pytest.mark.slow
-def test_a_killed_holder_is_taken_over_by_the_run_waiting_for_it(harness):
-    """Run B waits on the cell run A holds; A dies (kill -9); B takes the cell over at once."""
+def test_a_killed_holder_is_taken_over_by_the_run_waiting_for_it(tmp_path):
+    """Run A holds c0 (gated); run B does the rest and waits; A dies (kill -9); B takes c0 over at once."""
+    harness = Harness(tmp_path, sleep_s=0)
+    gate = tmp_path / "hold-0"
+    gate.touch()
     first = harness.start()
-    harness.wait_until(first, lambda: harness.lines("start"), "run A started a cell")
+    harness.wait_until(first, lambda: harness.lines("compress")["0"] == 1, "run A computes c0")
     second = harness.start()
-    harness.wait_until(first, lambda: len(harness.pids("start")) == 2, "both runs hold a cell")
+    harness.wait_until(first, lambda: len(harness.done()) == N_CELLS - 1, "run B did every other cell")
+    time.sleep(0.5)  # B now waits for c0
     first.send_signal(signal.SIGKILL)
     first.wait()
-    finished_by_first = harness.done()
+    gate.unlink()
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, out
-    done = harness.done()
-    assert len(done) == N_CELLS
-    for pipeline, (finished_at, _metrics) in finished_by_first.items():
-        assert done[pipeline][0] == finished_at  # kept, not redone
-    assert all(n <= 2 for n in harness.lines("start").values())  # at most the killed cell again
-    assert sum(harness.lines("start").values()) <= N_CELLS + 1
+    assert "waiting for 1 cell(s) held by run faults-" in out
+    assert f"{N_CELLS} done, 0 already done, 0 failed" in out
+    assert harness.lines("start") == {"c0": 2, **{f"c{i}": 1 for i in range(1, N_CELLS)}}  # only the killed cell again
+    assert len(harness.done()) == N_CELLS
+    killed = [run for run in ResultStore.open_existing(harness.db).list_runs() if run.status == "interrupted"]
+    assert len(killed) == 1 and killed[0].summary == {"interrupted": 1, "not run": N_CELLS - 1}
 
 
 @pytest.fixture(scope="module")
