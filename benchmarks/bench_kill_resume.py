@@ -46,6 +46,9 @@ def run_once(suite: Path, home: Path, extra: list[str], kill_after_s: float | No
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         return time.perf_counter() - started, True
+    finally:
+        if proc.poll() is None:  # the benchmark itself was stopped: leave no run behind
+            proc.kill()
 
 
 def results(home: Path) -> dict[str, dict]:
