@@ -73,7 +73,7 @@ def test_run_twice_then_runs_and_report(suite, tmp_path, capsys):
 
     assert main(["runs"]) == 0
     listing = capsys.readouterr().out
-    assert listing.count("cli-test-") == 2 and "skipped 4" in listing, listing
+    assert listing.count("cli-test-") == 2 and "done 0, failed 0, skipped 4 of 4" in listing, listing
     assert main(["runs", "cli-test"]) == 0
     cells = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert len(cells) == 4 and all(line.split()[0] == "skipped" for line in cells)
@@ -161,3 +161,14 @@ def test_smoke_trains_one_epoch_of_two_batches(suite, tmp_path, capsys, monkeypa
     assert cell.metrics["baseline"]["epochs"] == 1
     assert cell.metrics["test"]["n_records"] == np.sum(cell.metrics["test"]["confusion"]) == 3 and cell.metrics["data"]["n_test"] > 3
     assert (tmp_path / "home" / "reports" / "cli-test-smoke" / "report.md").exists()
+
+
+@pytest.mark.parametrize("command", [["runs"], ["runs", "cli-test"], ["report", "cli-test"]])
+def test_read_only_commands_on_a_missing_store_create_nothing(suite, tmp_path, capsys, command):
+    typo = tmp_path / "typo.sqlite"
+    assert main([*command, "--db", str(typo)]) == 2
+    err = capsys.readouterr().err
+    assert f"no result store at {typo}; pass the --db that `ecgbench run` wrote" in err and err.count("\n") == 1
+    assert not typo.exists() and not (tmp_path / "home").exists()
+    assert main(command) == 2  # the default store, under $ECGBENCH_HOME, is not created either
+    assert not (tmp_path / "home").exists()

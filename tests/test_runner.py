@@ -14,6 +14,7 @@ from ecgbench.kinds.dataset import Dataset, Record
 from ecgbench.kinds.model import ModelFamily
 from ecgbench.kinds.base import PluginConfig
 from ecgbench.registry import build_registry
+from ecgbench.run.cell import expand_cells
 from ecgbench.run.runner import run_suite
 from ecgbench.run.store import ResultStore
 from ecgbench.testing import TinyNet, make_signalset
@@ -172,7 +173,8 @@ def test_interrupt_loses_only_the_cell_in_progress(env):
     first = store.list_runs()[0]
     assert first.status == "interrupted"
     outcomes = {c.pipeline: c.outcome for c in store.run_results(first.run_id).cells}
-    assert outcomes == {"dense": "done", "interrupt": "interrupted"}
+    assert outcomes == {"dense": "done", "interrupt": "interrupted", "half": "not run"}  # counted against the plan
+    assert first.summary == {"done": 1, "interrupted": 1, "not run": 1} and first.planned == 3
 
     path.write_text(path.read_text().replace("compressors: [dense, interrupt,", "compressors: [dense,"))
     recorder.events.clear()
@@ -195,3 +197,40 @@ def test_lifecycle_hook_errors_never_fail_a_run(env, caplog):
     summary = run_suite(suite, registry, pm, store, home, only="dense", progress=False)
     assert summary.done == 1
     assert "logger down" in caplog.text
+
+
+def test_a_cell_another_live_run_holds_is_waited_for_not_recomputed(env):
+    import threading
+    import time
+
+    recorder, pm, registry, path, store, home = env
+    suite = load_suite(path, registry)
+    other = store.start_run("other", "o.yaml", {}, "0.1.0")
+    dense = next(c for c in expand_cells(suite, registry) if c.pipeline == "dense")
+    assert store.claim(other, dense.cell_id) == "claimed"  # held by this (live) process under another run
+    store.mark_running(other, 0, dense.cell_id, dense.labels(), dense.config(), "0.1.0")
+
+    def other_finishes():
+        time.sleep(1.0)
+        mine = ResultStore(store.path)
+        mine.finish_cell(other, dense.cell_id, "done", {"test": {"challenge_f1": 0.5}}, {}, {}, None)
+        mine.close()
+
+    finisher = threading.Thread(target=other_finishes)
+    finisher.start()
+    summary = run_suite(suite, registry, pm, store, home, only="*/*/[dh]*/*", progress=False, poll_s=0.05)
+    finisher.join()
+    assert (summary.done, summary.skipped, summary.failed) == (1, 1, 0)
+    assert [e[1] for e in recorder.events if e[0] == "cell_started"] == ["half"]
+    results = store.run_results(summary.run_id)
+    assert {c.pipeline: c.outcome for c in results.cells} == {"dense": "skipped", "half": "done"}
+    assert results.cells[0].metrics == {"test": {"challenge_f1": 0.5}}  # the other run's result, not recomputed
+
+
+def test_only_matching_nothing_is_refused_before_a_run_is_stored(env):
+    from ecgbench.errors import ConfigError
+
+    recorder, pm, registry, path, store, home = env
+    with pytest.raises(ConfigError, match=r"--only 'lth-ecg' matches none of the 3 cells .*pipelines: dense, boom, half; a pattern is a glob"):
+        run_suite(load_suite(path, registry), registry, pm, store, home, only="lth-ecg", progress=False)
+    assert store.list_runs() == [] and recorder.events == []

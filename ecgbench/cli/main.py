@@ -142,11 +142,13 @@ def _overrides(pairs: list[str]) -> dict[str, dict]:
     return out
 
 
-def _open_store(args):
+def _open_store(args, create: bool = False):
+    """The store of ``--db`` (default under $ECGBENCH_HOME); only ``run`` may create it."""
     from ecgbench.run.runner import default_home
     from ecgbench.run.store import ResultStore
 
-    return ResultStore(args.db or default_home() / "results.sqlite")
+    path = args.db or default_home() / "results.sqlite"
+    return ResultStore(path) if create else ResultStore.open_existing(path)
 
 
 def cmd_validate(args) -> int:
@@ -169,12 +171,15 @@ def _count(n: int, noun: str) -> str:
 
 def cmd_run(args) -> int:
     from ecgbench.config.suite import PluginRef, load_suite
-    from ecgbench.run.runner import default_home, run_suite
+    from ecgbench.run.runner import default_home, plan_cells, run_suite
 
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: must be 1 or more (the number of cells run at once); omit it for the suite's executor")
     pm, registry = _registry()
     suite = load_suite(args.suite, registry, _overrides(args.data_dir))
     if args.smoke:
         suite = _smoke(suite)
+    plan_cells(suite, registry, args.only)  # an empty plan fails here, before a store or folder is created
     executor = None
     if args.executor or args.workers or args.address:
         name = args.executor or suite.executor.name
@@ -187,7 +192,7 @@ def cmd_run(args) -> int:
         from ecgbench.kinds.base import parse_config
 
         executor = PluginRef("executors", name, parse_config(cls.Config, params, f"--executor {name}"))
-    store = _open_store(args)
+    store = _open_store(args, create=True)
     home = Path(os.environ.get("ECGBENCH_HOME", args.db.parent if args.db else default_home()))
     started = time.perf_counter()
     summary = run_suite(suite, registry, pm, store, home, only=args.only, force=args.force, executor=executor, progress=not args.quiet)
@@ -269,7 +274,7 @@ def cmd_runs(args) -> int:
     if args.run:
         results = store.run_results(args.run)
         run = results.run
-        print(f"{run.run_id}  suite {run.suite_name} ({run.suite_path})  {run.status}  {run.summary}")
+        print(f"{run.run_id}  suite {run.suite_name} ({run.suite_path})  {run.status}  {_counts(run)}")
         for cell in results.cells:
             f1 = cell.metrics.get("test", {}).get("challenge_f1")
             score = f"test challenge F1 {f1:.3f}" if isinstance(f1, float) else ""
@@ -282,9 +287,14 @@ def cmd_runs(args) -> int:
         print(f"no runs in {store.path}")
     for run in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at))
-        counts = ", ".join(f"{k} {v}" for k, v in run.summary.items()) or "-"
-        print(f"{run.run_id:<40} {when}  {run.status:<11} {counts}")
+        print(f"{run.run_id:<40} {when}  {run.status:<11} {_counts(run)}")
     return 0
+
+
+def _counts(run) -> str:
+    """``done 4, skipped 2, not run 4 of 10``: a run's cells by outcome, against the cells it planned."""
+    counts = ", ".join(f"{k} {v}" for k, v in run.summary.items()) or "-"
+    return counts + (f" of {run.planned}" if run.planned is not None else "")
 
 
 def cmd_plugins(args) -> int:

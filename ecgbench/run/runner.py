@@ -6,6 +6,7 @@ import fnmatch
 import functools
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pluggy
 import ecgbench
 from ecgbench.run.cell import CellJob, CellResult, CellSpec, execute_job, expand_cells
 from ecgbench.config.suite import PluginRef, Suite
+from ecgbench.errors import ConfigError
 from ecgbench.registry import Registry
 from ecgbench.run.store import ResultStore
 
@@ -52,6 +54,25 @@ def select_cells(cells: list[CellSpec], only: str | None) -> list[CellSpec]:
     return [c for c in cells if fnmatch.fnmatch(c.title(), only) or fnmatch.fnmatch(c.pipeline, only) or c.cell_id.startswith(only)]
 
 
+def plan_cells(suite: Suite, registry: Registry, only: str | None = None) -> list[CellSpec]:
+    """The cells a run will do; an empty plan is a ConfigError naming the fix, raised before anything is written."""
+    cells = expand_cells(suite, registry)
+    if not cells:
+        raise ConfigError(f"{suite.path}: the matrix expands to no cells; list at least one dataset, model, pipeline and seed")
+    selected = select_cells(cells, only)
+    if not selected:
+        labels = list(dict.fromkeys(c.pipeline for c in cells))
+        raise ConfigError(
+            f"--only {only!r} matches none of the {len(cells)} cells of {suite.path}; pipelines: {', '.join(labels)}; "
+            f"a pattern is a glob on dataset/model/pipeline/seedN (e.g. '*/*/{labels[0]}/*'), a pipeline label, or a cell id prefix"
+        )
+    return selected
+
+
+# Status of an in-process cell job not computed because it was done or held by another run meanwhile.
+HELD = "held"
+
+
 def run_suite(
     suite: Suite,
     registry: Registry,
@@ -62,69 +83,43 @@ def run_suite(
     force: bool = False,
     executor: PluginRef | None = None,
     progress: bool = True,
+    poll_s: float = 1.0,
 ) -> RunSummary:
-    """Run every selected cell not already done (all of them with ``force``)."""
-    cells = select_cells(expand_cells(suite, registry), only)
-    run_id = store.start_run(suite.name, str(suite.path), suite.raw, ecgbench.__version__)
+    """Run every selected cell not already done (all of them with ``force``).
+
+    Each cell is leased before it runs; cells another live run holds are
+    waited for at the end and counted from that run's results (``poll_s``:
+    how often to look), so no cell is computed twice.
+    """
+    cells = plan_cells(suite, registry, only)
+    run_id = store.start_run(suite.name, str(suite.path), suite.raw, ecgbench.__version__, planned=len(cells))
+    store.plan(run_id, [(c.position, c.cell_id, c.labels(), c.config()) for c in cells], ecgbench.__version__)
     summary = RunSummary(run_id)
     _call_hook(pm.hook.ecgbench_suite_started, suite=suite, run_id=run_id, cells=cells)
-
-    todo = []
-    for cell in cells:
-        if not force and store.cell_status(cell.cell_id) == "done":
-            store.link(run_id, cell.cell_id, cell.position, "skipped")
-            summary.skipped += 1
-            _call_hook(pm.hook.ecgbench_cell_finished, cell=cell, run_id=run_id, status="skipped", metrics={}, error=None)
-        else:
-            todo.append(cell)
+    heartbeat = store.heartbeat(run_id)
+    started_at = time.time()
 
     executor_ref = executor or suite.executor
     runner = registry.get("executors", executor_ref.name)(executor_ref.config)
-    in_process = bool(getattr(runner, "in_process", False))
-    # In-process executors share the driver's registry (plugins registered by hand
-    # included); others rebuild it from entry points in each worker.
-    fn = functools.partial(execute_job, registry=registry) if in_process else execute_job
-    artifacts_dir = str(home / "artifacts")
     status = "interrupted"
-    bar = _progress_bar(len(todo), progress, suite.name)
-
-    def start(spec: CellSpec) -> None:
-        store.mark_running(run_id, spec.position, spec.cell_id, spec.labels(), spec.config(), ecgbench.__version__)
-        _call_hook(pm.hook.ecgbench_cell_started, cell=spec, run_id=run_id)
-
-    def run_in_process(job: CellJob) -> CellResult:
-        start(job.spec)
-        return fn(job)
-
+    bar = _progress_bar(len(cells), progress, suite.name)
+    run = _CellRunner(store, pm, registry, runner, home, run_id, summary, bar, force, progress)
     try:
-        # Stage 1: each distinct dense baseline is trained once, before the cells that share it.
-        baseline_jobs: dict[str, CellJob] = {}
-        for cell in todo:
-            baseline_jobs.setdefault(cell.baseline_key, CellJob(cell, "baseline", str(home), artifacts_dir, progress))
-        baseline_errors = {
-            job.spec.baseline_key: result.error or "baseline failed"
-            for job, result in runner.map(fn, list(baseline_jobs.values()))
-            if result.status != "done"
-        }
-        # Stage 2: the cells, each stored as soon as its result arrives.
-        jobs = []
-        for cell in todo:
-            if cell.baseline_key in baseline_errors:
-                start(cell)
-                failed = CellResult(cell.cell_id, "failed", error="dense baseline failed:\n" + baseline_errors[cell.baseline_key])
-                _store_result(store, pm, run_id, cell, failed, summary)
-                bar.update(1)
+        todo, held = [], []
+        for cell in cells:
+            if not force and store.cell_status(cell.cell_id) == "done":
+                run.finish_elsewhere(cell, "skipped")
+            elif store.holder(cell.cell_id, run_id):
+                held.append(cell)
             else:
-                jobs.append(CellJob(cell, "cell", str(home), artifacts_dir, progress))
-        if not in_process:
-            for job in jobs:  # dispatched at once; a kill leaves them 'running', redone next time
-                start(job.spec)
-        by_id = {job.spec.cell_id: job.spec for job in jobs}
-        for _job, result in runner.map(run_in_process if in_process else fn, jobs):
-            _store_result(store, pm, run_id, by_id[result.cell_id], result, summary)
-            bar.update(1)
+                todo.append(cell)
+        held += run.execute(todo)
+        while held:  # another run has these: wait, count its results, take over what it dropped
+            held = run.execute(_await_holders(store, run, held, started_at, poll_s))
         status = "done" if summary.ok else "failed"
     finally:
+        heartbeat.stop()
+        store.release_run(run_id)
         bar.close()
         runner.close()
         store.finish_run(run_id, status, summary.counts())
@@ -133,15 +128,123 @@ def run_suite(
     return summary
 
 
-def _store_result(store: ResultStore, pm, run_id: str, cell: CellSpec, result: CellResult, summary: RunSummary) -> None:
-    store.finish_cell(run_id, cell.cell_id, result.status, result.metrics, result.timings, result.artifacts, result.error)
-    if result.status == "done":
-        summary.done += 1
-    else:
-        summary.failed += 1
-        last = (result.error or "").strip().splitlines()[-1:] or ["unknown error"]
-        summary.failures.append((cell.title(), last[0]))
-    _call_hook(pm.hook.ecgbench_cell_finished, cell=cell, run_id=run_id, status=result.status, metrics=result.metrics, error=result.error)
+@dataclass
+class _CellRunner:
+    """One run's stages on its executor: claims cells, runs baselines then cells, stores results."""
+
+    store: ResultStore
+    pm: pluggy.PluginManager
+    registry: Registry
+    executor: object
+    home: Path
+    run_id: str
+    summary: RunSummary
+    bar: object
+    force: bool
+    progress: bool
+
+    def execute(self, todo: list[CellSpec]) -> list[CellSpec]:
+        """Run the cells this run can claim; return those another live run holds."""
+        if not todo:
+            return []
+        in_process = bool(getattr(self.executor, "in_process", False))
+        # In-process executors share the driver's registry (plugins registered by hand
+        # included); others rebuild it from entry points in each worker.
+        fn = functools.partial(execute_job, registry=self.registry) if in_process else execute_job
+        artifacts_dir = str(self.home / "artifacts")
+        held: list[CellSpec] = []
+        # Stage 1: each distinct dense baseline is trained once, before the cells that share it
+        # (a file lock in the artifact cache makes concurrent runs share one training too).
+        baseline_jobs: dict[str, CellJob] = {}
+        for cell in todo:
+            baseline_jobs.setdefault(cell.baseline_key, CellJob(cell, "baseline", str(self.home), artifacts_dir, self.progress))
+        baseline_errors = {
+            job.spec.baseline_key: result.error or "baseline failed"
+            for job, result in self.executor.map(fn, list(baseline_jobs.values()))
+            if result.status != "done"
+        }
+        # Stage 2: the cells, each claimed as it starts and stored as soon as its result arrives.
+        jobs = []
+        for cell in todo:
+            if cell.baseline_key in baseline_errors:
+                if self.claim(cell, held):
+                    failed = CellResult(cell.cell_id, "failed", error="dense baseline failed:\n" + baseline_errors[cell.baseline_key])
+                    self.store_result(cell, failed)
+            elif in_process or self.claim(cell, held):  # out of process: claimed at dispatch
+                jobs.append(CellJob(cell, "cell", str(self.home), artifacts_dir, self.progress))
+        by_id = {job.spec.cell_id: job.spec for job in jobs}
+
+        def run_in_process(job: CellJob) -> CellResult:
+            if not self.claim(job.spec, held):
+                return CellResult(job.spec.cell_id, HELD)
+            return fn(job)
+
+        for _job, result in self.executor.map(run_in_process if in_process else fn, jobs):
+            if result.status != HELD:
+                self.store_result(by_id[result.cell_id], result)
+        return held
+
+    def claim(self, cell: CellSpec, held: list[CellSpec]) -> bool:
+        """Lease the cell and mark it started; False (noting why) when it is done or another run holds it."""
+        state = self.store.claim(self.run_id, cell.cell_id, redo_done=self.force)
+        if state == "held":
+            held.append(cell)
+            return False
+        if state == "done":  # finished by another run since this one looked
+            self.finish_elsewhere(cell, "skipped")
+            return False
+        self.store.mark_running(self.run_id, cell.position, cell.cell_id, cell.labels(), cell.config(), ecgbench.__version__)
+        _call_hook(self.pm.hook.ecgbench_cell_started, cell=cell, run_id=self.run_id)
+        return True
+
+    def store_result(self, cell: CellSpec, result: CellResult) -> None:
+        self.store.finish_cell(self.run_id, cell.cell_id, result.status, result.metrics, result.timings, result.artifacts, result.error)
+        self._count(cell, result.status, result.metrics, result.error)
+
+    def finish_elsewhere(self, cell: CellSpec, outcome: str) -> None:
+        """Count a cell this run did not compute: ``skipped`` (done) or ``failed`` (by another run, during this one)."""
+        self.store.link(self.run_id, cell.cell_id, cell.position, outcome)
+        row = self.store.get_cell(cell.cell_id)
+        self._count(cell, outcome, row.metrics if row else {}, row.error if row else None)
+
+    def _count(self, cell: CellSpec, outcome: str, metrics: dict, error: str | None) -> None:
+        if outcome == "done":
+            self.summary.done += 1
+        elif outcome == "skipped":
+            self.summary.skipped += 1
+        else:
+            self.summary.failed += 1
+            last = (error or "").strip().splitlines()[-1:] or ["unknown error"]
+            self.summary.failures.append((cell.title(), last[0]))
+        self.bar.update(1)
+        _call_hook(self.pm.hook.ecgbench_cell_finished, cell=cell, run_id=self.run_id, status=outcome, metrics=metrics, error=error)
+
+
+def _await_holders(store: ResultStore, run: _CellRunner, held: list[CellSpec], since: float, poll_s: float) -> list[CellSpec]:
+    """Wait until no other run holds these cells; count what they finished, return what they left undone."""
+    holders = sorted({h for c in held if (h := store.holder(c.cell_id, run.run_id))})
+    if holders:
+        log.warning("waiting for %d cell(s) held by run %s", len(held), ", ".join(holders))
+    left: list[CellSpec] = []
+    waiting = list(held)
+    while waiting:
+        still = []
+        for cell in waiting:
+            if store.holder(cell.cell_id, run.run_id):
+                still.append(cell)
+                continue
+            row = store.get_cell(cell.cell_id)
+            finished_here = row is not None and row.finished_at is not None and row.finished_at >= since
+            if row is not None and row.status == "done" and (finished_here or not run.force):
+                run.finish_elsewhere(cell, "skipped")
+            elif row is not None and row.status == "failed" and finished_here:
+                run.finish_elsewhere(cell, "failed")
+            else:  # the holder stopped without a result (killed, interrupted): this run does it
+                left.append(cell)
+        waiting = still
+        if waiting:
+            time.sleep(poll_s)
+    return left
 
 
 def _call_hook(hook, **kwargs) -> None:
