@@ -394,7 +394,9 @@ def test_closed_stdout_ends_quietly(tmp_path):
 def test_disk_errors_outside_the_report_writers_are_one_line_too(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("keep me")
-    assert main(["runs", "--db", str(blocker / "results.sqlite")]) == 1
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\nmatrix: {datasets: [synthetic: {n_records: 12}], models: [dscnn], compressors: [dense]}\n")
+    assert main(["run", str(suite), "--db", str(blocker / "results.sqlite")]) == 1  # the store cannot be created
     err = capsys.readouterr().err
     assert err == f"ecgbench: error: cannot write {blocker}: a file is in the way where a folder should be: remove it or choose another folder\n"
     assert blocker.read_text() == "keep me"
