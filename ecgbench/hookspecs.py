@@ -44,7 +44,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 # --- registration -------------------------------------------------------------
-# Called once when a plugin manager builds its registries (``ecgbench.registry``).
+# Called once per ``build_registry(pm)`` (``ecgbench.registry``), in every process
+# that builds a registry (each command, and each worker of an out-of-process
+# executor); the last registered plugin is called first.
 # ``register(thing)`` accepts a class with a unique ``name`` attribute (a device
 # profile is registered as an instance). Two plugins registering the same name
 # is an error that names both. The hooks return nothing.
@@ -54,8 +56,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def ecgbench_register_datasets(register: Callable[[type[Dataset]], None]) -> None:
     """Register dataset plugins: call ``register(cls)`` for each ``ecgbench.kinds.dataset.Dataset`` subclass.
 
-    When it runs: once per ``build_registry(pm)``, in every process that builds a registry (each
-    command, and each worker of an out-of-process executor); the last registered plugin is called first.
+    When it runs: when a registry is built (see the registration section); the records are read later, when a cell first needs its splits.
 
     :param register: call it once per dataset class; a class yields labelled single-lead records (``Record``) that the core turns into cached, preprocessed train/val/test splits.
     :return: nothing; the return value is ignored.
@@ -83,8 +84,7 @@ def ecgbench_register_datasets(register: Callable[[type[Dataset]], None]) -> Non
 def ecgbench_register_models(register: Callable[[type[ModelFamily]], None]) -> None:
     """Register model families: call ``register(cls)`` for each ``ecgbench.kinds.model.ModelFamily`` subclass.
 
-    When it runs: once per ``build_registry(pm)``, in every process that builds a registry (each
-    command, and each worker of an out-of-process executor); the last registered plugin is called first.
+    When it runs: when a registry is built (see the registration section); ``build`` is called later, once per cell, after seeding torch.
 
     :param register: call it once per model family class; its ``build(n_classes)`` returns a ``torch.nn.Module`` mapping ``[batch, 1, samples]`` to ``[batch, n_classes]`` logits for any input length.
     :return: nothing; the return value is ignored.
@@ -110,8 +110,7 @@ def ecgbench_register_models(register: Callable[[type[ModelFamily]], None]) -> N
 def ecgbench_register_compressors(register: Callable[[type[Compressor]], None]) -> None:
     """Register compression strategies: call ``register(cls)`` for each ``ecgbench.kinds.compressor.Compressor`` subclass.
 
-    When it runs: once per ``build_registry(pm)``, in every process that builds a registry (each
-    command, and each worker of an out-of-process executor); the last registered plugin is called first.
+    When it runs: when a registry is built (see the registration section); ``compress`` runs later, in the worker that runs the cell.
 
     :param register: call it once per compressor class; its ``compress(artifact, ctx)`` takes a ``ModelArtifact`` and a ``CompressionContext`` (the training API, the dense baseline's validation score) and returns a ``StepOutcome``: the compressed artifact plus a JSON record of what it did.
     :return: nothing; the return value is ignored.
@@ -136,8 +135,7 @@ def ecgbench_register_compressors(register: Callable[[type[Compressor]], None]) 
 def ecgbench_register_devices(register: Callable[[DeviceProfile], None]) -> None:
     """Register device profiles: call ``register(profile)`` for each ``ecgbench.kinds.device.DeviceProfile`` instance.
 
-    When it runs: once per ``build_registry(pm)``, in every process that builds a registry (each
-    command, and each worker of an out-of-process executor); the last registered plugin is called first.
+    When it runs: when a registry is built (see the registration section); suites look profiles up by name when they are validated.
 
     :param register: call it once per profile instance; a profile is data (clock, throughput, memory, power) with its sources, on which the simulator predicts latency, energy and memory fit.
     :return: nothing; the return value is ignored.
@@ -158,8 +156,7 @@ def ecgbench_register_devices(register: Callable[[DeviceProfile], None]) -> None
 def ecgbench_register_reporters(register: Callable[[type[Reporter]], None]) -> None:
     """Register report writers: call ``register(cls)`` for each ``ecgbench.kinds.reporter.Reporter`` subclass.
 
-    When it runs: once per ``build_registry(pm)``, in every process that builds a registry (each
-    command, and each worker of an out-of-process executor); the last registered plugin is called first.
+    When it runs: when a registry is built (see the registration section); reporters write after a run, or on ``ecgbench report``.
 
     :param register: call it once per reporter class; its ``write(results, out_dir)`` turns the stored results of one run into files (Markdown, CSV, ...) and returns their paths.
     :return: nothing; the return value is ignored.
@@ -185,8 +182,7 @@ def ecgbench_register_reporters(register: Callable[[type[Reporter]], None]) -> N
 def ecgbench_register_executors(register: Callable[[type[Executor]], None]) -> None:
     """Register executors: call ``register(cls)`` for each ``ecgbench.kinds.executor.Executor`` subclass.
 
-    When it runs: once per ``build_registry(pm)``, in every process that builds a registry (each
-    command, and each worker of an out-of-process executor); the last registered plugin is called first.
+    When it runs: when a registry is built (see the registration section); the suite's (or ``--executor``'s) executor is made once per run.
 
     :param register: call it once per executor class; its ``map(fn, jobs)`` runs cell jobs (sequentially, in processes, on a cluster) and yields each ``(job, result)`` back to the driving process, which owns the store.
     :return: nothing; the return value is ignored.

@@ -172,3 +172,10 @@ def test_read_only_commands_on_a_missing_store_create_nothing(suite, tmp_path, c
     assert not typo.exists() and not (tmp_path / "home").exists()
     assert main(command) == 2  # the default store, under $ECGBENCH_HOME, is not created either
     assert not (tmp_path / "home").exists()
+
+
+def test_plugins_verbose_says_what_each_thing_does(capsys):
+    assert main(["plugins", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "compressor dense: no compression: the trained dense baseline" in out  # its description
+    assert "compressor lth_ecg: LTH-ECG goal-driven winning-ticket search" in out  # its docstring's first line

@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plugins", help="list plugins, what they register and where they come from")
+    p.add_argument("-v", "--verbose", action="store_true", help="also say what each registered thing does")
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("runs", help="list past runs, or the cells of one run with their errors")
@@ -298,18 +299,22 @@ def _counts(run) -> str:
 
 
 def cmd_plugins(args) -> int:
+    from ecgbench.kinds.base import summary_of
     from ecgbench.plugin_manager import plugin_sources
     from ecgbench.registry import SINGULAR
 
     pm, registry = _registry()
     sources = plugin_sources(pm)
-    provided: dict[str, list[str]] = {}
+    provided: dict[str, list[tuple[str, str]]] = {}
     for kind, providers in registry.providers.items():
         for thing, plugin in providers.items():
-            provided.setdefault(plugin, []).append(f"{SINGULAR[kind]} {thing}")
+            provided.setdefault(plugin, []).append((f"{SINGULAR[kind]} {thing}", summary_of(registry.tables[kind][thing])))
     for name, source in sorted(sources.items(), key=lambda kv: (kv[1].origin != "builtin", kv[0])):
-        things = ", ".join(sorted(provided.get(name, []))) or "lifecycle hooks only"
-        print(f"{name}  [{source.origin}]\n    {things}")
+        things = sorted(provided.get(name, []))
+        print(f"{name}  [{source.origin}]\n    {', '.join(t for t, _ in things) or 'lifecycle hooks only'}")
+        if args.verbose:
+            for thing, summary in things:
+                print(f"      {thing}: {summary}" if summary else f"      {thing}")
     from ecgbench.plugin_manager import broken_plugins
 
     for broken in broken_plugins():

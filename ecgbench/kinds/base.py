@@ -24,11 +24,18 @@ class Plugin:
 
     Subclasses set ``name`` (the key used in suites) and ``Config`` (a
     :class:`PluginConfig` subclass); instances hold a validated ``config``.
+    ``ecgbench plugins`` shows ``description``, or the first line of the
+    class docstring when it is not set.
     """
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     description: ClassVar[str] = ""
+
+    @classmethod
+    def summary(cls) -> str:
+        """One line saying what the plugin does: ``description``, else the docstring's first line."""
+        return summary_of(cls)
 
     def __init__(self, config: PluginConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -37,6 +44,14 @@ class Plugin:
     def from_params(cls, params: dict[str, Any] | None, where: str = "") -> "Plugin":
         """Build the plugin from a mapping of settings, raising ConfigError on bad input."""
         return cls(parse_config(cls.Config, params or {}, where or cls.name))
+
+
+def summary_of(thing: Any) -> str:
+    """A registered thing's one-line description (its ``description``, else its docstring's first line)."""
+    text = getattr(thing, "description", "") or ""
+    if not text and isinstance(thing, type) and thing.__doc__ and thing.__doc__ is not Plugin.__doc__:
+        text = thing.__doc__.strip().splitlines()[0]
+    return text
 
 
 def parse_config(config_type: type[BaseModel], data: Any, where: str) -> Any:

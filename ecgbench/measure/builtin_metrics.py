@@ -40,6 +40,12 @@ DEVICE_DEFINITION = (
 )
 DEVICE_TERM = "device sim ms / mJ / fits"
 
+F1_COMPARED = Compared("test F1", ".3f", Gate(0.5, "points", 100.0, "F1"))
+"""``compare`` gates test F1 on a drop of more than 0.5 points (``--max-f1-drop``)."""
+
+SIZE_COMPARED = Compared("deployable bytes", ",.0f", Gate(0.05, "relative", 1.0, "size"))
+"""``compare`` gates deployable bytes on a growth of more than 5% (``--max-size-growth``)."""
+
 BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric(
         "test.challenge_f1",
@@ -50,7 +56,7 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
         "seeds (per-seed intervals are in the CSV/JSON reports).",
         term="test challenge F1",
         text=challenge_f1_text,
-        compare=Compared("test F1", ".3f", Gate(0.5, "points", 100.0, "F1")),
+        compare=F1_COMPARED,
     ),
     Metric(
         "delta_f1_points",
@@ -75,7 +81,7 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
         format="bytes",
         higher_is_better=False,
         text=deployable_text,
-        compare=Compared("deployable bytes", ",.0f", Gate(0.05, "relative", 1.0, "size")),
+        compare=SIZE_COMPARED,
     ),
     Metric(
         "size.size_reduction",

@@ -8,7 +8,7 @@ of training -- "late rewinding", Frankle et al. 2020, "Linear Mode
 Connectivity and the Lottery Ticket Hypothesis") and retrains them with the
 pruned weights held at zero.
 
-``lth_ecg`` follows LTH-ECG (Lu et al., EMBC 2022): the same rounds, but a
+``lth_ecg`` follows LTH-ECG (Sahu, Ukil, Khandelwal and Pal, EMBC 2022): the same rounds, but a
 round whose validation challenge F1 falls more than ``max_f1_drop_points``
 under the dense model is rejected; the search returns to the last accepted
 ticket and retries with the rate divided by ``alpha``, until the rate falls
@@ -138,10 +138,9 @@ class LotteryTicketConfig(_RewindSettings):
 
 
 class LotteryTicket(Compressor):
-    """Iterative magnitude pruning with rewinding to init or to an early iteration (lottery tickets)."""
+    """Lottery-ticket iterative magnitude pruning with weight rewinding to init or an early iteration (Frankle & Carbin 2019)."""
 
     name = "lth"
-    description = "lottery-ticket iterative magnitude pruning with weight rewinding (Frankle & Carbin 2019)"
     Config = LotteryTicketConfig
 
     def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
@@ -314,10 +313,9 @@ class LthEcgConfig(_RewindSettings):
 
 
 class LthEcg(Compressor):
-    """LTH-ECG's goal-driven winning-ticket search: the sparsest ticket within a validation-F1 budget."""
+    """LTH-ECG goal-driven winning-ticket search: prune while validation F1 stays within a budget (Sahu, Ukil, Khandelwal and Pal, EMBC 2022)."""
 
     name = "lth_ecg"
-    description = "LTH-ECG goal-driven winning-ticket search: prune while validation F1 stays within a budget (Lu et al. 2022)"
     Config = LthEcgConfig
 
     def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:

@@ -59,10 +59,9 @@ def sparsity_schedule(start: float, target: float, steps: int, kind: str) -> lis
 
 
 class MagnitudePruning(Compressor):
-    """Unstructured magnitude pruning (global or per layer), one-shot or iterative, each step fine-tuned."""
+    """Unstructured magnitude pruning (global or per layer) to a target sparsity, one-shot or iterative, each step fine-tuned."""
 
     name = "magnitude"
-    description = "unstructured magnitude pruning to a target sparsity, one-shot or iterative, with fine-tuning"
     Config = MagnitudeConfig
 
     def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:

@@ -195,10 +195,9 @@ def prune_channels(
 
 
 class StructuredPruning(Compressor):
-    """Channel pruning with torch-pruning's dependency graph to a parameter or MAC target, then fine-tuning."""
+    """Channel pruning (torch-pruning's dependency graph, L1/L2 group norm) to a target share of parameters or MACs, then fine-tuning."""
 
     name = "structured"
-    description = "channel pruning (torch-pruning, L1/L2 group norm) to a target share of parameters or MACs, with fine-tuning"
     Config = StructuredConfig
 
     def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
