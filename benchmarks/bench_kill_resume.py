@@ -4,13 +4,16 @@
     python benchmarks/bench_kill_resume.py --kills 5 --smoke    # shorter: 1 epoch of 2 batches per training
 
 First an uninterrupted reference run (its own ECGBENCH_HOME in a temp folder)
-gives the results and the wall time T. Then, in a fresh home, each attempt
-runs ``ecgbench run`` (which resumes) and is sent SIGKILL after a random delay
-drawn uniformly from [0, 2T/kills], so the kills spread over the whole suite;
-a last attempt runs to the end. The results must equal the reference in every
-metric except what depends on the host's speed (host latency, seconds). It
-prints how much work was redone: cells started and lost to a kill, and the
-wall seconds spent beyond the reference (start-up of each attempt included).
+gives the results and the wall time T, and ``ecgbench validate`` the start-up
+time S (imports, suite validation). Then, in a fresh home, each attempt runs
+``ecgbench run`` (which resumes) and is sent SIGKILL after S plus a delay
+drawn uniformly from the work still to do, [0, T x (cells not done / cells)],
+so kills land anywhere in the suite: in the dense baseline's training, inside
+cells, between them; a last attempt runs to the end. The results must equal
+the reference in every metric except what depends on the host's speed (host
+latency, seconds). It prints how much work was redone: cells started and lost
+to a kill, and the wall seconds spent beyond the reference (start-up of each
+attempt included).
 Reports go to the temp folder, never to reports/.
 """
 
@@ -73,6 +76,14 @@ def deterministic(metrics: dict) -> dict:
     return out
 
 
+def startup_seconds(suite: Path, home: Path) -> float:
+    """Wall seconds of ``ecgbench validate``: a run's imports and suite validation, before any work."""
+    env = {**os.environ, "ECGBENCH_HOME": str(home), "ECGBENCH_QUIET": "1"}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "ecgbench.cli.main", "validate", str(suite)], env=env, cwd=ROOT, capture_output=True, check=True)
+    return time.perf_counter() - started
+
+
 def lost_cells(home: Path) -> int:
     """Cells a killed attempt had started and not finished (each is redone by a later attempt)."""
     db = sqlite3.connect(home / "results.sqlite")
@@ -97,9 +108,12 @@ def main() -> int:
         reference = results(reference_home)
         print(f"reference: {len(reference)} cells in {reference_s:.1f} s")
 
-        total_s, landed, attempts = 0.0, 0, 0
+        startup_s = startup_seconds(args.suite, killed_home)
+        print(f"start-up (ecgbench validate): {startup_s:.1f} s")
+
+        total_s, landed, attempts, done = 0.0, 0, 0, 0
         for _ in range(args.kills):
-            delay = rng.uniform(0, 2 * reference_s / args.kills)
+            delay = startup_s + rng.uniform(0, reference_s * (1 - done / len(reference)))
             wall, killed = run_once(args.suite, killed_home, extra, delay)
             total_s, landed, attempts = total_s + wall, landed + killed, attempts + 1
             done = sum(r["status"] == "done" for r in results(killed_home).values()) if (killed_home / "results.sqlite").exists() else 0
