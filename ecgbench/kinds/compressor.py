@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,58 @@ class StepOutcome:
     seconds: float = 0.0  # the step's wall time, set by Compressor.run
 
 
+class RoundCheckpoints:
+    """Where an iterative compressor keeps its progress between rounds, so a killed run resumes mid-search.
+
+    ``load()`` returns the last saved state (None: start from round 1);
+    ``save(state)`` replaces it atomically (a kill mid-write leaves the previous
+    one). A state is a dict of tensors, numbers, strings, lists and dicts
+    (``torch.load(weights_only=True)`` reads it back). ``progress(text)`` says
+    how far the search is (``ecgbench runs`` shows it). With no folder
+    (``RoundCheckpoints()``) nothing is kept: ``load()`` is None, ``save`` does nothing.
+    """
+
+    FILE = "rounds.pt"
+    PROGRESS_FILE = "progress.txt"
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else None
+
+    def load(self) -> dict[str, Any] | None:
+        """The last saved state, or None when there is none (or it cannot be read: the search starts over)."""
+        if self.folder is None or not (self.folder / self.FILE).exists():
+            return None
+        try:
+            state = torch.load(self.folder / self.FILE, map_location="cpu", weights_only=True)
+        except Exception:  # a checkpoint from an incompatible version: start over rather than fail
+            return None
+        return state if isinstance(state, dict) else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Keep ``state`` (written to a temporary file, then renamed over the previous one)."""
+        if self.folder is None:
+            return
+        from ecgbench import atomic
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic.write_bytes(self.folder / self.FILE, buffer.getvalue(), hint="or point ECGBENCH_HOME at a disk with room")
+
+    def progress(self, text: str) -> None:
+        """Say how far the search is, e.g. ``"round 3, 4.2x, val F1 0.801"``."""
+        if self.folder is None:
+            return
+        from ecgbench import atomic
+
+        atomic.write_text(self.folder / self.PROGRESS_FILE, text)
+
+    def clear(self) -> None:
+        """Forget the saved state and progress (the step is done: its cache entry holds the result)."""
+        if self.folder is not None:
+            for name in (self.FILE, self.PROGRESS_FILE):
+                (self.folder / name).unlink(missing_ok=True)
+
+
 @dataclass
 class CompressionContext:
     """Everything a compressor may use, so no strategy re-implements training.
@@ -59,7 +112,15 @@ class CompressionContext:
     - ``trainer.evaluate(model, "val")`` / ``evaluate_onnx(bytes, "val")`` score on validation
       (the test split is never offered for decisions);
     - ``initial_state`` is the dense model's state before training (for rewinding);
-    - ``dense_val_challenge_f1`` is the dense baseline's validation score (for budgets).
+    - ``dense_val_challenge_f1`` is the dense baseline's validation score (for budgets);
+    - ``checkpoints`` (:class:`RoundCheckpoints`) lets an iterative strategy resume a killed search:
+      after each round, ``ctx.checkpoints.save(state)`` with everything needed to continue (round
+      index, ``model.state_dict()``, masks, the record so far, the current rate and
+      ``trainer.rng_state()``); at the start, ``state = ctx.checkpoints.load()`` and, when not None,
+      continue from it (``trainer.set_rng_state(...)``) so the result is bit-identical to an
+      uninterrupted search. Saving consumes no randomness; the runner keeps the state in the step's
+      artifact-cache entry and drops it once the step is done;
+    - ``progress(text)`` reports how far the search is (shown by ``ecgbench runs``).
     """
 
     trainer: "Trainer"
@@ -70,6 +131,12 @@ class CompressionContext:
     workdir: Path
     fs_hz: float
     log: Callable[[str], None] = print
+    checkpoints: RoundCheckpoints = field(default_factory=RoundCheckpoints)
+
+    def progress(self, text: str) -> None:
+        """Report a running search's progress, e.g. ``"round 3, 4.2x, val F1 0.801"`` (logged too)."""
+        self.checkpoints.progress(text)
+        self.log(text)
 
     def calibration_batches(self, n_records: int = 64) -> list["np.ndarray"]:
         """Training-split inputs ``[1, 1, samples]`` float32 for static quantization calibration."""

@@ -22,7 +22,7 @@ import torch
 
 import ecgbench
 from ecgbench.run.artifact_cache import ArtifactCache
-from ecgbench.kinds.compressor import CompressionContext, ModelArtifact
+from ecgbench.kinds.compressor import CompressionContext, ModelArtifact, RoundCheckpoints
 from ecgbench.config.suite import PluginRef, Suite, baseline_identity_of, non_default, runtime_identity
 from ecgbench.hashing import stable_hash
 from ecgbench.data.arrays import DataSplits
@@ -360,7 +360,9 @@ def _run_step(job: CellJob, registry: Registry, index: int, artifact: ModelArtif
     """Apply one pipeline step, or reuse it when another pipeline already ran the same prefix.
 
     ``[lth_ecg]`` and ``[lth_ecg, int8_static]`` share their first step: the
-    ticket search runs once. Prefixes are keyed by the baseline and the steps'
+    ticket search runs once. While it runs, the step's
+    :class:`RoundCheckpoints` live in its entry: a run killed mid-search resumes
+    from the last saved round. Prefixes are keyed by the baseline and the steps'
     settings; a step whose output changes the architecture (structured
     pruning) is not cached, since a checkpoint of it cannot be loaded into
     ``initial``, the cell's model at its initial weights.
@@ -373,10 +375,13 @@ def _run_step(job: CellJob, registry: Registry, index: int, artifact: ModelArtif
         if cache.is_done(STEP_KIND, key):
             info = cache.read_done(STEP_KIND, key)
             return _load_step(folder, info, initial), {**info["entry"], "reused": True}
-        outcome = _plugin(registry, "compressors", step).run(artifact, ctx)
+        # An iterative step saves its rounds in its own entry, so a killed run resumes mid-search.
+        checkpoints = RoundCheckpoints(folder)
+        outcome = _plugin(registry, "compressors", step).run(artifact, dataclasses.replace(ctx, checkpoints=checkpoints))
         entry = {**_ref_dict(step), "seconds": outcome.seconds, "record": outcome.record}
         if _save_step(folder, outcome.artifact, initial):
             cache.mark_done(STEP_KIND, key, {"entry": entry, "precision": outcome.artifact.precision, "onnx": outcome.artifact.is_onnx})
+        checkpoints.clear()  # done: the entry (or, for an uncached step, the cell's result) holds what it made
         return outcome.artifact, entry
 
 

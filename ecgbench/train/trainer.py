@@ -99,6 +99,19 @@ class Trainer:
         self._stream = stream
         self._fits = 0
 
+    def rng_state(self) -> dict:
+        """What decides the next fit's randomness: the stream, the fits made in it and torch's global generator.
+
+        Reading it consumes nothing; :meth:`set_rng_state` in a fresh trainer makes the following fits
+        identical to this one's (round checkpoints of iterative compressors keep it).
+        """
+        return {"stream": self._stream, "fits": self._fits, "torch": torch.get_rng_state()}
+
+    def set_rng_state(self, state: dict) -> None:
+        """Continue from a :meth:`rng_state` snapshot."""
+        self._stream, self._fits = int(state["stream"]), int(state["fits"])
+        torch.set_rng_state(state["torch"])
+
     # --- training -------------------------------------------------------------
     def fit(
         self,

@@ -92,6 +92,22 @@ def _start_ticket(artifact: ModelArtifact, ctx: CompressionContext) -> Ticket:
     return Ticket(model, masks, ctx.trainer.evaluate(model, "val")["challenge_f1"])
 
 
+def _ticket_state(ticket: Ticket) -> dict:
+    """A ticket as checkpoint data (weights, masks, score)."""
+    return {
+        "model": {k: v.detach().to("cpu").clone() for k, v in ticket.model.state_dict().items()},
+        "masks": {k: v.detach().to("cpu").clone() for k, v in ticket.masks.items()},
+        "val_challenge_f1": ticket.val_challenge_f1,
+    }
+
+
+def _ticket_from(state: dict, like: Ticket) -> Ticket:
+    """The ticket :func:`_ticket_state` saved, in a copy of ``like``'s architecture."""
+    model = copy.deepcopy(like.model).to("cpu")
+    model.load_state_dict(state["model"])
+    return Ticket(model, dict(state["masks"]), float(state["val_challenge_f1"]))
+
+
 def _rewind_target(rewind_mode: str, rewind_epochs: int, ctx: CompressionContext) -> dict[str, torch.Tensor]:
     if rewind_mode == "iteration":
         return late_rewind_state(ctx, rewind_epochs)
@@ -100,6 +116,11 @@ def _rewind_target(rewind_mode: str, rewind_epochs: int, ctx: CompressionContext
 
 def _sparsity(ticket: Ticket) -> float:
     return _masks.sparsity(ticket.masks, list(_masks.prunable_weights(ticket.model)))
+
+
+def _reduction_text(ticket: Ticket) -> str:
+    reduction = _reduction(ticket)
+    return f"{reduction:.1f}x" if reduction is not None else "all pruned"
 
 
 def _reduction(ticket: Ticket) -> float | None:
@@ -147,11 +168,16 @@ class LotteryTicket(Compressor):
         cfg: LotteryTicketConfig = self.config
         ticket = _start_ticket(artifact, ctx)
         input_sparsity = _sparsity(ticket)
-        rewind_to = _rewind_target(cfg.rewind, cfg.rewind_epochs, ctx)
+        saved = ctx.checkpoints.load()
+        if saved is None:
+            rewind_to, rounds, first = _rewind_target(cfg.rewind, cfg.rewind_epochs, ctx), [], 1
+        else:  # resume after the last saved round
+            rewind_to, rounds, first = saved["rewind_to"], list(saved["rounds"]), int(saved["round"]) + 1
+            ticket = _ticket_from(saved["ticket"], ticket)
+            ctx.trainer.set_rng_state(saved["rng"])
         names = list(_masks.prunable_weights(ticket.model))
         total = _masks.count_weights(ticket.masks, names)
-        rounds = []
-        for round_no in range(1, cfg.rounds + 1):
+        for round_no in range(first, cfg.rounds + 1):
             rate = cfg.rate
             if cfg.target_sparsity is not None:
                 if _masks.count_zeros(ticket.masks, names) >= round(cfg.target_sparsity * total):
@@ -168,7 +194,10 @@ class LotteryTicket(Compressor):
                     "seconds": round(time.perf_counter() - round_start, 3),
                 }
             )
-            ctx.log(f"lth round {round_no}: sparsity {rounds[-1]['sparsity']:.4f}, val F1 {ticket.val_challenge_f1:.4f}")
+            ctx.checkpoints.save(
+                {"round": round_no, "ticket": _ticket_state(ticket), "rounds": rounds, "rewind_to": rewind_to, "rng": ctx.trainer.rng_state()}
+            )
+            ctx.progress(f"lth round {round_no}: {_reduction_text(ticket)}, sparsity {rounds[-1]['sparsity']:.4f}, val F1 {ticket.val_challenge_f1:.4f}")
         record = {
             "requested_sparsity": cfg.target_sparsity,
             "achieved_sparsity": _sparsity(ticket),
@@ -241,6 +270,7 @@ class GoalDrivenTicketSearch(Generic[Candidate]):
         target_sparsity: float | None = None,
         goal_tolerance: float = 0.0,
         on_round: Callable[[SearchRound], None] | None = None,
+        after_round: Callable[[SearchResult[Candidate], float], None] | None = None,
     ) -> None:
         self.prune_and_retrain = prune_and_retrain
         self.evaluate = evaluate
@@ -253,14 +283,20 @@ class GoalDrivenTicketSearch(Generic[Candidate]):
         self.target_sparsity = target_sparsity
         self.goal_tolerance = goal_tolerance
         self.on_round = on_round
+        self.after_round = after_round  # called with the result so far and the next rate (to checkpoint them)
 
     def goal_met(self, sparsity: float) -> bool:
         return self.target_sparsity is not None and sparsity >= self.target_sparsity - self.goal_tolerance
 
-    def run(self, start: Candidate) -> SearchResult[Candidate]:
-        """Search from ``start`` (accepted as it is) and return the sparsest accepted candidate."""
-        result = SearchResult(best=start, best_sparsity=self.sparsity_of(start))
-        rate = self.initial_rate
+    def run(self, start: Candidate, resume: tuple[SearchResult[Candidate], float] | None = None) -> SearchResult[Candidate]:
+        """Search from ``start`` (accepted as it is) and return the sparsest accepted candidate.
+
+        ``resume``: the result so far and the next rate, as ``after_round`` got them, to continue a search.
+        """
+        if resume is None:
+            result, rate = SearchResult(best=start, best_sparsity=self.sparsity_of(start)), self.initial_rate
+        else:
+            result, rate = resume
         while True:
             if self.goal_met(result.best_sparsity):
                 result.goal_met, result.stop_reason = True, "target reached"
@@ -287,6 +323,8 @@ class GoalDrivenTicketSearch(Generic[Candidate]):
                 result.best, result.best_sparsity = candidate, sparsity
             else:
                 rate = applied / self.alpha
+            if self.after_round:
+                self.after_round(result, rate)
         return result
 
 
@@ -321,16 +359,38 @@ class LthEcg(Compressor):
     def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
         cfg: LthEcgConfig = self.config
         start = _start_ticket(artifact, ctx)
-        rewind_to = _rewind_target(cfg.rewind, cfg.rewind_epochs, ctx)
+        saved = ctx.checkpoints.load()
+        resume = None
+        if saved is None:
+            rewind_to = _rewind_target(cfg.rewind, cfg.rewind_epochs, ctx)
+        else:  # resume after the last saved round
+            rewind_to = saved["rewind_to"]
+            best = _ticket_from(saved["best"], start)
+            tried = [SearchRound(**r) for r in saved["rounds"]]
+            resume = (SearchResult(best=best, best_sparsity=float(saved["best_sparsity"]), rounds=tried), float(saved["rate"]))
+            ctx.trainer.set_rng_state(saved["rng"])
         min_val_f1 = ctx.dense_val_challenge_f1 - cfg.max_f1_drop_points / 100.0
         n_weights = _masks.count_weights(start.masks, list(_masks.prunable_weights(start.model)))
         target_sparsity = 1 - 1 / cfg.target_reduction if cfg.target_reduction else None
 
         def log_round(tried: SearchRound) -> None:
             verdict = "accepted" if tried.accepted else "rejected"
-            ctx.log(
+            ctx.progress(
                 f"lth_ecg round {tried.round}: rate {tried.rate:.4f}, sparsity {tried.sparsity:.4f}, "
                 f"val F1 {tried.val_challenge_f1:.4f} {verdict}"
+            )
+
+        def save_round(result: SearchResult, rate: float) -> None:
+            ctx.checkpoints.save(
+                {
+                    "round": len(result.rounds),
+                    "best": _ticket_state(result.best),
+                    "best_sparsity": result.best_sparsity,
+                    "rounds": [asdict(r) for r in result.rounds],
+                    "rate": rate,
+                    "rewind_to": rewind_to,
+                    "rng": ctx.trainer.rng_state(),
+                }
             )
 
         search = GoalDrivenTicketSearch(
@@ -345,8 +405,9 @@ class LthEcg(Compressor):
             target_sparsity=target_sparsity,
             goal_tolerance=1.0 / n_weights,  # counts are whole weights: within one weight of the target
             on_round=log_round,
+            after_round=save_round,
         )
-        result = search.run(start)
+        result = search.run(start, resume)
         best: Ticket = result.best
         record = {
             "dense_val_challenge_f1": ctx.dense_val_challenge_f1,
@@ -365,7 +426,7 @@ class LthEcg(Compressor):
             "rewind_epochs": cfg.rewind_epochs if cfg.rewind == "iteration" else 0,
             "rounds": [{**asdict(r), "seconds": round(r.seconds, 3)} for r in result.rounds],
         }
-        if best is start:
+        if not any(r.accepted for r in result.rounds):  # best is the start ticket
             record["note"] = "no pruning round met the budget: the input model is returned unchanged"
         elif cfg.target_reduction and not result.goal_met:
             record["note"] = (

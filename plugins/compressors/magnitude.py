@@ -70,8 +70,16 @@ class MagnitudePruning(Compressor):
         masks = _masks.full_masks(model, artifact.masks)
         names = list(_masks.prunable_weights(model))
         start_sparsity = _masks.sparsity(masks, names)
-        steps = []
-        for step, target in enumerate(sparsity_schedule(start_sparsity, cfg.sparsity, cfg.steps, cfg.schedule), 1):
+        schedule = sparsity_schedule(start_sparsity, cfg.sparsity, cfg.steps, cfg.schedule)
+        steps, first = [], 1
+        saved = ctx.checkpoints.load()
+        if saved is not None:  # resume after the last saved step
+            model.load_state_dict(saved["model"])
+            masks, steps, first = dict(saved["masks"]), list(saved["steps"]), int(saved["round"]) + 1
+            ctx.trainer.set_rng_state(saved["rng"])
+        for step, target in enumerate(schedule, 1):
+            if step < first:
+                continue
             step_start = time.perf_counter()
             masks = _masks.prune_by_magnitude(model, masks, target, cfg.scope)
             pruned_f1 = ctx.trainer.evaluate(model, "val")["challenge_f1"]
@@ -87,8 +95,18 @@ class MagnitudePruning(Compressor):
                     "seconds": round(time.perf_counter() - step_start, 3),
                 }
             )
-            ctx.log(
-                f"magnitude step {step}/{cfg.steps}: sparsity {steps[-1]['achieved_sparsity']:.4f}, "
+            if step < len(schedule):  # the last step's result goes to the step cache
+                ctx.checkpoints.save(
+                    {
+                        "round": step,
+                        "model": {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()},
+                        "masks": {k: v.detach().to("cpu").clone() for k, v in masks.items()},
+                        "steps": steps,
+                        "rng": ctx.trainer.rng_state(),
+                    }
+                )
+            ctx.progress(
+                f"magnitude step {step}/{len(schedule)}: sparsity {steps[-1]['achieved_sparsity']:.4f}, "
                 f"val F1 {fit.best_val_challenge_f1:.4f}"
             )
         zeros, total = _masks.count_zeros(masks, names), _masks.count_weights(masks, names)
