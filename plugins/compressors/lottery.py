@@ -105,7 +105,19 @@ def _ticket_from(state: dict, like: Ticket) -> Ticket:
     """The ticket :func:`_ticket_state` saved, in a copy of ``like``'s architecture."""
     model = copy.deepcopy(like.model).to("cpu")
     model.load_state_dict(state["model"])
+    _order_like(model, list(state["model"]))
     return Ticket(model, dict(state["masks"]), float(state["val_challenge_f1"]))
+
+
+def _order_like(model: torch.nn.Module, keys: list[str]) -> None:
+    """Register each module's parameters in the order of ``keys`` (a saved state_dict's): pruning re-registers
+    a pruned weight after its bias, and the order shows in the state_dict and the exported ONNX."""
+    rank = {key: i for i, key in enumerate(keys)}
+    for prefix, module in model.named_modules():
+        params = module._parameters
+        ordered = sorted(params.items(), key=lambda kv: rank.get(f"{prefix}.{kv[0]}" if prefix else kv[0], len(rank)))
+        params.clear()
+        params.update(ordered)
 
 
 def _rewind_target(rewind_mode: str, rewind_epochs: int, ctx: CompressionContext) -> dict[str, torch.Tensor]:
