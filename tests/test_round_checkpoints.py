@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from ecgbench.kinds.compressor import CompressionContext, ModelArtifact, RoundCheckpoints
+from ecgbench.run.cell import step_progress
 from ecgbench.testing import fast_recipe, make_context
 from ecgbench_plugins.compressors.lottery import GoalDrivenTicketSearch, LotteryTicket, LthEcg, SearchResult
 from ecgbench_plugins.compressors.magnitude import MagnitudePruning
@@ -213,15 +214,42 @@ def test_kill_9_in_round_two_then_resume_matches_an_uninterrupted_run(tmp_path):
 
     proc = start(tmp_path / "cut")
     deadline = time.time() + 300
-    while not list((tmp_path / "cut" / "home").glob(f"steps/*/{RoundCheckpoints.FILE}")):
+    home = tmp_path / "cut" / "home"
+    while not list(home.glob(f"steps/*/{RoundCheckpoints.PROGRESS_FILE}")):  # written after round 1's checkpoint
         assert proc.poll() is None, proc.stdout.read()
         assert time.time() < deadline, "round 1 was never saved"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # round 1 saved: the search is in round 2 (or later)
+    db = sqlite3.connect(home / "results.sqlite")
+    (config,) = db.execute("SELECT config_json FROM cells WHERE status='running'").fetchone()
+    db.close()
+    assert step_progress(home, json.loads(config)).startswith("lth round ")  # what `ecgbench runs RUN` shows
     proc.wait()
-    (checkpoint,) = (tmp_path / "cut" / "home").glob(f"steps/*/{RoundCheckpoints.FILE}")
+    (checkpoint,) = home.glob(f"steps/*/{RoundCheckpoints.FILE}")
     saved_round = torch.load(checkpoint, weights_only=True)["round"]
     assert 1 <= saved_round < 4
 
     assert finish(tmp_path / "cut") == reference
     assert not checkpoint.exists()  # the finished step's cache entry holds the ticket; the checkpoint is gone
+
+
+def test_runs_shows_the_progress_a_running_cell_reported(tmp_path, monkeypatch, capsys):
+    from ecgbench.cli.main import main
+    from ecgbench.run.cell import STEP_KIND, _prefix_key
+    from ecgbench.run.store import ResultStore
+
+    steps = [{"name": "lth", "params": {"rounds": 4}}, {"name": "int8_static", "params": {}}]
+    config = {"baseline_key": "b1", "steps": steps}
+    labels = {"dataset": "d", "model": "m", "pipeline": "lth+int8", "seed": 0}
+    store = ResultStore(tmp_path / "results.sqlite")
+    run_id = store.start_run("s", "s.yaml", {}, "0.1.0", planned=1)
+    store.plan(run_id, [(0, "c0", labels, config)], "0.1.0")
+    store.claim(run_id, "c0")
+    store.mark_running(run_id, 0, "c0", labels, config, "0.1.0")
+    store.close()
+    monkeypatch.setenv("ECGBENCH_HOME", str(tmp_path))
+    # The search (step 1 of the pipeline) saved its progress in its own cache entry.
+    RoundCheckpoints(tmp_path / STEP_KIND / _prefix_key("b1", steps[:1])).progress("lth round 3: 8.0x, val F1 0.801")
+    assert main(["runs", run_id]) == 0
+    line = [row for row in capsys.readouterr().out.splitlines() if "c0" in row]
+    assert len(line) == 1 and line[0].startswith("  running") and line[0].endswith("lth round 3: 8.0x, val F1 0.801")

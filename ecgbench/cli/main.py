@@ -279,6 +279,8 @@ def cmd_runs(args) -> int:
         for cell in results.cells:
             f1 = cell.metrics.get("test", {}).get("challenge_f1")
             score = f"test challenge F1 {f1:.3f}" if isinstance(f1, float) else ""
+            if cell.outcome == "running":
+                score = _running_progress(args, cell.config)
             print(f"  {cell.outcome or cell.status:<11} {cell.cell_id}  {cell.dataset}/{cell.model}/{cell.pipeline}/seed{cell.seed}  {score}")
             if cell.status == "failed" and cell.error:
                 print("    " + cell.error.rstrip().replace("\n", "\n    "))
@@ -290,6 +292,15 @@ def cmd_runs(args) -> int:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at))
         print(f"{run.run_id:<40} {when}  {run.status:<11} {_counts(run)}")
     return 0
+
+
+def _running_progress(args, config: dict) -> str:
+    """A running cell's last reported progress (e.g. ``lth round 3: 4.2x, ...``), from the artifact cache ``run`` uses."""
+    from ecgbench.run.cell import step_progress
+    from ecgbench.run.runner import default_home
+
+    home = Path(os.environ.get("ECGBENCH_HOME", args.db.parent if args.db else default_home()))
+    return step_progress(home, config) or ""
 
 
 def _counts(run) -> str:

@@ -387,7 +387,24 @@ def _run_step(job: CellJob, registry: Registry, index: int, artifact: ModelArtif
 
 def step_key(spec: CellSpec, index: int) -> str:
     """Cache key of the pipeline prefix ending at step ``index``: the baseline's key (all it depends on) plus the steps."""
-    return stable_hash({"baseline": spec.baseline_key, "steps": [_ref_dict(s) for s in spec.steps[: index + 1]]})
+    return _prefix_key(spec.baseline_key, [_ref_dict(s) for s in spec.steps[: index + 1]])
+
+
+def _prefix_key(baseline_key: str, steps: list[dict]) -> str:
+    return stable_hash({"baseline": baseline_key, "steps": steps})
+
+
+def step_progress(home: str | Path, config: dict) -> str | None:
+    """What the last step of a cell still running reported through ``ctx.progress`` (read from the
+    step's cache entry), or None. ``config``: the cell's stored :meth:`CellSpec.config`."""
+    steps, cache = config.get("steps") or [], ArtifactCache(home)
+    for index in reversed(range(len(steps))):
+        path = cache.entry(STEP_KIND, _prefix_key(config.get("baseline_key", ""), steps[: index + 1])) / RoundCheckpoints.PROGRESS_FILE
+        try:
+            return path.read_text().strip() or None
+        except OSError:
+            continue
+    return None
 
 
 def _save_step(folder: Path, artifact: ModelArtifact, initial: torch.nn.Module) -> bool:
