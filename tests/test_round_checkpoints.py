@@ -253,3 +253,11 @@ def test_runs_shows_the_progress_a_running_cell_reported(tmp_path, monkeypatch, 
     assert main(["runs", run_id]) == 0
     line = [row for row in capsys.readouterr().out.splitlines() if "c0" in row]
     assert len(line) == 1 and line[0].startswith("  running") and line[0].endswith("lth round 3: 8.0x, val F1 0.801")
+
+
+def test_lth_ecg_reports_each_round_with_its_reduction(tmp_path):
+    folder = tmp_path / "checkpoints"
+    compressor = LthEcg(LthEcg.Config(max_f1_drop_points=100.0, initial_rate=0.5, train_epochs=1, max_rounds=2))
+    run(compressor, tmp_path, RoundCheckpoints(folder))  # a 100-point budget accepts every round: 0.5, then 0.75 sparse
+    text = (folder / RoundCheckpoints.PROGRESS_FILE).read_text()
+    assert text.startswith("lth_ecg round 2: 4.0x, rate 0.5000, sparsity 0.7500, val F1 ") and text.endswith(" accepted")

@@ -387,8 +387,9 @@ class LthEcg(Compressor):
 
         def log_round(tried: SearchRound) -> None:
             verdict = "accepted" if tried.accepted else "rejected"
+            reduction = f"{1 / (1 - tried.sparsity):.1f}x" if tried.sparsity < 1 else "all pruned"
             ctx.progress(
-                f"lth_ecg round {tried.round}: rate {tried.rate:.4f}, sparsity {tried.sparsity:.4f}, "
+                f"lth_ecg round {tried.round}: {reduction}, rate {tried.rate:.4f}, sparsity {tried.sparsity:.4f}, "
                 f"val F1 {tried.val_challenge_f1:.4f} {verdict}"
             )
 
