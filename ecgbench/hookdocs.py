@@ -256,7 +256,9 @@ def test_random_prune_masks_half_the_weights(plugin_manager, compression_context
 ```
 
 The same helpers without pytest (`make_random_splits`, `make_signalset`,
-`TinyNet`, `fast_recipe`, `make_context`) are in `ecgbench.testing`. Disable
+`TinyNet`, `fast_recipe`, `make_context`) are in `ecgbench.testing`, with
+`TinyDataset` and `TinyNetFamily`, a dataset and a model family to register
+when a test runs a whole suite in seconds. Disable
 the fixtures with `pytest -p no:ecgbench`.
 
 ## Hooks

@@ -18,8 +18,11 @@ import numpy as np
 import torch
 
 from ecgbench import CLASSES
-from ecgbench.kinds.compressor import CompressionContext
 from ecgbench.data.arrays import DataSplits, SignalSet
+from ecgbench.kinds.base import PluginConfig
+from ecgbench.kinds.compressor import CompressionContext
+from ecgbench.kinds.dataset import Dataset, Record
+from ecgbench.kinds.model import ModelFamily
 from ecgbench.train.trainer import Trainer, TrainRecipe
 
 
@@ -64,6 +67,38 @@ class TinyNet(torch.nn.Module):
         x = torch.relu(self.bn1(self.conv1(x)))
         x = torch.relu(self.bn2(self.conv2(x)))
         return self.fc(x.mean(dim=2))
+
+
+class TinyDataset(Dataset):
+    """A dataset plugin for tests: ``n_records`` separable 4-s records at 100 Hz (:func:`make_signalset`).
+
+    Subclass it to change ``name`` or the ``Config`` defaults when a test needs its own.
+    """
+
+    name = "tiny"
+    synthetic = True
+
+    class Config(PluginConfig):
+        n_records: int = 48
+        seed: int = 3
+
+    def records(self, log=None):
+        data = make_signalset(self.config.n_records, 400, seed=self.config.seed)
+        for i in range(len(data)):
+            yield Record(data.record_ids[i], data.signal(i).copy(), 100.0, CLASSES[data.labels[i]])
+
+    def fingerprint(self) -> str:
+        return f"{self.name}-{self.config.n_records}-{self.config.seed}"
+
+
+class TinyNetFamily(ModelFamily):
+    """A model family plugin for tests: :class:`TinyNet` at width 4."""
+
+    name = "tinynet"
+    min_samples = 16
+
+    def build(self, n_classes):
+        return TinyNet(4, n_classes)
 
 
 def fast_recipe(**overrides) -> TrainRecipe:

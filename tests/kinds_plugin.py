@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecgbench import CLASSES, Dataset, Executor, Metric, ModelFamily, PluginConfig, Record, SingleFileReporter, hookimpl
+from ecgbench import Executor, Metric, SingleFileReporter, hookimpl
 from ecgbench.kinds.device import load_profile
-from ecgbench.testing import TinyNet, make_signalset
+from ecgbench.testing import TinyDataset, TinyNetFamily
 from ecgbench_plugins.devices.builtin_profiles import PROFILE_DIR
 
 SLOW_BOARD = "slow_nrf52840"
@@ -33,32 +33,16 @@ def slow_board():
     )
 
 
-class TinyData(Dataset):
+class TinyData(TinyDataset):
     """48 separable 4-s records at 100 Hz."""
 
     name = "tiny_records"
-    synthetic = True
-
-    class Config(PluginConfig):
-        n_records: int = 48
-
-    def records(self, log=None):
-        data = make_signalset(self.config.n_records, 400, seed=3)
-        for i in range(len(data)):
-            yield Record(data.record_ids[i], data.signal(i).copy(), 100.0, CLASSES[data.labels[i]])
-
-    def fingerprint(self) -> str:
-        return f"tiny-records-{self.config.n_records}"
 
 
-class TinyFamily(ModelFamily):
+class TinyFamily(TinyNetFamily):
     """``ecgbench.testing.TinyNet`` at width 4."""
 
     name = "tiny_net"
-    min_samples = 16
-
-    def build(self, n_classes):
-        return TinyNet(4, n_classes)
 
 
 class KindsPlugin:

@@ -19,46 +19,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgbench import CLASSES, atomic, hookimpl
+from ecgbench import atomic, hookimpl
 from ecgbench.cli.main import main
 from ecgbench.config.suite import load_suite
 from ecgbench.data import cache as data_cache
-from ecgbench.kinds.base import PluginConfig
 from ecgbench.kinds.compressor import Compressor
-from ecgbench.kinds.dataset import Dataset, Record
-from ecgbench.kinds.model import ModelFamily
 from ecgbench.registry import build_registry
 from ecgbench.run.artifact_cache import ArtifactCache
 from ecgbench.run.runner import run_suite
 from ecgbench.run.store import ResultStore
-from ecgbench.testing import TinyNet, make_signalset
+from ecgbench.testing import TinyDataset, TinyNetFamily
 
 REPORT_FILES = ("report.md", "results.csv", "results.json")
 
 
 # --- a small stored run: a dense cell, a compressor that raises, one that calls sys.exit() ----
-class TinyData(Dataset):
+class TinyData(TinyDataset):
     name = "tiny_faults"
-    synthetic = True
 
-    class Config(PluginConfig):
+    class Config(TinyDataset.Config):
         n_records: int = 40
-
-    def records(self):
-        data = make_signalset(self.config.n_records, 400, seed=5)
-        for i in range(len(data)):
-            yield Record(data.record_ids[i], data.signal(i).copy(), 100.0, CLASSES[data.labels[i]])
-
-    def fingerprint(self) -> str:
-        return f"tiny-faults-{self.config.n_records}"
+        seed: int = 5
 
 
-class TinyFamily(ModelFamily):
+class TinyFamily(TinyNetFamily):
     name = "tinynet_faults"
-    min_samples = 16
-
-    def build(self, n_classes):
-        return TinyNet(4, n_classes)
 
 
 class Raises(Compressor):

@@ -7,41 +7,14 @@ import textwrap
 
 import pytest
 
-from ecgbench import CLASSES, hookimpl
+from ecgbench import hookimpl
 from ecgbench.kinds.compressor import Compressor
 from ecgbench.config.suite import load_suite
-from ecgbench.kinds.dataset import Dataset, Record
-from ecgbench.kinds.model import ModelFamily
-from ecgbench.kinds.base import PluginConfig
 from ecgbench.registry import build_registry
 from ecgbench.run.cell import expand_cells
 from ecgbench.run.runner import run_suite
 from ecgbench.run.store import ResultStore
-from ecgbench.testing import TinyNet, make_signalset
-
-
-class TinyData(Dataset):
-    name = "tiny"
-    synthetic = True
-
-    class Config(PluginConfig):
-        n_records: int = 48
-
-    def records(self):
-        data = make_signalset(self.config.n_records, 400, seed=3)
-        for i in range(len(data)):
-            yield Record(data.record_ids[i], data.signal(i).copy(), 100.0, CLASSES[data.labels[i]])
-
-    def fingerprint(self) -> str:
-        return f"tiny-{self.config.n_records}"
-
-
-class TinyFamily(ModelFamily):
-    name = "tinynet"
-    min_samples = 16
-
-    def build(self, n_classes):
-        return TinyNet(4, n_classes)
+from ecgbench.testing import TinyDataset, TinyNetFamily
 
 
 class Boom(Compressor):
@@ -64,11 +37,11 @@ class Recorder:
 
     @hookimpl
     def ecgbench_register_datasets(self, register):
-        register(TinyData)
+        register(TinyDataset)
 
     @hookimpl
     def ecgbench_register_models(self, register):
-        register(TinyFamily)
+        register(TinyNetFamily)
 
     @hookimpl
     def ecgbench_register_compressors(self, register):
