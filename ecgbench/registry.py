@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,3 +92,12 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
         registry.tables[kind] = table
         registry.providers[kind] = providers
     return registry
+
+
+@functools.lru_cache(maxsize=1)
+def process_registry() -> Registry:
+    """This process's registry (built-ins plus installed entry points), built once: for worker
+    processes, and for readers of stored results that need the plugins' classes."""
+    from ecgbench.plugin_manager import make_plugin_manager
+
+    return build_registry(make_plugin_manager())

@@ -11,7 +11,6 @@ an older store may lack newer sections.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import shlex
 import time
@@ -24,6 +23,7 @@ from pydantic import Field
 from ecgbench import PluginConfig
 from ecgbench.errors import ConfigError
 from ecgbench.kinds.reporter import SingleFileReporter
+from ecgbench.registry import process_registry
 from ecgbench.measure.schema import (  # noqa: F401  (re-exported: the reporters' helpers)
     DECLARATIONS_SECTION,
     Metric,
@@ -384,22 +384,13 @@ def tradeoff_points(results, x_path: str) -> list[dict[str, Any]]:
     return points
 
 
-@functools.lru_cache(maxsize=1)
-def default_registry():
-    """The registry of this process (built-ins plus installed plugins), built once."""
-    from ecgbench.plugin_manager import make_plugin_manager
-    from ecgbench.registry import build_registry
-
-    return build_registry(make_plugin_manager())
-
-
 def lottery_trajectories(results, registry=None) -> list[dict[str, Any]]:
     """The rounds of every pipeline step whose compressor reads a trajectory from its record (``Compressor.trajectory``).
 
-    Compressors are looked up by step name in ``registry`` (default: :func:`default_registry`);
+    Compressors are looked up by step name in ``registry`` (default: :func:`ecgbench.registry.process_registry`);
     a step of a compressor that is not installed is left out.
     """
-    compressors = (registry or default_registry()).tables.get("compressors", {})
+    compressors = (registry or process_registry()).tables.get("compressors", {})
     out = []
     for cell in results.cells:
         steps = lookup(cell.metrics, "compression.steps") or []

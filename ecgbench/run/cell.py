@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import json
 import time
 import traceback
@@ -29,7 +28,7 @@ from ecgbench.data.arrays import DataSplits
 from ecgbench.train.export import to_onnx, with_metadata
 from ecgbench.measure.sizing import canonical_zeros
 from ecgbench.errors import EcgbenchError
-from ecgbench.registry import Registry
+from ecgbench.registry import Registry, process_registry
 from ecgbench.train.trainer import Trainer, TrainRecipe, load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,15 +150,6 @@ def expand_cells(suite: Suite, registry: Registry) -> list[CellSpec]:
 
 
 # --- execution (runs in the driver or in a worker process) ---------------------------
-@functools.lru_cache(maxsize=1)
-def worker_registry() -> Registry:
-    """The registry of a worker process: built-ins plus installed entry points."""
-    from ecgbench.plugin_manager import make_plugin_manager
-    from ecgbench.registry import build_registry
-
-    return build_registry(make_plugin_manager())
-
-
 def execute_job(job: CellJob, registry: Registry | None = None) -> CellResult:
     """Run one job; any exception, ``sys.exit()`` included, becomes a failed result with its traceback.
 
@@ -167,7 +157,7 @@ def execute_job(job: CellJob, registry: Registry | None = None) -> CellResult:
     """
     start = time.perf_counter()
     try:
-        registry = registry or worker_registry()
+        registry = registry or process_registry()
         _check_runtime(job.spec)
         if job.stage == "baseline":
             baseline = ensure_baseline(job, registry)

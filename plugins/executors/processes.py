@@ -4,7 +4,7 @@ Workers are started with the ``spawn`` method: forking a process that has
 already imported torch can deadlock its OpenMP/MKL thread pools and breaks
 CUDA (PyTorch docs, "Multiprocessing best practices"), and ``spawn`` is the
 default on macOS and Windows anyway. Each worker rebuilds the plugin registry
-from the built-ins and installed entry points (:func:`ecgbench.run.cell.worker_registry`),
+from the built-ins and installed entry points (:func:`ecgbench.registry.process_registry`),
 so plugins registered by hand in the driving process are not seen there, and
 a script that calls :func:`ecgbench.run.runner.run_suite` with this executor needs
 the usual ``if __name__ == "__main__":`` guard (``spawn`` re-imports it).
