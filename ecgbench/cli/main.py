@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "ecgbench.cli.devices",
     "ecgbench.cli.eval",
     "ecgbench.cli.compare",
+    "ecgbench.cli.export",
 )
 
 

@@ -1,0 +1,188 @@
+"""``ecgbench export --format tflite``: a fully int8 LiteRT flatbuffer, its C array, and its check against ONNX.
+
+The converter packages are the optional extra ``tflite``; without it the
+tests that convert skip (with the install command as reason), and the
+others check the C array, the input cropping and the missing-extra error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+
+from ecgbench.cli.main import main
+from ecgbench.errors import ConfigError
+from ecgbench.run.tflite_export import fixed_length
+from ecgbench.train.tflite import c_array_files, require_tflite
+
+HAVE_TFLITE = all(importlib.util.find_spec(m) is not None for m in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"))
+needs_tflite = pytest.mark.skipif(not HAVE_TFLITE, reason="optional extra [tflite] not installed: pip install -e '.[tflite]' torch==<your torch>")
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not found")
+
+MAIN_C = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include "model_data.h"
+int main(void) {
+  if ((uintptr_t)g_model % 16 != 0) return 3;
+  fwrite(g_model, 1, g_model_len, stdout);
+  return 0;
+}
+"""
+
+
+def compile_and_dump(files: dict[str, str], folder) -> bytes:
+    """Compile the C array with a main that checks its alignment and writes it out; return what it wrote."""
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    (folder / "main.c").write_text(MAIN_C)
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Werror", "-c", "model_data.c", "-o", "model_data.o"], cwd=folder, check=True)
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Werror", "main.c", "model_data.o", "-o", "dump"], cwd=folder, check=True)
+    if shutil.which("g++"):  # the same source as C++ (TFLite Micro's own examples are C++)
+        subprocess.run(["g++", "-std=c++11", "-Wall", "-Werror", "-x", "c++", "-c", "model_data.c", "-o", "model_data_cc.o"], cwd=folder, check=True)
+    result = subprocess.run(["./dump"], cwd=folder, capture_output=True)
+    assert result.returncode == 0, "the array is not 16-byte aligned" if result.returncode == 3 else result.stderr
+    return result.stdout
+
+
+@needs_gcc
+def test_c_array_compiles_aligned_and_holds_the_bytes(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, 1001, dtype=np.uint8).tobytes()
+    files = c_array_files(data)
+    assert set(files) == {"model_data.h", "model_data.c"}
+    assert "extern const unsigned int g_model_len;" in files["model_data.h"]
+    assert compile_and_dump(files, tmp_path) == data
+
+
+def test_c_array_name_must_be_a_c_identifier():
+    with pytest.raises(ConfigError, match="not a C identifier"):
+        c_array_files(b"\0", name="model-1")
+
+
+def test_records_are_centre_cropped_or_zero_padded():
+    long = np.arange(10, dtype=np.float32)
+    assert fixed_length(long, 4).tolist() == [[[3, 4, 5, 6]]]
+    assert fixed_length(long[:2], 4).tolist() == [[[0, 1, 0, 0]]]
+
+
+def test_without_the_extra_export_names_it(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "litert_torch" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"litert_torch.*\[tflite\]"):
+        require_tflite()
+    assert main(["export", "--run", "any", "--cell", "dense"]) == 2
+    assert "pip install -e '.[tflite]'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """TinyNet trained on separable random records: its predictions mean something."""
+    import torch
+
+    from ecgbench.testing import TinyNet, fast_recipe, make_random_splits
+    from ecgbench.train.trainer import Trainer
+
+    splits = make_random_splits(n_train=64, n_eval=32, samples=400)
+    torch.manual_seed(0)
+    model = TinyNet(8)
+    Trainer(splits, fast_recipe(epochs=4), seed=0).fit(model)
+    return model.eval(), splits
+
+
+@needs_tflite
+@pytest.mark.slow
+def test_tiny_model_is_fully_int8_and_agrees_with_onnx(trained, tmp_path):
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ecgbench.train.export import to_onnx
+    from ecgbench.train.tflite import summarize, tflite_logits, to_tflite_int8
+
+    model, splits = trained
+    calibration = [splits.train.signal(i).reshape(1, 1, -1) for i in range(32)]
+    flatbuffer = to_tflite_int8(model, 400, calibration)
+    assert flatbuffer[4:8] == b"TFL3"  # the flatbuffer's file identifier
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8 and list(inp["shape"]) == [1, 1, 400]
+    kinds = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    assert kinds <= {"int8", "int32"}, kinds  # int32: biases and shapes only
+    per_channel = [t for t in interpreter.get_tensor_details() if len(t["quantization_parameters"]["scales"]) > 1]
+    assert any(np.dtype(t["dtype"]) == np.int8 and len(t["shape"]) == 4 for t in per_channel)  # conv weights: a scale per channel
+    summary = summarize(flatbuffer)
+    assert summary.fully_int8 and not summary.float_tensors and "CONV_2D" in summary.operators
+
+    inputs = [splits.test.signal(i).reshape(1, 1, -1) for i in range(len(splits.test))]
+    session = ort.InferenceSession(to_onnx(model, samples=400), providers=["CPUExecutionProvider"])
+    reference = np.concatenate([session.run(None, {"ecg": x})[0] for x in inputs])
+    logits = tflite_logits(flatbuffer, inputs)
+    assert np.mean(logits.argmax(1) == reference.argmax(1)) >= 0.9
+    spread = reference.max() - reference.min()
+    assert np.median(np.abs(logits - reference)) < 0.02 * spread  # int8 steps; an outlying record may saturate the int8 output
+
+
+@needs_tflite
+@needs_gcc
+@pytest.mark.slow
+def test_c_array_of_a_real_flatbuffer_compiles(trained, tmp_path):
+    from ecgbench.train.tflite import to_tflite_int8
+
+    model, splits = trained
+    flatbuffer = to_tflite_int8(model, 400, [splits.train.signal(0).reshape(1, 1, -1)])
+    assert compile_and_dump(c_array_files(flatbuffer), tmp_path) == flatbuffer
+
+
+SUITE = """
+name: tflite-test
+data: {fs_hz: 100, window_s: 5, split: {val: 0.25, test: 0.25}}
+training: {epochs: 3, batch_size: 8, num_threads: 1, patience: 0}
+measure: {bootstrap_resamples: 20, latency_repeats: 2, latency_warmup: 1, input_s: 10}
+matrix:
+  datasets: [synthetic: {n_records: 48, max_duration_s: 20}]
+  models: [dscnn: {width: 4, blocks: 3}]
+  compressors: [dense, int8_static]
+  devices: []
+  seeds: [0]
+report: {formats: [json]}
+"""
+
+
+@needs_tflite
+@pytest.mark.slow
+def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ECGBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suite.yaml").write_text(textwrap.dedent(SUITE))
+    assert main(["-q", "run", "suite.yaml"]) == 0
+    capsys.readouterr()
+
+    code = main(["export", "--run", "tflite-test", "--cell", "dense", "--format", "tflite", "--out", "out", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    check = summary["check"]
+    assert code == (0 if check["within_tolerance"] else 1)
+    assert check["within_tolerance"] == (abs(check["delta_points"]) <= 0.5)
+    assert check["records"] == 12 and check["agreement"] >= 0.75 and check["onnx"].endswith("model.onnx")
+    assert summary["fully_int8"] and summary["input"]["shape"] == [1, 1, 1000] and summary["input"]["dtype"] == "int8"
+    flatbuffer = (tmp_path / "out" / "model.tflite").read_bytes()
+    assert summary["flash_bytes"] == len(flatbuffer) and summary["flash_runtime"] == "tflite-micro"
+    assert summary["calibration"] == {"split": "train", "records": 24}
+    assert f"const unsigned int g_model_len = {len(flatbuffer)};" in (tmp_path / "out" / "model_data.c").read_text()
+    assert json.loads((tmp_path / "out" / "export.json").read_text()) == summary
+    assert summary["source"]["replaced_steps"] == [] and "'dense'" in summary["source"]["weights"]
+
+    # An ONNX-quantized cell: its fp32 weights, quantized by LiteRT instead; people are told so.
+    main(["export", "--run", "tflite-test", "--cell", "int8_static", "--out", "out8", "--check-records", "4", "--input-s", "5"])
+    text = capsys.readouterr().out
+    assert "steps int8_static leave PyTorch" in text and "check on 4 test records" in text
+    assert json.loads((tmp_path / "out8" / "export.json").read_text())["input"]["shape"] == [1, 1, 500]
+
+    assert main(["export", "--run", "tflite-test", "--cell", "magnitude"]) == 2
+    assert "its pipelines: dense, int8_static" in capsys.readouterr().err
