@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ecgbench.cli.main import main
-from ecgbench.errors import ConfigError
+from ecgbench.errors import ConfigError, EcgbenchError
 from ecgbench.run.tflite_export import fixed_length
 from ecgbench.train.tflite import c_array_files, require_tflite
 
@@ -186,3 +186,56 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
 
     assert main(["export", "--run", "tflite-test", "--cell", "magnitude"]) == 2
     assert "its pipelines: dense, int8_static" in capsys.readouterr().err
+
+    # A step whose model is not in the cache (structured pruning never is) is named, with the reason.
+    import dataclasses
+
+    from ecgbench.registry import process_registry
+    from ecgbench.run.store import ResultStore
+    from ecgbench.run.stored_cell import find_cell, load_stored_cell
+
+    results = ResultStore.open_existing(tmp_path / "home" / "results.sqlite").run_results("tflite-test")
+    row = find_cell(results, "dense")
+    structured = dataclasses.replace(row, config={**row.config, "steps": [{"name": "structured", "params": {"ratio": 0.5}}]})
+    with pytest.raises(EcgbenchError, match="step 1 'structured' is not in the artifact cache"):
+        load_stored_cell(structured, tmp_path / "home", process_registry())
+
+
+REAL_SUITE = """
+name: tflite-real
+data: {fs_hz: 100, window_s: 10, split: {val: 0.2, test: 0.3}}
+training: {epochs: 3, batch_size: 16, lr: 3e-3, num_threads: 1, patience: 0}
+measure: {bootstrap_resamples: 20, latency_repeats: 2, latency_warmup: 1, input_s: 30}
+matrix:
+  datasets: [cinc2017: {path: records}]
+  models: [dscnn: {width: 8, blocks: 4}]
+  compressors: [dense]
+  devices: []
+  seeds: [0]
+report: {formats: [json]}
+"""
+
+
+@needs_tflite
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_export_on_real_records(cinc_dir, tmp_path, monkeypatch, capsys):
+    """160 CinC 2017 records (40 of each class): the int8 flatbuffer classifies the test records as ONNX does."""
+    monkeypatch.setenv("ECGBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    reference = [line.split(",") for line in (cinc_dir / "REFERENCE.csv").read_text().split()]
+    chosen = [r for label in "NAO~" for r in [rec for rec, lab in reference if lab == label][:40]]
+    (tmp_path / "records").mkdir()
+    for record in chosen:
+        for suffix in (".hea", ".mat"):
+            (tmp_path / "records" / (record + suffix)).symlink_to(cinc_dir / (record + suffix))
+    (tmp_path / "records" / "RECORDS").write_text("\n".join(chosen) + "\n")
+    (tmp_path / "records" / "REFERENCE.csv").write_text("".join(f"{r},{lab}\n" for r, lab in reference if r in set(chosen)))
+    (tmp_path / "suite.yaml").write_text(textwrap.dedent(REAL_SUITE))
+    assert main(["-q", "run", "suite.yaml"]) == 0
+    capsys.readouterr()
+
+    main(["export", "--run", "tflite-real", "--cell", "dense", "--out", "out", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["fully_int8"] and summary["input"]["shape"] == [1, 1, 3000]
+    assert summary["check"]["records"] == 48 and summary["check"]["agreement"] >= 0.9, summary["check"]
