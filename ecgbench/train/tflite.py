@@ -3,10 +3,11 @@
 Three steps, all by Google's maintained packages (the optional extra
 ``tflite``: ``pip install 'ecgbench-harness[tflite]'``):
 
-1. ``litert-torch`` converts the model, at one fixed input length, to a float flatbuffer;
-2. ``ai-edge-quantizer`` calibrates it on real records and quantizes it fully to
-   int8 (its ``static_wi8_ai8`` recipe: per-channel int8 weights, int8
-   activations, int8 input and output; int32 biases);
+1. ``litert-torch`` converts the model (BatchNorm folded, :func:`fold_batchnorm`), at one
+   fixed input length, to a float flatbuffer;
+2. ``ai-edge-quantizer`` quantizes it fully to int8 (its ``static_wi8_ai8``
+   recipe: per-channel int8 weights, int8 activations, int8 input and
+   output; int32 biases), with ranges from real records (:func:`calibrate_min_max`);
 3. :func:`strip_names` drops tensor names, which firmware does not read;
 4. :func:`c_array_files` writes the flatbuffer as an aligned C array for firmware.
 
@@ -48,17 +49,53 @@ def to_tflite_int8(model: torch.nn.Module, samples: int, calibration: Iterable[n
     import litert_torch
     from ai_edge_quantizer import quantizer, recipe
 
-    model = model.to("cpu").eval()
+    model = fold_batchnorm(model.to("cpu").eval())
     example = torch.zeros(1, 1, samples)
     float_model = litert_torch.convert(model, (example,)).model_content()
-    q = quantizer.Quantizer(bytes(float_model), recipe.static_wi8_ai8())
     (signature,) = _signatures(float_model)
     input_name = signature["inputs"][0]
     batches = [{input_name: np.asarray(x, dtype=np.float32).reshape(1, 1, samples)} for x in calibration]
     if not batches:
         raise ConfigError("int8 calibration needs at least one record; the calibration split is empty")
-    result = q.calibrate({signature["key"]: batches}, num_threads=1)
-    return strip_names(bytes(q.quantize(result, enable_progress_report=False).quantized_model))
+    ranges = calibrate_min_max(bytes(float_model), recipe.static_wi8_ai8(), {signature["key"]: batches})
+    q = quantizer.Quantizer(bytes(float_model), recipe.static_wi8_ai8())
+    return strip_names(bytes(q.quantize(ranges, enable_progress_report=False).quantized_model))
+
+
+def calibrate_min_max(float_model: bytes, quant_recipe, data: dict) -> dict:
+    """Each tensor's range: its minimum and maximum over all calibration inputs.
+
+    As TensorFlow's converter and onnxruntime's MinMax calibrator do; the
+    quantizer's default, a moving average weighted to the last ~20 inputs,
+    clipped more: on a CinC 2017 DS-CNN, 5.9% of test records changed class
+    against the float model, 2.7% with these ranges.
+    """
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    manager = recipe_manager.RecipeManager()
+    manager.load_quantization_recipe(quant_recipe)
+    calib = calibrator.Calibrator(float_model, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+    calib.calibrate(data, manager)
+    return calib.get_model_qsvs()
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy with every BatchNorm that follows a convolution folded into its weights (torch.fx).
+
+    The converter keeps such a BatchNorm as an element-wise MUL and ADD with
+    per-tensor int8 constants (a quantization step more, and a larger file).
+    A BatchNorm that precedes its convolution (pre-activation blocks) stays.
+    A model torch.fx cannot trace is converted unfolded.
+    """
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(copy.deepcopy(model))
+    except Exception:  # torch.fx cannot trace it (data-dependent control flow)
+        return model
 
 
 def strip_names(model_bytes: bytes) -> bytes:
