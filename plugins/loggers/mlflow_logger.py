@@ -85,7 +85,7 @@ class MlflowLogger(Logger):
         self._suite = ""
 
     def check(self) -> None:
-        if importlib.util.find_spec("mlflow") is None:
+        if not mlflow_installed():
             raise ConfigError(f"logger 'mlflow' needs MLflow, which is not installed: {INSTALL_HINT}")
 
     def suite_started(self, suite, run_id, cells, home) -> None:
@@ -192,6 +192,10 @@ class MlflowLogger(Logger):
                 self._client.log_artifact(run, path, ARTIFACT_FOLDERS.get(kind, sanitize(kind)))
             else:
                 log.warning("mlflow: %s of %s is not at %s any more; not logged", kind, cell.title(), path)
+
+
+def mlflow_installed() -> bool:
+    return importlib.util.find_spec("mlflow") is not None
 
 
 def tracking_uri(setting: str | None, home: Path) -> str:
