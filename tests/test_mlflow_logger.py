@@ -76,6 +76,9 @@ class Events(Logger):
     def suite_started(self, suite, run_id, cells, home):
         self._event("suite_started", len(cells))
 
+    def cell_started(self, cell, run_id):
+        self._event("cell_started", cell.pipeline)
+
     def cell_finished(self, cell, run_id, status, metrics, error, artifacts):
         self._event("cell_finished", cell.pipeline, status, sorted(artifacts))
 
@@ -219,7 +222,9 @@ def test_loggers_get_the_lifecycle_with_artifacts_and_are_detached_after_the_run
     (logger,) = Events.instances
     assert logger.seen == [
         ("suite_started", 2),
+        ("cell_started", "dense"),
         ("cell_finished", "dense", "done", ["onnx", "split"]),
+        ("cell_started", "boom"),
         ("cell_finished", "boom", "failed", []),
         ("suite_finished", {"done": 1, "failed": 1, "skipped": 0}),
         ("close",),
@@ -242,11 +247,11 @@ def test_a_failing_logger_warns_and_loses_no_result(env, tmp_path, caplog, monke
     assert sorted(plugin.finished) == [("dense", "done"), ("half", "done")]  # other hook implementations still called
     assert f"logger 'events' failed in {fail_in} (RuntimeError: tracker down in {fail_in})" in caplog.text
     (logger,) = Events.instances
-    finished = [e for e in logger.seen if e[0] == "cell_finished"]
+    finished = [e for e in logger.seen if e[0] in ("cell_started", "cell_finished")]
     if fail_in == "suite_started":  # off for the rest of the run
         assert finished == [] and "it is off for this run" in caplog.text
     else:  # a failed cell_finished does not stop the next one
-        assert len(finished) == 2
+        assert len(finished) == 4
     assert logger.seen[-1] == ("close",)
 
 
@@ -362,3 +367,18 @@ def test_run_log_mlflow_uses_a_store_under_ecgbench_home(tmp_path, monkeypatch, 
     assert cell.data.tags["ecgbench.run_id"] == run_id
     assert 0.0 <= cell.data.metrics["test.challenge_f1"] <= 1.0
     assert [a.path for a in client.list_artifacts(cell.info.run_id, "model")] == ["model/model.onnx"]
+
+
+@pytest.mark.slow
+def test_a_folder_store_works_too(env, tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow", reason=NEEDS_MLFLOW, exc_type=ImportError)
+    plugin, pm, registry, store, home = env
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "")  # recorded, so the logger's opt-in is undone after the test
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+    uri = (tmp_path / "mlruns").as_uri()
+    suite = load_suite(write_suite(tmp_path, f"loggers: {{mlflow: {{tracking_uri: '{uri}'}}}}"), registry)
+    summary = run_suite(suite, registry, pm, store, home, only="dense", progress=False)
+    _exp, runs = _runs(mlflow.MlflowClient(tracking_uri=uri), "tracking-test")  # experiment: the suite's name
+    (cell,) = [r for r in runs if r.data.tags.get("ecgbench.run_id") == summary.run_id and "ecgbench.cell_id" in r.data.tags]
+    assert cell.info.status == "FINISHED" and cell.data.params["pipeline"] == "dense"
+    assert [a.path for a in mlflow.MlflowClient(tracking_uri=uri).list_artifacts(cell.info.run_id, "model")] == ["model/model.onnx"]

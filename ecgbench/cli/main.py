@@ -160,8 +160,11 @@ def cmd_validate(args) -> int:
     from ecgbench.run.cell import expand_cells
     from ecgbench.config.suite import load_suite
 
+    from ecgbench.run.loggers import make_loggers
+
     _pm, registry = _registry()
     suite = load_suite(args.suite, registry, _overrides(args.data_dir))
+    make_loggers(suite.loggers, registry)  # a logger's missing package is a configuration error
     cells = expand_cells(suite, registry)
     factors = " x ".join(
         _count(n, noun) for n, noun in ((len(suite.datasets), "dataset"), (len(suite.models), "model"), (len(suite.pipelines), "pipeline"), (len(suite.seeds), "seed"))

@@ -19,7 +19,7 @@ class Logger(Plugin):
     logger is off until a suite lists it (``loggers: {NAME: {settings}}``) or
     ``ecgbench run --log NAME`` asks for it. For that run it is registered on
     the plugin manager and receives the lifecycle hooks
-    (``ecgbench_suite_started``, ``ecgbench_cell_finished``,
+    (``ecgbench_suite_started``, ``ecgbench_cell_started``, ``ecgbench_cell_finished``,
     ``ecgbench_suite_finished``) as these methods, in the driving process.
     An exception in any of them is logged as a warning and switches the logger
     off for the rest of the run: the run and its stored results go on.
@@ -32,6 +32,9 @@ class Logger(Plugin):
 
     def suite_started(self, suite: Suite, run_id: str, cells: list[CellSpec], home: Path) -> None:
         """The run started; ``home`` is its ``ECGBENCH_HOME`` (the store, caches and exported models)."""
+
+    def cell_started(self, cell: CellSpec, run_id: str) -> None:
+        """A cell is about to run (see ``ecgbench_cell_started``)."""
 
     def cell_finished(
         self, cell: CellSpec, run_id: str, status: str, metrics: dict[str, Any], error: str | None, artifacts: dict[str, str]

@@ -45,6 +45,10 @@ class LoggerHooks:
         self._call("suite_started", suite, run_id, cells, self.home)
 
     @hookimpl
+    def ecgbench_cell_started(self, cell, run_id):
+        self._call("cell_started", cell, run_id)
+
+    @hookimpl
     def ecgbench_cell_finished(self, cell, run_id, status, metrics, error, artifacts):
         self._call("cell_finished", cell, run_id, status, metrics, error, artifacts)
 

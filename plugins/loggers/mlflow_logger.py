@@ -13,7 +13,8 @@ so resuming never duplicates a cell and a later run with ``--log mlflow``
 fills in the cells an earlier one did not log.
 
 The store is a file: by default ``$ECGBENCH_HOME/mlflow.sqlite`` with the
-artifacts beside it in ``mlflow-artifacts/``; no server runs. MLflow is
+artifacts beside it in ``mlflow-artifacts/``, or a folder (MLflow's file
+store); no server runs. MLflow is
 imported when a run starts, never by ``import ecgbench``.
 """
 
@@ -27,6 +28,7 @@ import math
 import os
 import re
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -63,8 +65,8 @@ class MlflowLogger(Logger):
     class Config(PluginConfig):
         tracking_uri: str | None = Field(
             None,
-            description="MLflow store: 'sqlite:///path/mlflow.sqlite', 'file:///path/mlruns' or a server URL; "
-            "null: $MLFLOW_TRACKING_URI when set, else sqlite:///$ECGBENCH_HOME/mlflow.sqlite",
+            description="MLflow store: 'sqlite:///path/mlflow.sqlite', a folder ('file:///path/mlruns', which this logger "
+            "allows with MLFLOW_ALLOW_FILE_STORE) or a server URL; null: $MLFLOW_TRACKING_URI when set, else sqlite:///$ECGBENCH_HOME/mlflow.sqlite",
         )
         experiment: str | None = Field(None, description="MLflow experiment (created when missing); null: the suite's name")
         artifact_location: str | None = Field(
@@ -92,6 +94,9 @@ class MlflowLogger(Logger):
         from mlflow import MlflowClient
 
         uri = tracking_uri(self.config.tracking_uri, Path(home))
+        if urllib.parse.urlparse(uri).scheme in ("", "file"):
+            # MLflow 3 refuses a folder store unless this is set; asking for one here is that choice.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self._client = MlflowClient(tracking_uri=uri)
         self._suite = suite.name
         name = self.config.experiment or suite.name
