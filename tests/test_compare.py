@@ -16,10 +16,10 @@ from ecgbench_plugins.reporters.tabular import JsonReporter
 VERSION = "0.1.0"
 
 
-def metrics(f1: float, deployable: int, host_ms: float = 2.0) -> dict:
+def metrics(f1: float, storage: int, host_ms: float = 2.0) -> dict:
     return {
         "test": {"challenge_f1": f1, "challenge_f1_ci": [f1 - 0.05, f1 + 0.05]},
-        "size": {"deployable_bytes": deployable, "deployable_format": "sparse_zstd"},
+        "size": {"storage_bytes": storage, "storage_format": "sparse_zstd"},
         "latency": {"host_median_ms": host_ms},
     }
 
@@ -147,7 +147,7 @@ def test_threshold_option_parses_points_or_percent_and_names_known_metrics(store
     from ecgbench.cli.compare import parse_threshold
 
     assert parse_threshold("plugin_metrics.x=2") == ("plugin_metrics.x", 2.0)
-    assert parse_threshold("size.deployable_bytes=10%") == ("size.deployable_bytes", pytest.approx(0.10))
+    assert parse_threshold("size.storage_bytes=10%") == ("size.storage_bytes", pytest.approx(0.10))
     with pytest.raises(argparse.ArgumentTypeError, match="METRIC=VALUE"):
         parse_threshold("2")
     base = store_run(store, "base", BASE)
