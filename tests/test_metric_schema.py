@@ -19,6 +19,7 @@ from ecgbench.measure.schema import (
     expand,
     schema,
     stored_declarations,
+    upgrade_metrics,
 )
 
 BY_PATH = {m.path: m for m in BUILTIN_METRICS}
@@ -125,3 +126,36 @@ def test_a_computed_metric_must_live_in_plugin_metrics():
 def test_builtin_metrics_are_registered_through_the_hook(registry):
     assert registry.names("metrics") == sorted(m.path for m in BUILTIN_METRICS)
     assert registry.providers["metrics"]["test.challenge_f1"] == "ecgbench_plugins.metrics.builtin"
+
+
+def test_a_declaration_with_detail_round_trips_and_expands_per_device():
+    metric = Metric("devices.{device}.x_bytes", "x on {device}", detail=("devices.{device}.x_format",))
+    assert metric.for_device("mcu").detail == ("devices.mcu.x_format",)
+    assert Metric.from_dict(json.loads(json.dumps(metric.to_dict()))) == metric
+
+
+def version_1_metrics(ram: int) -> dict:
+    """A cell as ecgbench stored it before storage and flash bytes were told apart."""
+    return {
+        "size": {"onnx": 40000, "deployable_bytes": 12000, "deployable_format": "sparse_zstd"},
+        "devices": {"mcu": {"latency_ms": 5.0, "flash_bytes": 12000, "flash_capacity_bytes": 1_000_000, "flash_source": "deployable",
+                            "peak_ram_bytes": ram, "ram_capacity_bytes": 256_000, "fits": ram <= 256_000,
+                            "why": "" if ram <= 256_000 else f"needs {ram} B RAM, has 256000 B"}},
+    }
+
+
+def test_old_metrics_are_upgraded_to_storage_keys_and_lose_their_compressed_flash_figure():
+    old = version_1_metrics(ram=20_000)
+    new = upgrade_metrics(old)
+    assert old["size"]["deployable_bytes"] == 12000  # the stored dict is not changed
+    assert new["size"] == {"onnx": 40000, "storage_bytes": 12000, "storage_format": "sparse_zstd"}
+    mcu = new["devices"]["mcu"]
+    # The compressed file was never executable flash: kept under a legacy key, and the fit is unknown.
+    assert "flash_bytes" not in mcu and mcu["legacy_storage_flash_bytes"] == 12000
+    assert "fits" not in mcu and mcu["legacy_fits"] is True and "flash unknown" in mcu["why"]
+    assert BY_PATH["size.storage_bytes"].summarize([new]) == "12.0 kB (sparse_zstd)"
+    assert expand([BY_PATH["devices.{device}.fits"]], ["mcu"])[0].summarize([new]) == "-"
+    # A model whose peak RAM alone does not fit still does not fit.
+    too_big = upgrade_metrics(version_1_metrics(ram=300_000))["devices"]["mcu"]
+    assert too_big["fits"] is False and too_big["why"] == "needs 300000 B RAM, has 256000 B"
+    assert upgrade_metrics(new) == new and upgrade_metrics(None) == {}  # today's metrics pass unchanged

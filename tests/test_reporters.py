@@ -120,6 +120,22 @@ def test_f1_budget_marks_the_over_budget_and_bolds_the_winners(results, budget, 
     assert f"largest compression ratio: {winner} (" in report
 
 
+def test_rows_stored_by_an_older_version_read_with_storage_keys(tmp_path):
+    """Before storage and flash bytes were told apart, 'deployable' held the compressed file, also used as flash."""
+    old = cell_metrics(0.8, (0.75, 0.85), 0.0, 1.0, 12000, "sparse_zstd", 1.0, 2.0, 1500.0, 15.0, True)
+    size = old["size"]
+    size["deployable_bytes"], size["deployable_format"] = size.pop("storage_bytes"), size.pop("storage_format")
+    for key in ("flash_format", "flash_runtime"):
+        del old["devices"]["nrf52840"][key]
+    old["devices"]["nrf52840"].update(flash_bytes=12000, flash_source="deployable")
+    store, run_id = make_store(tmp_path, [("magnitude-95", 0, "done", old, None)])
+    results = store.run_results(run_id)
+    assert results.cells[0].metrics["devices"]["nrf52840"]["legacy_storage_flash_bytes"] == 12000
+    row = row_of(_table.summary_table(results), "magnitude-95")
+    assert row["storage"] == "12.0 kB (sparse_zstd)"
+    assert row["flash on nrf52840"] == "-" and row["nrf52840 fits"] == "-"  # the compressed file never counts as flash
+
+
 def test_unknown_device_column_is_a_clear_error(results):
     with pytest.raises(ConfigError, match="nrf5284 not among the run's devices \\(nrf52840\\)"):
         _table.summary_table(results, devices=["nrf5284"])
