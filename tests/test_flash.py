@@ -8,7 +8,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ecgbench.errors import ConfigError
 from ecgbench.kinds.device import profile_from_dict
-from ecgbench.measure.flash import QUANT_PARAM_BYTES, flash_figure, sparse_bytes
+from ecgbench.kinds.device import SPARSE_LAYOUTS
+from ecgbench.measure.flash import BLOCK_WIDTH, QUANT_PARAM_BYTES, flash_figure, sparse_bytes
 from ecgbench.measure.onnx_graph import analyze_onnx
 from ecgbench.measure.simulator import simulate
 from ecgbench.measure.sizing import FORMATS, size_report
@@ -143,6 +144,12 @@ def test_profiles_validate_runtime_and_sparse_layouts():
     with pytest.raises(ConfigError, match="board.yaml.runtime"):
         profile(runtime="")
     assert profile(sparse_kernels=True, sparse_layouts=["csr_int8"]).sparse_layouts == ["csr_int8"]
+
+
+def test_every_layout_a_profile_may_declare_has_a_size_rule():
+    assert set(BLOCK_WIDTH) == set(SPARSE_LAYOUTS) == {"csr_int8", "bsr_1x4_int8"}
+    with pytest.raises(ValueError, match="unknown sparse layout"):
+        flash_figure(matmul_model(sparse_weights(), int8=True), ["coo_int8"])
 
 
 def test_builtin_profiles_name_a_runtime_and_declare_no_sparse_layouts(registry):

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -62,10 +62,9 @@ DYNAMIC_INT8 = "int8_dynamic"
 STRIDED_DEPTHWISE = "depthwise_conv_strided"
 """The optional operator class of depthwise convolutions with a stride above 1."""
 
-SPARSE_LAYOUTS = ("csr_int8", "bsr_1x4_int8")
-"""Sparse weight layouts a profile may declare kernels for (``sparse_layouts``); their bytes: :mod:`ecgbench.measure.flash`."""
-
 SparseLayout = Literal["csr_int8", "bsr_1x4_int8"]
+SPARSE_LAYOUTS: tuple[str, ...] = get_args(SparseLayout)
+"""Sparse weight layouts a profile may declare kernels for (``sparse_layouts``); their bytes: :mod:`ecgbench.measure.flash`."""
 
 HOST_PROFILE_ENV = "ECGBENCH_HOST_PROFILE"
 """Environment variable naming a calibrated host profile YAML to use instead of the default path."""

@@ -54,7 +54,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from ecgbench.kinds.device import SPARSE_LAYOUTS
 from ecgbench.measure.onnx_model import ELEMENT_BYTES, OnnxModel, WEIGHT_INPUTS, attribute
 from ecgbench.measure.sizing import parameter_arrays
 
@@ -65,8 +64,7 @@ QUANT_PARAM_BYTES = 4 + 8
 """Bytes per channel of a quantized tensor's parameters: an fp32 scale and an int64 zero point (TFLite)."""
 
 BLOCK_WIDTH: dict[str, int] = {"csr_int8": 1, "bsr_1x4_int8": 4}
-"""Weights per block of each sparse layout (a block is stored whole when any of its weights is non-zero)."""
-assert set(BLOCK_WIDTH) == set(SPARSE_LAYOUTS)
+"""Weights per block of each sparse layout of :data:`ecgbench.kinds.device.SPARSE_LAYOUTS` (a block is stored whole when any of its weights is non-zero)."""
 
 # The weight operand of each convolution / matrix operator, and the stored weight's output axis
 # (None: Gemm's, 0 with transB, else -1).
