@@ -63,11 +63,11 @@ def test_rhythm_windows_labelled_by_the_rhythm_covering_them(afdb_like):
         ("04015@6s", "A", 500),
         ("04015@8s", "A", 500),
     ]
-    assert log.dropped == {"rhythm_change": 1}
+    assert log.dropped_by_reason() == {"rhythm_change": 1}
     assert dataset.split_group("04015@6s") == "04015"
     log = RecordLog()
     assert list(WfdbFolder.from_params({"path": str(afdb_like), "annotation": "atr"}).records(log)) == []
-    assert log.dropped == {"rhythm_change": 1}  # whole record: two rhythms
+    assert log.dropped_by_reason() == {"rhythm_change": 1}  # whole record: two rhythms
 
 
 def test_windows_before_the_first_rhythm_and_whole_records(tmp_path):
@@ -79,11 +79,48 @@ def test_windows_before_the_first_rhythm_and_whole_records(tmp_path):
     log = RecordLog()
     windows = list(WfdbFolder.from_params({"path": str(folder), "annotation": "atr", "window_s": 2}).records(log))
     assert [r.record_id for r in windows] == ["r1@4s", "r2@0s", "r2@2s", "r2@4s"]
-    assert log.dropped == {"no_rhythm": 2}  # [0,2) and [2,4) start before the first rhythm annotation at 2.5 s
+    # [0,2) and [2,4) start before the first rhythm annotation at 2.5 s
+    assert log.dropped_by_reason() == {"before_first_rhythm": 2}
+    assert list(log.dropped_from) == ["r1"]
     log = RecordLog()
     whole = list(WfdbFolder.from_params({"path": str(folder), "annotation": "atr"}).records(log))
     assert [(r.record_id, r.label, len(r.signal)) for r in whole] == [("r2", "N", 1500)]
-    assert log.dropped == {"no_rhythm": 1}
+    assert log.dropped_by_reason() == {"before_first_rhythm": 1}
+
+
+def test_default_rhythm_keeps_the_windows_before_the_first_annotation(tmp_path):
+    folder = tmp_path / "late"
+    write_record(folder, "r1", ecg("N", 8, FS), FS)
+    write_rhythm_annotations(folder, "r1", [int(4 * FS)], ["(AFIB"], FS)
+    write_record(folder, "quiet", ecg("N", 4, FS, seed=3), FS)
+    write_rhythm_annotations(folder, "quiet", [100], [""], FS)  # no rhythm code at all (a non-AF record of CPSC 2021)
+    params = {"path": str(folder), "annotation": "atr", "window_s": 2, "default_rhythm": "(N"}
+    log = RecordLog()
+    windows = list(WfdbFolder.from_params(params).records(log))
+    assert [(r.record_id, r.label) for r in windows] == [
+        ("quiet@0s", "N"), ("quiet@2s", "N"), ("r1@0s", "N"), ("r1@2s", "N"), ("r1@4s", "A"), ("r1@6s", "A"),
+    ]
+    assert log.dropped_by_reason() == {}
+    without = RecordLog()
+    assert len(list(WfdbFolder.from_params({**params, "default_rhythm": None}).records(without))) == 2
+    assert without.dropped_by_reason() == {"before_first_rhythm": 4}
+    with pytest.raises(ConfigError, match=r"default_rhythm '\(SR' is not a code of rhythm_map"):
+        WfdbFolder.from_params({**params, "default_rhythm": "(SR"})
+
+
+def test_a_rhythm_annotation_at_the_end_marks_the_end_not_a_new_rhythm(tmp_path):
+    folder = tmp_path / "persistent"
+    n = int(6 * FS)
+    write_record(folder, "af", ecg("A", 6, FS), FS)
+    write_rhythm_annotations(folder, "af", [0, n - 1], ["(AFIB", "(N"], FS)  # CPSC 2021 persistent AF
+    write_record(folder, "late_n", ecg("A", 6, FS, seed=4), FS)
+    write_rhythm_annotations(folder, "late_n", [0, n - 4], ["(AFIB", "(N"], FS)  # 4 samples before the end: a real change
+    log = RecordLog()
+    whole = list(WfdbFolder.from_params({"path": str(folder), "annotation": "atr"}).records(log))
+    assert [(r.record_id, r.label, len(r.signal)) for r in whole] == [("af", "A", n)]
+    assert log.dropped_by_reason() == {"rhythm_change": 1}
+    windows = list(WfdbFolder.from_params({"path": str(folder), "annotation": "atr", "window_s": 2}).records())
+    assert [(r.record_id, r.label) for r in windows] == [("af@0s", "A"), ("af@2s", "A"), ("af@4s", "A"), ("late_n@0s", "A"), ("late_n@2s", "A")]
 
 
 def test_unknown_rhythm_code_names_the_mapping_fix(afdb_like):
