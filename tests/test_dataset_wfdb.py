@@ -158,6 +158,72 @@ def test_splits_keep_windows_of_a_recording_together(tmp_path):
     assert [len(splits.train), len(splits.val), len(splits.test)] == [16, 8, 8]  # 4 windows per recording
 
 
+@pytest.fixture
+def patients(tmp_path):
+    """CPSC-2021-style names ``data_<patient>_<n>``: patients 1-3 in sinus rhythm, 4-6 in AF, two 8-s recordings each,
+    and a 1-s recording of patient 1 (shorter than a window: it yields none)."""
+    folder = tmp_path / "patients"
+    for patient in range(1, 7):
+        for n in (1, 2):
+            name = f"data_{patient}_{n}"
+            write_record(folder, name, ecg("N", 8, FS, seed=10 * patient + n), FS)
+            write_rhythm_annotations(folder, name, [0], ["(AFIB" if patient > 3 else "(N"], FS)
+    write_record(folder, "data_1_9", ecg("N", 1, FS, seed=99), FS)
+    write_rhythm_annotations(folder, "data_1_9", [0], ["(N"], FS)
+    return folder
+
+
+PATIENT_SETTINGS = {"annotation": "atr", "window_s": 2, "group_pattern": r"data_(\d+)_"}
+
+
+def patients_by_split(splits) -> dict[str, set[str]]:
+    where: dict[str, set[str]] = {}
+    for name in ("train", "val", "test"):
+        for rid in getattr(splits, name).record_ids:
+            where.setdefault(rid.split("_")[1], set()).add(name)
+    return where
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_no_patient_is_in_two_splits(patients, tmp_path, seed):
+    dataset = WfdbFolder.from_params({"path": str(patients), **PATIENT_SETTINGS})
+    assert dataset.split_group("data_12_3@4s") == "12" and dataset.recording("data_12_3@4s") == "data_12_3"
+    splits = load_splits(dataset, DataConfig(fs_hz=100, split={"val": 0.34, "test": 0.34, "seed": seed}), tmp_path / "cache")
+    where = patients_by_split(splits)
+    assert sorted(where, key=int) == ["1", "2", "3", "4", "5", "6"]
+    assert all(len(s) == 1 for s in where.values()), where
+    assert sorted(len(getattr(splits, n)) for n in ("train", "val", "test")) == [16, 16, 16]  # 2 patients x 2 recordings x 4 windows
+    assert splits.info["dropped"] == {"shorter_than_window": 1}
+    by_recording = WfdbFolder.from_params({"path": str(patients), "annotation": "atr", "window_s": 2})
+    assert by_recording.split_group("data_12_3@4s") == "data_12_3"  # no group_pattern: each recording is its own group
+
+
+def test_split_file_with_patients_recordings_and_a_zero_window_recording(patients, tmp_path):
+    dataset = WfdbFolder.from_params({"path": str(patients), **PATIENT_SETTINGS})
+    split = tmp_path / "split.csv"
+    split.write_text("record,split\n1,test\n4,test\ndata_2_1,val\ndata_2_2,val\n5,val\n3,train\n6,train\ndata_1_9,test\n")
+    splits = load_splits(dataset, DataConfig(fs_hz=100, split={"file": str(split)}), tmp_path / "cache")
+    assert patients_by_split(splits) == {"1": {"test"}, "4": {"test"}, "2": {"val"}, "5": {"val"}, "3": {"train"}, "6": {"train"}}
+    split.write_text("1,test\n4,test\n2,val\n5,val\n3,train\n6,train\ndata_1_9,train\n")
+    with pytest.raises(DatasetError, match=r"split.csv lines 1 and 7: '1' \(test\) and 'data_1_9' \(train\) are both of group '1'"):
+        load_splits(dataset, DataConfig(fs_hz=100, split={"file": str(split)}), tmp_path / "cache")
+    split.write_text("data_1_1,test\ndata_1_2,train\n2,val\n3,train\n4,test\n5,val\n6,train\n")
+    with pytest.raises(DatasetError, match=rf"{split} lines 1 and 2: 'data_1_1' \(test\) and 'data_1_2' \(train\) are both of group '1', which would be in two splits"):
+        load_splits(dataset, DataConfig(fs_hz=100, split={"file": str(split)}), tmp_path / "cache")
+
+
+def test_group_pattern_must_match_every_record_and_hold_a_group(patients, tmp_path):
+    write_record(patients, "extra", ecg("N", 8, FS, seed=7), FS)
+    write_rhythm_annotations(patients, "extra", [0], ["(N"], FS)
+    dataset = WfdbFolder.from_params({"path": str(patients), **PATIENT_SETTINGS})
+    with pytest.raises(ConfigError, match=r"record 'extra' does not match group_pattern 'data_\(\\d\+\)_'.*change the pattern"):
+        list(dataset.records())
+    with pytest.raises(ConfigError, match=r"group_pattern 'data_\\d_' has no capture group; put the group id in parentheses"):
+        WfdbFolder.from_params({**PATIENT_SETTINGS, "group_pattern": r"data_\d_"})
+    with pytest.raises(ConfigError, match=r"group_pattern 'data_\(' is not a regular expression"):
+        WfdbFolder.from_params({**PATIENT_SETTINGS, "group_pattern": "data_("})
+
+
 def test_config_needs_exactly_one_label_source(tmp_path, registry):
     assert registry.get("datasets", "wfdb") is WfdbFolder
     with pytest.raises(ConfigError, match="set exactly one of labels_csv"):
