@@ -153,7 +153,9 @@ class WfdbFolder(Dataset):
         except Exception as exc:
             raise RecordProblem("unreadable", record_id, str(path), f"annotations are unreadable ({type(exc).__name__}: {exc})", "re-download them") from None
         notes = [(int(s), (a or "").rstrip("\x00").strip()) for s, a in zip(ann.sample, ann.aux_note or [""] * len(ann.sample))]
-        changes = sorted((s, code) for s, code in notes if code.startswith("(") and n_samples - s > END_MARKER_SAMPLES)
+        # A rhythm code at the record's very end marks the end (see END_MARKER_SAMPLES), not a change.
+        kept = [(s, code) for s, code in notes if code.startswith("(") and n_samples - s > END_MARKER_SAMPLES]
+        changes = sorted(kept, key=lambda change: change[0])
         unknown = sorted({code for _s, code in changes if code not in self.config.rhythm_map})
         if unknown:
             examples = ", ".join(f"'{c}': O" for c in unknown)
