@@ -249,3 +249,17 @@ def test_csv_pairs_skip_the_header_and_blank_lines_and_name_a_bad_line(tmp_path)
         read_csv_pairs(path, ("record", "label"), "unused")
     with pytest.raises(DatasetError, match="^no such file, add it$"):
         read_csv_pairs(tmp_path / "missing.csv", ("record", "label"), "no such file, add it")
+
+
+def test_rhythm_settings_change_the_cache_key(tmp_path):
+    folder = tmp_path / "late"
+    write_record(folder, "r1", ecg("N", 8, FS), FS)
+    write_rhythm_annotations(folder, "r1", [int(4 * FS)], ["(AFIB"], FS)
+    config = DataConfig(fs_hz=100, split={"val": 0, "test": 0})
+    params = {"path": str(folder), "annotation": "atr", "window_s": 2}
+    dropped = load_splits(WfdbFolder.from_params(params), config, tmp_path / "cache")
+    kept = load_splits(WfdbFolder.from_params({**params, "default_rhythm": "(N"}), config, tmp_path / "cache")
+    assert (len(dropped.train), dropped.info["dropped"]) == (2, {"before_first_rhythm": 2})
+    assert (len(kept.train), kept.info["dropped"]) == (4, {})
+    assert dropped.info["cache"] != kept.info["cache"]
+    assert WfdbFolder.from_params(params).fingerprint() != WfdbFolder.from_params({**params, "group_pattern": "(r)"}).fingerprint()
