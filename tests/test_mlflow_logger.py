@@ -290,7 +290,7 @@ def test_cells_are_logged_to_a_sqlite_store_and_read_back(env, tmp_path):
         metrics = run.data.metrics
         assert metrics["test.challenge_f1"] == pytest.approx(cell.metrics["test"]["challenge_f1"])
         assert [metrics["test.challenge_f1_ci.low"], metrics["test.challenge_f1_ci.high"]] == pytest.approx(cell.metrics["test"]["challenge_f1_ci"])
-        assert metrics["size.deployable_bytes"] == cell.metrics["size"]["deployable_bytes"]
+        assert metrics["size.storage_bytes"] == cell.metrics["size"]["storage_bytes"]
         assert metrics["size.compression_ratio"] == pytest.approx(cell.metrics["size"]["compression_ratio"])
         assert metrics["latency.host_median_ms"] == pytest.approx(cell.metrics["latency"]["host_median_ms"])
         assert metrics["devices.nrf52840.latency_ms"] == pytest.approx(cell.metrics["devices"]["nrf52840"]["latency_ms"])

@@ -4,7 +4,7 @@ One MLflow run per ecgbench run (named by its run id), and nested under it
 one MLflow run per cell: the cell's settings as params (dataset, model,
 pipeline steps and their settings, seed, cell id, data/training/measure
 settings), its numeric metrics flattened to dotted names (``test.challenge_f1``,
-``test.challenge_f1_ci.low``, ``size.deployable_bytes``,
+``test.challenge_f1_ci.low``, ``size.storage_bytes``,
 ``devices.nrf52840.latency_ms``, ...) and its exported ONNX model as an
 artifact (``model/model.onnx``). Every run is tagged ``ecgbench.run_id``,
 cells also ``ecgbench.cell_id``. A cell already done is skipped by a resumed
