@@ -122,6 +122,7 @@ class DeviceProfile(_Strict):
     sources: list[str] = Field(min_length=1, description="where the figures come from: datasheet sections, papers, or 'estimate: why'")
     clock_hz: float = Field(gt=0, description="core clock while running inference")
     macs_per_cycle: MacRates
+    runtime: str = Field("", description="the inference runtime and kernel library the figures assume, e.g. 'TFLite Micro + CMSIS-NN'")
     sparse_kernels: bool = Field(description="true when the software stack runs sparse (zero-skipping) kernels")
     sparse_efficiency: float = Field(gt=0, le=1, description="sparse-kernel rate as a fraction of the dense rate (used only with sparse_kernels)")
     bandwidth_bytes_per_s: float = Field(gt=0, description="sustained bytes per second between memory and core (weights and activations)")
