@@ -121,6 +121,9 @@ def report(predictions, by_model, graphs, qop_macs, full_fit, factor_all, datash
         f"| energy, datasheet power x fitted factor | {s_cal['n']} | {100 * s_cal['median_abs']:.1f} % | "
         f"{share(s_cal['within_10'])} | {share(s_cal['within_25'])} | ≤ 25 % | {verdict(s_cal['median_abs'] <= TARGETS['energy_median'])} |",
         "",
+        "Caveat: the datasheet run-mode currents in the profiles were written from the datasheets named in each "
+        "profile without access to them here (see the last section): check them before trusting absolute energy.",
+        "",
         "Rank order per board (Spearman between predicted and measured latency over its models and engines):",
         "",
         "| board | pairs | simulator | MACs-only |",
