@@ -26,6 +26,7 @@ from ecgbench.measure.simulator import simulate
 from ecgbench_plugins.devices.builtin_profiles import PROFILE_DIR
 
 logging.getLogger().setLevel(logging.ERROR)
+pytestmark = pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "benchmarks" / "data" / "mlperf_tiny_measurements.csv"
