@@ -257,7 +257,9 @@ class Prediction:
     energy_uj_datasheet: float
     energy_uj: float
 
-    def error(self, predicted: float, measured: float) -> float:
+    @staticmethod
+    def error(predicted: float, measured: float) -> float:
+        """Relative error, predicted / measured - 1."""
         return predicted / measured - 1.0
 
 
