@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(results[0] if len(results) == 1 and not args.models[0].is_dir() else results, indent=2, sort_keys=True))
     else:
         print("\n\n".join(summary_text(r) for r in results))
-    for path in written:
-        print(f"wrote {path}")
+    for path in written:  # on stderr with --json, so stdout stays one JSON document
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
