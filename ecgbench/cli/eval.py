@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -126,15 +127,16 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
     """``eval --run RUN``: each cell's split, scored as the cell was."""
     from ecgbench.results.compare import load_results
     from ecgbench.results.rescore import rescore_run
-    from ecgbench.run.runner import default_home
+    from ecgbench.run.runner import HOME_ENV, default_home
 
     _refuse(
         args,
         {"MODEL": args.models, "--dataset": args.dataset, "--set": args.set, "--dataset-file": args.dataset_file, "--labels": args.labels, "--out": args.out},
         "--run scores each cell's own model on its own dataset",
     )
-    home = Path(args.db.parent if args.db else default_home())
-    results = load_results(args.run, args.db or home / "results.sqlite")
+    # The store and caches `ecgbench run` used: $ECGBENCH_HOME, else the folder of --db, else ./.ecgbench.
+    home = default_home() if os.environ.get(HOME_ENV) or not args.db else args.db.parent
+    results = load_results(args.run, args.db or default_home() / "results.sqlite")
     ref = Path(args.run)
     report_dir = ref if ref.is_dir() else ref.parent if ref.is_file() else None
     rescored = rescore_run(

@@ -130,13 +130,9 @@ def cross_dataset_report(entries: list[ModelEntry], results: list[dict[str, Any]
     first = results[0]
     metric, absent = headline_metric(first["class_counts"])
     present = [name for name in CLASSES if name not in absent]
-    dense = {e.seed: r for e, r in zip(entries, results) if e.pipeline == "dense"}
     rows = []
     for entry, result in zip(entries, results):
-        reference = dense.get(entry.seed) or next(iter(dense.values()), None)
-        reference_entry = next((e for e, r in zip(entries, results) if r is reference), None)
-        own = entry.in_distribution.get(metric)
-        dense_own = reference_entry.in_distribution.get(metric) if reference_entry else None
+        dense_entry, dense_result = _dense_of(entry, entries, results)
         rows.append(
             {
                 "pipeline": entry.pipeline,
@@ -152,8 +148,8 @@ def cross_dataset_report(entries: list[ModelEntry], results: list[dict[str, Any]
                     "n_records": result["n_records"],
                 },
                 "delta_points": {
-                    "in_distribution": _delta(own, dense_own),
-                    "cross": _delta(result[metric], reference[metric]) if reference is not None else None,
+                    "in_distribution": _delta(entry.in_distribution.get(metric), dense_entry.in_distribution.get(metric) if dense_entry else None),
+                    "cross": _delta(result[metric], dense_result[metric] if dense_result else None),
                 },
             }
         )
@@ -171,6 +167,13 @@ def cross_dataset_report(entries: list[ModelEntry], results: list[dict[str, Any]
         "skipped": {reason: e["count"] for reason, e in (first.get("skipped") or {}).items()},
         "models": rows,
     }
+
+
+def _dense_of(entry: ModelEntry, entries: list[ModelEntry], results: list[dict]) -> tuple[ModelEntry | None, dict | None]:
+    """The dense model ``entry`` is compared with: the one of its seed, else the first dense one, else none."""
+    dense = [(e, r) for e, r in zip(entries, results) if e.pipeline == "dense"]
+    same_seed = [(e, r) for e, r in dense if e.seed == entry.seed]
+    return (same_seed or dense or [(None, None)])[0]
 
 
 def _delta(value: float | None, reference: float | None) -> float | None:

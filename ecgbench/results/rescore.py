@@ -104,6 +104,8 @@ def _cell_splits(cell: CellRow, data_dir, cache_dir: Path, registry, memo: dict)
     params = dict(stored.get("params") or {})
     if data_dir is not None:
         params["path"] = str(Path(data_dir).resolve())
+    elif params.get("path") and not Path(params["path"]).exists():
+        raise ConfigError(f"{where}: the run read its {cell.dataset} records from {params['path']}, which does not exist here; pass --data DIR")
     ref = dataset_ref(stored.get("name", cell.dataset), params, f"{where}: dataset", registry)
     data = parse_config(DataConfig, config.get("data"), f"{where}: data")
     key = json.dumps([ref.name, ref.params(), data.model_dump(mode="json")], sort_keys=True)
