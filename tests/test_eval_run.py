@@ -159,3 +159,17 @@ def test_absent_classes_make_af_f1_the_headline_and_are_not_scored(run, home, ca
     assert main(["eval", str(root / "report" / "models" / "dense.onnx"), *argv[1:-2]]) == 0
     text = capsys.readouterr().out
     assert "O –  ~ –" in text and "absent from the data: O, ~" in text
+
+
+def test_models_listed_without_a_file_are_named_not_scored(run, home, capsys, tmp_path):
+    root, _cells = run
+    models = tmp_path / "models"
+    shutil.copytree(root / "report" / "models", models)
+    index = json.loads((models / "index.json").read_text())
+    big = next(e for e in index["models"] if e["pipeline"] == "int8_dynamic")
+    (models / big.pop("file")).unlink()
+    big["not_copied"] = "too large"
+    (models / "index.json").write_text(json.dumps(index))
+    with pytest.warns(UserWarning, match="lists 1 model\\(s\\) without a file, not scored: int8_dynamic"):
+        results = _json(capsys, [str(models), *OTHER_DATASET])
+    assert [r["exported"]["pipeline"] for r in results] == ["dense"]

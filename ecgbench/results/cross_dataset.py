@@ -16,6 +16,7 @@ left out, never scored as 0.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,14 +82,17 @@ def _index_entries(folder: Path) -> list[ModelEntry] | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{index_path}: not a models index ({exc}); write it with `ecgbench report RUN --format models`") from None
     stored = _stored_test_scores(folder.parent / RESULTS_FILE)
-    entries = []
+    entries, unscored = [], []
     for item in models:
         if not isinstance(item, dict) or not item.get("file"):
-            continue  # listed but not copied (too large) or missing
+            unscored.append(str(item.get("pipeline") if isinstance(item, dict) else item))  # listed, but too large to copy or missing
+            continue
         scores = {k: item[f"test_{k}"] for k in HEADLINES if isinstance(item.get(f"test_{k}"), (int, float))}
         if not scores:
             scores = stored.get(item.get("cell_id"), {})
         entries.append(ModelEntry(folder / item["file"], item.get("pipeline"), item.get("cell_id"), item.get("seed"), scores))
+    if unscored:
+        warnings.warn(f"{index_path} lists {len(unscored)} model(s) without a file, not scored: {', '.join(unscored)}", stacklevel=2)
     return entries
 
 
