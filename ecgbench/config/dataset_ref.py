@@ -1,11 +1,11 @@
-"""A dataset chosen outside a suite: a dataset YAML file, ``--dataset NAME --set KEY=VALUE``, or both.
+"""Dataset settings files: one dataset entry, as in a suite's ``matrix.datasets``, in a YAML file of its own.
 
-A dataset file holds one entry shaped like an item of a suite's ``matrix.datasets``::
+``suites/datasets/cpsc2021.yaml`` holds, for example::
 
-    wfdb: {annotation: atr, window_s: 30}
+    wfdb: {annotation: atr, window_s: 30, lead: I, default_rhythm: '(N', group_pattern: 'data_(\\d+)_'}
 
-It is validated by the plugin's own ``Config``, exactly as in a suite, with
-errors naming the file and the key.
+so a suite and ``ecgbench eval --dataset-file`` read the same settings. The entry is
+validated by the dataset plugin's ``Config``, with errors naming the file and the key.
 """
 
 from __future__ import annotations
@@ -18,26 +18,37 @@ from ecgbench.errors import ConfigError
 from ecgbench.kinds.base import parse_config
 from ecgbench.registry import Registry
 
+EXAMPLE = "wfdb: {annotation: atr, window_s: 30}"
 
-def load_dataset_file(path: str | Path, registry: Registry | None = None) -> PluginRef:
-    """The dataset entry of a YAML file (``NAME`` or ``{NAME: {settings}}``), validated by its plugin."""
-    from ecgbench.registry import process_registry
 
+def load_dataset_file(path: str | Path, registry: Registry | None = None, overrides: dict[str, Any] | None = None) -> PluginRef:
+    """The dataset entry of ``path`` (a plugin name, or ``{name: {settings}}``), validated; ``overrides`` replace settings.
+
+    ``registry`` defaults to this process's plugins (:func:`ecgbench.registry.process_registry`).
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read dataset file {path}: {exc.strerror}; pass a YAML file such as suites/datasets/cpsc2021.yaml") from None
-    raw = parse_yaml(text, str(path))
-    where = str(path)
-    if isinstance(raw, list) and len(raw) == 1:  # a one-item matrix.datasets list pasted as it is
-        raw = raw[0]
-    if raw is None:
-        raise ConfigError(f"{where}: the file is empty; write one dataset entry, e.g. 'wfdb: {{annotation: atr, window_s: 30}}'")
-    name, params = _split_entry(raw, where)
-    registry = registry or process_registry()
-    cls = registry.get("datasets", name, f"{where} at {name}")
-    return PluginRef("datasets", name, parse_config(cls.Config, params, f"{where} at {name}"))
+        raise ConfigError(f"cannot read dataset file {path}: {exc.strerror}; pass the path of a YAML file like `{EXAMPLE}`") from None
+    entry = parse_yaml(text, str(path))
+    if entry is None or isinstance(entry, list):
+        got = "nothing" if entry is None else "a list"
+        raise ConfigError(f"{path}: holds {got}; a dataset file holds one entry, a plugin name or a mapping like `{EXAMPLE}`")
+    if isinstance(entry, dict) and len(entry) != 1:
+        raise ConfigError(
+            f"{path}: holds {len(entry)} keys ({', '.join(map(str, entry))}); a dataset file holds one entry like `{EXAMPLE}`"
+        )
+    name, params = _split_entry(entry, str(path))
+    if registry is None:
+        from ecgbench.registry import process_registry
+
+        registry = process_registry()
+    cls = registry.get("datasets", name, str(path))
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path} at {name}: expected a mapping of settings, got {params!r}; e.g. `{EXAMPLE}`")
+    config = parse_config(cls.Config, {**params, **(overrides or {})}, f"{path} at {name}")
+    return PluginRef("datasets", name, config)
 
 
 def parse_assignments(items: list[str], flag: str = "--set") -> dict[str, Any]:
@@ -52,16 +63,6 @@ def parse_assignments(items: list[str], flag: str = "--set") -> dict[str, Any]:
             raise ConfigError(f"{flag} {key}=...: given twice; keep one")
         out[key] = parse_yaml(value, f"{flag} {item}") if value.strip() else None
     return out
-
-
-def with_settings(ref: PluginRef, updates: dict[str, Any], where: str, registry: Registry | None = None) -> PluginRef:
-    """``ref`` with ``updates`` over its settings, validated again (errors name ``where`` and the key)."""
-    from ecgbench.registry import process_registry
-
-    if not updates:
-        return ref
-    cls = (registry or process_registry()).get("datasets", ref.name, where)
-    return PluginRef("datasets", ref.name, parse_config(cls.Config, {**ref.params(), **updates}, where))
 
 
 def dataset_ref(name: str, params: dict[str, Any], where: str, registry: Registry | None = None) -> PluginRef:

@@ -111,6 +111,15 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("devices.{device}.energy_mj", "{device} mJ", DEVICE_DEFINITION, unit="mJ", term=DEVICE_TERM, format="number", higher_is_better=False),
     Metric("devices.{device}.fits", "{device} fits", DEVICE_DEFINITION, term=DEVICE_TERM, aggregate="all_true"),
     # Measured and stored, not in the summary table (CSV/JSON carry them).
+    Metric(
+        "data.dropped_total",
+        "dropped windows",
+        "windows (or records) the dataset left out by design, e.g. before a record's first rhythm annotation or across a "
+        "change of rhythm; the count per reason is at data.dropped.<reason> and in the report's \"Dropped windows\" section.",
+        format=",.0f",
+        higher_is_better=False,
+        summary=False,
+    ),
     Metric("val.challenge_f1", "validation challenge F1", summary=False),
     Metric("test.af_f1", "test AF F1", summary=False),
     Metric("size.nonzero_params", "non-zero parameters", format="number", higher_is_better=False, summary=False),

@@ -18,7 +18,7 @@ from typing import Any
 
 from ecgbench import hookimpl
 from ecgbench.results import table as _table
-from ecgbench.results.records import skipped_records_html
+from ecgbench.results.records import dropped_windows_html, skipped_records_html
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; color: #222; }
@@ -180,6 +180,7 @@ def html_report(results, out_dir: Path, fmt: str = "html", settings: _table.Tabl
         parts += [f"<li><code>{esc(title)}</code>: {esc(reason)}</li>" for title, reason in unfinished]
         parts += ["</ul>", f"<p>Full tracebacks: <code>ecgbench runs {esc(run.run_id)}</code></p>"]
     parts += skipped_records_html(results)
+    parts += dropped_windows_html(results)
     parts.append("<h2>Trade-offs</h2>")
     parts.append(_figure_html(size_plot(data["size_f1"]), "test challenge F1 versus deployable bytes", "Accuracy versus deployable size"))
     parts.append(_figure_html(latency_plot(data["latency_f1"]), "test challenge F1 versus simulated latency", "Accuracy versus simulated device latency"))
