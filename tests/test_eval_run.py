@@ -115,7 +115,7 @@ def test_folder_of_models_and_cross_dataset_report(run, home, capsys, tmp_path):
     assert [r["exported"]["pipeline"] for r in results] == ["dense", "int8_dynamic"]
     assert all(r["dataset_settings"] == results[0]["dataset_settings"] for r in results)
     report = json.loads((out / "report.json").read_text())
-    assert report["dataset"]["name"] == "synthetic" and report["dataset"]["settings"]["n_records"] == 12
+    assert report["dataset"]["name"] == report["label"] == "synthetic" and report["dataset"]["settings"]["n_records"] == 12
     rows = {r["pipeline"]: r for r in report["models"]}
     for pipeline, row in rows.items():
         assert row["in_distribution"]["challenge_f1"] == cells[pipeline]["metrics"]["test"]["challenge_f1"]  # from index.json
@@ -147,15 +147,17 @@ def test_in_distribution_scores_from_results_json_when_the_index_lacks_them(run,
 
 def test_absent_classes_make_af_f1_the_headline_and_are_not_scored(run, home, capsys, tmp_path):
     root, _cells = run
-    argv = [str(root / "report" / "models"), *OTHER_DATASET, "--set", "proportions=[0.5, 0.5, 0, 0]", "--out", str(tmp_path / "af")]
+    dataset_file = tmp_path / "two-classes.yaml"
+    dataset_file.write_text("synthetic: {n_records: 12, seed: 7, fs_hz: 100, min_duration_s: 4, max_duration_s: 8}\n")
+    argv = [str(root / "report" / "models"), "--dataset-file", str(dataset_file), "--set", "proportions=[0.5, 0.5, 0, 0]", "--out", str(tmp_path / "af")]
     results = _json(capsys, argv)
     assert results[0]["class_counts"]["O"] == 0 and results[0]["class_counts"]["~"] == 0
     report = json.loads((tmp_path / "af" / "report.json").read_text())
-    assert report["headline"] == "af_f1" and report["classes_absent"] == ["O", "~"]
+    assert report["headline"] == "af_f1" and report["classes_absent"] == ["O", "~"] and report["label"] == "two-classes"
     for row in report["models"]:
         assert set(row["cross"]["f1"]) == {"N", "A"}  # O and ~ left out, not 0
     markdown = (tmp_path / "af" / "report.md").read_text()
-    assert "synthetic AF F1" in markdown and "Absent from synthetic: O, ~" in markdown
+    assert "| two-classes AF F1 |" in markdown and "Absent from two-classes: O, ~" in markdown
     assert main(["eval", str(root / "report" / "models" / "dense.onnx"), *argv[1:-2]]) == 0
     text = capsys.readouterr().out
     assert "O –  ~ –" in text and "absent from the data: O, ~" in text

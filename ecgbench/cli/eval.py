@@ -68,7 +68,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         # The temporary cache outlives prediction: the loader memory-maps its files.
         cache = Path(args.cache_dir or tmp)
         results = [evaluate_model_file(e.path, dataset, cache, args.threads, args.on_bad_record) for e in entries]
-    written = write_cross_dataset_report(cross_dataset_report(entries, results), args.out) if args.out else []
+    label = args.dataset_file.stem if args.dataset_file else None  # cpsc2021, not the plugin's name wfdb
+    written = write_cross_dataset_report(cross_dataset_report(entries, results, label), args.out) if args.out else []
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 and not args.models[0].is_dir() else results, indent=2, sort_keys=True))
     else:

@@ -42,10 +42,6 @@ class ModelEntry:
     seed: int | None = None
     in_distribution: dict[str, float] = field(default_factory=dict)  # challenge_f1, af_f1 on its own test split
 
-    @property
-    def label(self) -> str:
-        return self.pipeline or self.path.name
-
 
 def model_entries(paths: list[str | Path]) -> list[ModelEntry]:
     """The models named by ``paths``: files, or folders (their ``index.json`` entries, else every model file in them)."""
@@ -127,8 +123,11 @@ def headline_metric(class_counts: dict[str, int]) -> tuple[str, list[str]]:
     return ("af_f1" if challenge_absent else "challenge_f1"), absent
 
 
-def cross_dataset_report(entries: list[ModelEntry], results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The report's data: per model, in-distribution and new-dataset headline F1, their changes from dense, per-class F1."""
+def cross_dataset_report(entries: list[ModelEntry], results: list[dict[str, Any]], label: str | None = None) -> dict[str, Any]:
+    """The report's data: per model, in-distribution and new-dataset headline F1, their changes from dense, per-class F1.
+
+    ``label`` names the new dataset in the report (e.g. ``cpsc2021``, the dataset file's name); default: the plugin's name.
+    """
     if not results:
         raise ConfigError("no model was scored; pass at least one model")
     first = results[0]
@@ -160,6 +159,7 @@ def cross_dataset_report(entries: list[ModelEntry], results: list[dict[str, Any]
     return {
         "format": "ecgbench-cross-dataset",
         "format_version": 1,
+        "label": label or first["dataset_settings"]["name"],
         "dataset": first["dataset_settings"],
         "data": first["data"],
         "headline": metric,
@@ -187,14 +187,14 @@ def _delta(value: float | None, reference: float | None) -> float | None:
 def report_markdown(report: dict[str, Any]) -> str:
     """A short Markdown page: what was scored, how, and one table."""
     metric = HEADLINES[report["headline"]]
-    dataset = report["dataset"]["name"]
+    dataset = report["label"]
     trained_on = next((r["in_distribution"]["dataset"] for r in report["models"] if r["in_distribution"].get("dataset")), None) or "own"
     settings = ", ".join(f"{k}: {v}" for k, v in report["dataset"]["settings"].items() if k != "path" and v is not None)
     counts = ", ".join(f"{name} {report['class_counts'][name]}" for name in report["classes_present"])
     lines = [
         f"# Cross-dataset evaluation: {trained_on} models on {dataset}",
         "",
-        f"- Data: `{report['data']}`, dataset `{dataset}` ({settings}).",
+        f"- Data: `{report['data']}`, read by the `{report['dataset']['name']}` dataset plugin ({settings}).",
         f"- Records scored: {report['n_records']} ({counts}).",
     ]
     if report["classes_absent"]:
