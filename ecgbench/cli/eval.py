@@ -175,7 +175,7 @@ def summary_text(result: dict[str, Any]) -> str:
     if absent:
         lines.append(f"absent from the data: {', '.join(absent)} (not scored; the challenge F1 counts an absent N, A or O as 0, AF F1 does not)")
     lines += [
-        f"size: {result['deployable_bytes']:,} bytes deployable ({result['deployable_format']}); "
+        f"size: {result['storage_bytes']:,} bytes stored ({result['storage_format']}, the smallest lossless file); "
         f"{result['nonzero_params']:,} of {result['total_params']:,} parameters non-zero",
         *plugin_lines,
         *_dropped_text(result.get("dropped") or {}),

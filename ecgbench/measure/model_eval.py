@@ -20,6 +20,9 @@ from ecgbench.errors import ConfigError
 from ecgbench.measure.model_file import read_model_file
 from ecgbench.measure.schema import DECLARATIONS_SECTION, PLUGIN_SECTION
 
+DEPRECATED_KEYS = ("deployable_bytes", "deployable_format")
+"""Result keys kept for one release as aliases of ``storage_bytes`` / ``storage_format``."""
+
 
 def evaluate_model_file(
     model_path: str | Path,
@@ -56,8 +59,12 @@ def evaluate_model_file(
         **scores,
         "ci_level": measure.ci_level,
         "class_counts": {name: int(n) for name, n in zip(CLASSES, counts)},
-        "deployable_bytes": size["deployable_bytes"],
-        "deployable_format": size["deployable_format"],
+        "storage_bytes": size["storage_bytes"],
+        "storage_format": size["storage_format"],
+        # Deprecated aliases of storage_*, kept for one release: "deployable" named a file no device executes.
+        "deployable_bytes": size["storage_bytes"],
+        "deployable_format": size["storage_format"],
+        "deprecated": {key: f"use {key.replace('deployable', 'storage')}; removed in the next release" for key in DEPRECATED_KEYS},
         "nonzero_params": size["nonzero_params"],
         "total_params": size["total_params"],
         "file_bytes": model.file_bytes,
