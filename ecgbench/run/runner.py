@@ -52,7 +52,12 @@ def select_cells(cells: list[CellSpec], only: str | None) -> list[CellSpec]:
     """Cells whose ``dataset/model/pipeline/seedN`` title or id matches the glob ``only``."""
     if not only:
         return cells
-    return [c for c in cells if fnmatch.fnmatch(c.title(), only) or fnmatch.fnmatch(c.pipeline, only) or c.cell_id.startswith(only)]
+    return [c for c in cells if matches_only(c.title(), c.pipeline, c.cell_id, only)]
+
+
+def matches_only(title: str, pipeline: str, cell_id: str, only: str | None) -> bool:
+    """``--only``: a glob on the ``dataset/model/pipeline/seedN`` title or the pipeline label, or a cell id prefix."""
+    return not only or fnmatch.fnmatch(title, only) or fnmatch.fnmatch(pipeline, only) or cell_id.startswith(only)
 
 
 def plan_cells(suite: Suite, registry: Registry, only: str | None = None) -> list[CellSpec]:
