@@ -221,6 +221,7 @@ def predict_records(onnx_bytes: bytes, signals, threads: int = 0, batch_size: in
 def summary_text(result: dict[str, Any]) -> str:
     """A few lines for people: score with interval, per-class F1, size."""
     from ecgbench.measure.schema import stored_declarations
+    from ecgbench.text import KB_NOTE, human_bytes
 
     lo, hi = result["challenge_f1_ci"]
     per_class = "  ".join(f"{name} {value:.3f}" for name, value in result["f1"].items())
@@ -230,7 +231,7 @@ def summary_text(result: dict[str, Any]) -> str:
             f"{result['model']}: {result['n_records']} records of {result['data']} ({result['dataset']})",
             f"challenge F1 (mean of N, A, O) {result['challenge_f1']:.3f}  [{result['ci_level']:.0%} CI {lo:.3f}-{hi:.3f}]",
             f"F1 {per_class}  |  macro F1 {result['macro_f1']:.3f}  accuracy {result['accuracy']:.3f}",
-            f"size: {result['deployable_bytes']:,} bytes deployable ({result['deployable_format']}); "
+            f"size: {human_bytes(result['deployable_bytes'])} deployable ({result['deployable_format']}; {KB_NOTE}); "
             f"{result['nonzero_params']:,} of {result['total_params']:,} parameters non-zero",
             *plugin_lines,
             *_skipped_text(result.get("skipped") or {}),
