@@ -47,7 +47,7 @@ def _results(cells: list[CellRow]) -> RunResults:
 def test_runs_shows_a_table_then_tracebacks():
     from ecgbench.cli.runs import cells_text
 
-    metrics = {"test": {"challenge_f1": 0.8771}, "size": {"compression_ratio": 4.74, "deployable_bytes": 38_787}}
+    metrics = {"test": {"challenge_f1": 0.8771}, "size": {"compression_ratio": 4.74, "storage_bytes": 38_787}}
     done = CellRow("c1", "synthetic", "hannun34", "magnitude-s0.8-fe2", 0, {}, "done", metrics, started_at=10.0, finished_at=13.6, outcome="done")
     failed = CellRow("c2", "synthetic", "hannun34", "lth", 0, {}, "failed", error="Traceback\n  x\nValueError: boom", outcome="failed")
     text = cells_text(_results([done, failed]))

@@ -1,6 +1,6 @@
 """``ecgbench devices``: list device profiles, calibrate the host, simulate an ONNX model on devices.
 
-    ecgbench devices                                    # name, core, clock, flash, RAM, source
+    ecgbench devices                                    # name, core, clock, runtime, flash, RAM, source
     ecgbench devices calibrate [--out PATH]             # measure this machine -> host profile YAML
     ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--layers] [--json]
 
@@ -41,7 +41,10 @@ def register(subparsers) -> None:
     s.add_argument("model", type=Path, help="ONNX model file")
     s.add_argument("--device", action="append", default=[], metavar="NAME", help="device profile (repeatable; default: every profile)")
     s.add_argument("--input-shape", metavar="N,C,L", help="shape of one inference for a model with dynamic axes, e.g. 1,1,3000")
-    s.add_argument("--flash-bytes", type=int, help="deployable model size in bytes (default: the parameters' stored bytes)")
+    s.add_argument(
+        "--flash-bytes", type=int,
+        help="flash need in bytes instead of the model's executable form on each device's runtime (dense fp32, int8, or a sparse layout the profile runs)",
+    )
     s.add_argument("--interval-min", type=float, default=5.0, help="minutes between screened recordings for energy per day (default 5)")
     s.add_argument("--layers", action="store_true", help="print every layer of every device, not only the five slowest")
     s.add_argument("--json", action="store_true", help="print JSON (schema ecgbench.simulation/1) instead of tables")
@@ -68,8 +71,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in sorted(profiles, key=lambda n: (n == "host", n)):
         p = profiles[name]
         source = "calibrated: " + p.calibration if p.calibration else p.sources[0]
-        rows.append([name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), ellipsize(source, 38)])
-    print(_table(["name", "core / clock", "flash", "RAM", "source"], rows))
+        rows.append([
+            name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", p.runtime, human_bytes(p.flash_bytes), human_bytes(p.ram_bytes),
+            ellipsize(source, 30),
+        ])
+    print(_table(["name", "core / clock", "runtime", "flash", "RAM", "source"], rows))
     print(KB_NOTE)
     host = profiles.get("host")
     if host is not None and not host.calibration:
@@ -125,14 +131,23 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Analyse the model once, simulate it on each requested device, print tables or JSON."""
+    from ecgbench.measure.flash import flash_figure
     from ecgbench.measure.onnx_graph import analyze_onnx
+    from ecgbench.measure.onnx_model import OnnxModel
     from ecgbench.measure.simulator import simulate
 
     registry, profiles = _profiles()
     names = args.device or sorted(profiles, key=lambda n: (n == "host", n))
     chosen = [registry.get("devices", name, "--device") for name in names]
     graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model))
-    predictions = [simulate(graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min) for p in chosen]
+    model = OnnxModel(args.model) if args.flash_bytes is None else None
+    predictions = [
+        simulate(
+            graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min,
+            flash=flash_figure(model, p.sparse_layouts, p.runtime) if model is not None else None,
+        )
+        for p in chosen
+    ]
     if args.json:
         doc = {
             "schema": SIMULATION_SCHEMA,
@@ -183,6 +198,13 @@ def _devices_table(predictions) -> str:
     return _table(["device", "latency ms", "mJ", "J/day", "peak RAM", "flash", "fits"], rows, right=range(1, 6))
 
 
+def _flash_form(prediction) -> str:
+    """Where the flash figure came from: the form and runtime, or the caller's number, or stored parameter bytes."""
+    if prediction.flash_source == "runtime":
+        return f"{prediction.flash_format} on {prediction.flash_runtime}"
+    return "given by --flash-bytes" if prediction.flash_source == "given" else "stored parameter bytes"
+
+
 def _prediction_text(graph, prediction, all_layers: bool = False) -> str:
     """A device's verdict, notes and its layers: the five slowest, or every one with ``all_layers``."""
     layers = [p for p in prediction.per_layer if p.bound != "free"]
@@ -195,8 +217,10 @@ def _prediction_text(graph, prediction, all_layers: bool = False) -> str:
         for p in layers
     ]
     verdict = "fits" if prediction.fits else f"DOES NOT FIT: {prediction.why}"
-    flash_from = f"flash from {prediction.flash_source}"
     what = "every layer" if all_layers else f"{len(layers)} slowest layers"
-    header = wrap(f"== {prediction.device}: {verdict}; {prediction.inferences_per_day:g} inferences a day, {flash_from}; {what}", indent="   ")
+    header = wrap(
+        f"== {prediction.device}: {verdict}; {prediction.inferences_per_day:g} inferences a day, flash: {_flash_form(prediction)}; {what}",
+        indent="   ",
+    )
     notes = "".join("\n" + wrap(f"note: {note}", indent="  ") for note in getattr(prediction, "notes", []))
     return header + notes + "\n" + _table(["layer", "op", "precision", "work", "ms", "share", "bound", "live kB"], rows, right=(3, 4, 5, 7))

@@ -71,7 +71,7 @@ def cells_text(results, progress=lambda cell: None, now: float | None = None) ->
             cell.outcome or cell.status,
             "-" if f1 is None else f"{f1:.3f}",
             "-" if compression is None else ratio(compression),
-            kb(number(lookup(metrics, "size.deployable_bytes"))),
+            kb(number(lookup(metrics, "size.storage_bytes"))),
             _elapsed(cell, now),
             cell.cell_id,
         ]
@@ -80,7 +80,7 @@ def cells_text(results, progress=lambda cell: None, now: float | None = None) ->
         rows.append(row)
     first_number = headers.index("seed")
     lines.append(render_table(headers, rows, right=[first_number, first_number + 2, first_number + 3, first_number + 4, first_number + 5]))
-    lines.append(wrap(f"compress: non-zero parameters of dense / of this model; kB: deployable size ({KB_NOTE})"))
+    lines.append(wrap(f"compress: non-zero parameters of dense / of this model; kB: stored model size ({KB_NOTE})"))
     for cell in cells:
         if cell.status == "failed" and cell.error:
             lines.append(f"\nFAILED {cell.dataset}/{cell.model}/{cell.pipeline}/seed{cell.seed} ({cell.cell_id}):")

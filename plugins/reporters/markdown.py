@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ecgbench import hookimpl
 from ecgbench.results import table as _table
-from ecgbench.results.records import skipped_records_markdown
+from ecgbench.results.records import dropped_windows_markdown, skipped_records_markdown
 
 
 def markdown_table(table: _table.Table) -> str:
@@ -23,7 +23,7 @@ def markdown_table(table: _table.Table) -> str:
 
 
 def markdown_report(results, out_dir: Path, fmt: str = "md", settings: _table.TableSettings | None = None) -> str:
-    """The whole report: facts, synthetic-data warning, budget verdict, table, unfinished cells, column definitions."""
+    """The whole report: facts, synthetic-data warning, budget verdict, table, unfinished cells, skipped records, dropped windows, column definitions."""
     settings = settings or _table.TableSettings()
     run = results.run
     parts = [f"# ecgbench report: {run.suite_name}", ""]
@@ -42,6 +42,7 @@ def markdown_report(results, out_dir: Path, fmt: str = "md", settings: _table.Ta
         parts += [f"- `{title}`: {reason}" for title, reason in unfinished]
         parts += ["", f"Full tracebacks: `ecgbench runs {run.run_id}`", ""]
     parts += skipped_records_markdown(results)
+    parts += dropped_windows_markdown(results)
     parts += ["## Columns", ""]
     parts += [f"- **{name}**: {text}" for name, text in _table.column_definitions(results)]
     return "\n".join(parts) + "\n"
