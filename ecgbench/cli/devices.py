@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from ecgbench.errors import ConfigError
-from ecgbench.text import KB_NOTE, human_bytes, kb, ellipsize, render_table, shorten_unique, wrap
+from ecgbench.text import KB_NOTE, WIDTH, ellipsize, human_bytes, kb, render_table, shorten_unique, wrap
 
 SIMULATION_SCHEMA = "ecgbench.simulation/1"
 
@@ -71,11 +71,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in sorted(profiles, key=lambda n: (n == "host", n)):
         p = profiles[name]
         source = "calibrated: " + p.calibration if p.calibration else p.sources[0]
-        rows.append([
-            name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", p.runtime, human_bytes(p.flash_bytes), human_bytes(p.ram_bytes),
-            ellipsize(source, 30),
-        ])
-    print(_table(["name", "core / clock", "runtime", "flash", "RAM", "source"], rows))
+        rows.append([name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", p.runtime, human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), source])
+    headers = ["name", "core / clock", "runtime", "flash", "RAM", "source"]
+    used = sum(max(len(str(x)) for x in column) + 2 for column in zip(headers[:-1], *(row[:-1] for row in rows)))
+    for row in rows:  # the source gets what is left of the width
+        row[-1] = ellipsize(row[-1], max(WIDTH - used, 12))
+    print(_table(headers, rows))
     print(KB_NOTE)
     host = profiles.get("host")
     if host is not None and not host.calibration:
