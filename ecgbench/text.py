@@ -146,3 +146,16 @@ def wrap(text: str, width: int = WIDTH, indent: str = "") -> str:
     import textwrap
 
     return textwrap.fill(text, width=width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
+
+
+def wrap_items(items: Iterable[str], width: int = WIDTH, indent: str = "") -> str:
+    """Items joined by ``, `` in lines of at most ``width`` columns, never breaking inside an item."""
+    lines, line = [], indent
+    for item in items:
+        piece = item if line == indent else ", " + item
+        if line != indent and len(line) + len(piece) + 1 > width:
+            lines.append(line + ",")
+            line, piece = indent, item
+        line += piece
+    lines.append(line)
+    return "\n".join(lines)

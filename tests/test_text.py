@@ -27,6 +27,15 @@ def test_cut_labels_stay_distinct():
     assert set(shorten_unique(middle, 8).values()) == set(middle)  # no cut tells them apart: kept whole
 
 
+def test_item_lists_wrap_between_items():
+    from ecgbench.text import wrap_items
+
+    items = [f"MysteryOp (node {i})" for i in range(12)]
+    text = wrap_items(items, width=40, indent="    ")
+    assert all(len(line) <= 40 and line.startswith("    ") for line in text.splitlines())
+    assert text.replace("\n    ", " ").replace("    ", "", 1) == ", ".join(items)
+
+
 def test_wide_tables_wrap_into_blocks_that_repeat_the_key_column():
     headers = ["cell", *(f"metric {i}" for i in range(12))]
     rows = [["dense", *("0.123456" for _ in range(12))], ["lth", *("1.5" for _ in range(12))]]

@@ -3,14 +3,21 @@
     ecgbench devices                                    # name, core, clock, runtime, flash, RAM, source
     ecgbench devices calibrate [--out PATH]             # measure this machine -> host profile YAML
     ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--layers] [--json]
+    ecgbench devices simulate MODEL.onnx --device path/to/my_board.yaml      # a profile file, no plugin needed
 
 ``simulate`` prints a summary: the model's MACs and parameters, any operator
 whose shape or cost is guessed, one row per device (latency, energy, peak RAM,
 flash, fit) and each device's five slowest layers; ``--layers`` prints every layer.
 
+``--device`` takes a registered profile name, or a path to a profile YAML
+(anything ending in ``.yaml``/``.yml`` or containing a path separator), e.g. the
+measured boards in ``plugins/devices/profiles/mlperf_tiny/``.
+
 ``simulate --json`` prints ``{"schema": "ecgbench.simulation/1", "model": path,
-"graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
-(the schemas are documented in ``ecgbench.measure.onnx_graph`` and ``ecgbench.measure.simulator``).
+"unshaped_ops": [...], "graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
+(the schemas are documented in ``ecgbench.measure.onnx_graph`` and ``ecgbench.measure.simulator``);
+``unshaped_ops`` lists, at the top, every operator whose output shape could not be inferred
+(its MACs may be wrong), ``[]`` when none.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import json
 from pathlib import Path
 
 from ecgbench.errors import ConfigError
-from ecgbench.text import KB_NOTE, WIDTH, ellipsize, human_bytes, kb, render_table, shorten_unique, wrap
+from ecgbench.text import KB_NOTE, WIDTH, ellipsize, human_bytes, kb, render_table, shorten_unique, wrap, wrap_items
 
 SIMULATION_SCHEMA = "ecgbench.simulation/1"
 
@@ -39,8 +46,9 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("simulate", help="predict latency, energy, RAM and flash fit of an ONNX model on device profiles")
     s.add_argument("model", type=Path, help="ONNX model file")
-    s.add_argument("--device", action="append", default=[], metavar="NAME", help="device profile (repeatable; default: every profile)")
-    s.add_argument("--input-shape", metavar="N,C,L", help="shape of one inference for a model with dynamic axes, e.g. 1,1,3000")
+    s.add_argument("--device", action="append", default=[], metavar="NAME|FILE.yaml",
+                   help="device profile name or profile YAML file (repeatable; default: every registered profile)")
+    s.add_argument("--input-shape", metavar="N,C,...", help="shape of one inference for a model with dynamic axes, one size per input dimension, e.g. 1,1,3000")
     s.add_argument(
         "--flash-bytes", type=int,
         help="flash need in bytes instead of the model's executable form on each device's runtime (dense fp32, int8, or a sparse layout the profile runs)",
@@ -107,14 +115,39 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _shape_from_metadata(model) -> tuple[int, ...] | None:
-    """One 30-s record at the sampling rate an ecgbench export records in its metadata."""
+    """One 30-s record at the sampling rate an ecgbench export records in its metadata (for a [N, C, L] input only)."""
     from ecgbench.train.export import read_metadata
 
     try:
         fs_hz = read_metadata(model).get("preprocessing", {}).get("fs_hz")
+        rank = _input_rank(model)
     except Exception:  # not an ecgbench export: analyze_onnx asks for --input-shape
         return None
-    return (1, 1, int(round(30 * fs_hz))) if fs_hz else None
+    return (1, 1, int(round(30 * fs_hz))) if fs_hz and rank == 3 else None
+
+
+def _input_rank(model) -> int | None:
+    """Number of dimensions of the model's first non-initializer input."""
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False)
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    return len(inputs[0].type.tensor_type.shape.dim) if inputs else None
+
+
+def is_profile_path(value: str) -> bool:
+    """Whether a --device value names a profile file rather than a registered profile."""
+    return value.endswith((".yaml", ".yml")) or "/" in value or "\\" in value
+
+
+def resolve_devices(values: list[str], registry, profiles: dict) -> list:
+    """DeviceProfiles for --device values: registered names, or profile YAML files loaded by path."""
+    from ecgbench.kinds.device import load_profile
+
+    if not values:
+        return [profiles[name] for name in sorted(profiles, key=lambda n: (n == "host", n))]
+    return [load_profile(v) if is_profile_path(v) else registry.get("devices", v, "--device") for v in values]
 
 
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
@@ -138,8 +171,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from ecgbench.measure.simulator import simulate
 
     registry, profiles = _profiles()
-    names = args.device or sorted(profiles, key=lambda n: (n == "host", n))
-    chosen = [registry.get("devices", name, "--device") for name in names]
+    chosen = resolve_devices(args.device, registry, profiles)
     graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model))
     model = OnnxModel(args.model) if args.flash_bytes is None else None
     predictions = [
@@ -153,6 +185,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         doc = {
             "schema": SIMULATION_SCHEMA,
             "model": str(args.model),
+            "unshaped_ops": list(graph.unshaped),
             "graph": graph.to_dict(),
             "devices": {p.device: p.to_dict() for p in predictions},
         }
@@ -175,9 +208,10 @@ def _graph_summary(model: Path, graph) -> str:
     """The model's size and work, led by the operators whose figures are guesses."""
     text = f"{model}\n  input {list(graph.input_shape)}, {len(graph.layers)} layers"
     if graph.unshaped:
-        text += "\n" + wrap(f"  WARNING operators with unknown output shape (assumed equal to the input's; MACs may be wrong): {', '.join(graph.unshaped)}", indent="    ")
+        text += "\n  WARNING operators whose output shape is unknown (assumed equal to the input's; MACs may be wrong):"
+        text += "\n" + wrap_items(graph.unshaped, indent="    ")
     if graph.unsupported:
-        text += "\n" + wrap(f"  unsupported operators, costed as 1 op per output element: {', '.join(graph.unsupported)}", indent="    ")
+        text += "\n  unsupported operators, costed as 1 op per output element:\n" + wrap_items(graph.unsupported, indent="    ")
     text += (
         f"\n  {graph.macs:,} MACs ({graph.effective_macs:,} on non-zero weights)"
         f"\n  {graph.params:,} parameters ({graph.nonzero_params:,} non-zero, {human_bytes(graph.param_bytes)} stored)"
