@@ -149,7 +149,9 @@ def test_compare_shows_and_gates_the_metric(run, tmp_path, capsys):
     current.write_text(json.dumps(worse))
 
     code, text = _compare([str(base), str(base)], capsys)
-    assert code == 0 and "AF sens base -> current" in text.splitlines()[1]
+    headers = [line for line in text.splitlines() if line.startswith(("pipeline ", "cell "))]
+    assert code == 0 and any(" AF sens " in line + " " for line in headers) and "each figure: base -> current" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
     assert "AF sensitivity drop <= 2 pts" in text
 
     code, text = _compare([str(base), str(current)], capsys)

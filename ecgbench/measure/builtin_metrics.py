@@ -41,7 +41,7 @@ DEVICE_TERM = "device sim ms / mJ / fits"
 F1_COMPARED = Compared("test F1", ".3f", Gate(0.5, "points", 100.0, "F1"))
 """``compare`` gates test F1 on a drop of more than 0.5 points (``--max-f1-drop``)."""
 
-SIZE_COMPARED = Compared("storage bytes", ",.0f", Gate(0.05, "relative", 1.0, "size"))
+SIZE_COMPARED = Compared("storage kB", "kb", Gate(0.05, "relative", 1.0, "size"))
 """``compare`` gates storage bytes on a growth of more than 5% (``--max-size-growth``)."""
 
 BUILTIN_METRICS: tuple[Metric, ...] = (
