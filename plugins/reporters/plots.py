@@ -108,8 +108,15 @@ def tradeoff_traces(points: list[dict[str, Any]], x_title: str, x_format: str, s
 
 
 def _axis(points: list[dict[str, Any]], title: str) -> dict[str, Any]:
-    log = bool(points) and all(p["x"] > 0 for p in points)  # a zero (an unsimulated figure) has no place on a log axis
+    """A log x axis when the values span more than 1.5 decades (none is zero: an unsimulated figure has no place on it), else linear."""
+    xs = [p["x"] for p in points]
+    log = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 30
     return dict(type="log" if log else "linear", title=dict(text=title + (" (log scale)" if log else "")))
+
+
+def _height(legend_entries: int) -> int:
+    """Pixels tall enough for the legend beside the plot (about 30 px an entry) and never under 460."""
+    return max(460, 180 + 30 * legend_entries)
 
 
 def size_figure(points: list[dict[str, Any]], style: dict[str, tuple[str, str]]):
@@ -119,7 +126,7 @@ def size_figure(points: list[dict[str, Any]], style: dict[str, tuple[str, str]])
     if not points:
         return None
     fig = go.Figure(tradeoff_traces(points, "deployable bytes", ",.0f", style))
-    fig.update_layout(**LAYOUT, title=dict(text="Test F1 vs deployable size (grey: Pareto front)"), xaxis=_axis(points, "deployable bytes"))
+    fig.update_layout(**{**LAYOUT, "height": _height(len(fig.data))}, title=dict(text="Test F1 vs deployable size (grey: Pareto front)"), xaxis=_axis(points, "deployable bytes"))
     fig.update_yaxes(title_text="test challenge F1")
     return fig
 
@@ -146,11 +153,11 @@ def latency_figure(per_device: dict[str, list[dict[str, Any]]], style: dict[str,
 
     def relayout(device: str) -> dict[str, Any]:
         axis = _axis(per_device[device], f"simulated latency of one inference on {device} (ms)")
-        return {"xaxis.type": axis["type"], "xaxis.title.text": axis["title"]["text"], "title.text": f"Test F1 vs simulated latency: {device}"}
+        return {"xaxis.type": axis["type"], "xaxis.autorange": True, "yaxis.autorange": True, "xaxis.title.text": axis["title"]["text"], "title.text": f"Test F1 vs simulated latency: {device}"}
 
     buttons = [dict(label=f"device: {d}", method="update", args=[{"visible": [o == d for o in owner]}, relayout(d)]) for d in devices]
     fig.update_layout(
-        **LAYOUT,
+        **{**LAYOUT, "height": _height(max(owner.count(d) for d in devices))},
         title=dict(text=relayout(devices[0])["title.text"]),
         xaxis=_axis(per_device[devices[0]], f"simulated latency of one inference on {devices[0]} (ms)"),
         updatemenus=[dict(buttons=buttons, direction="down", x=1, xanchor="right", y=1.02, yanchor="bottom", showactive=True, bgcolor="#f3f3f3")],
@@ -213,7 +220,7 @@ def lottery_figure(trajectories: list[dict[str, Any]]):
                 )
             )
     fig.update_layout(
-        **{**LAYOUT, "legend": dict(title=dict(text="search (click to hide)"), font=dict(size=11))},
+        **{**LAYOUT, "height": _height(len(trajectories)), "legend": dict(title=dict(text="search (click to hide)"), font=dict(size=11))},
         title=dict(text="Lottery-ticket rounds (joined: accepted, ×: rejected, dotted: F1 budget)"),
     )
     fig.update_xaxes(title_text="sparsity (share of prunable weights at zero)")
