@@ -119,7 +119,7 @@ def test_optional_rates_and_their_fallbacks(tmp_path):
     nrf = load_profile(PROFILE_DIR / "nrf52840.yaml")
     assert nrf.macs_per_cycle.int8_dynamic is None  # microcontroller runtimes have no dynamic quantization
     rate, note = nrf.resolve_rate("int8_dynamic", "conv")
-    assert rate == nrf.rate("int8", "conv") == 0.5 and "no int8_dynamic rates" in note and "nrf52840" in note
+    assert rate == nrf.rate("int8", "conv") == 0.303 and "no int8_dynamic rates" in note and "nrf52840" in note
     assert nrf.resolve_rate("fp32", "depthwise_conv_strided") == (0.15, "")  # strided falls back to depthwise_conv
     host = load_profile(PROFILE_DIR / "host.yaml")
     dynamic = host.macs_per_cycle.int8_dynamic
@@ -165,6 +165,7 @@ def test_cli_lists_profiles(capsys):
     for name in BUILTIN:
         assert name in out
     assert "nrf52840" in out and "64 MHz" in out and "1 MB" in out and "256 KB" in out
+    assert "TFLite Micro + CMSIS-NN" in out and "onnxruntime (CPU)" in out  # each profile's runtime
     assert "uncalibrated" in out
 
 
@@ -198,6 +199,9 @@ def test_cli_simulate_json(tiny_onnx, capsys):
     for key in ("latency_ms", "energy_mj", "energy_per_day_j", "peak_ram_bytes", "flash_bytes", "fits", "why", "per_layer"):
         assert key in nrf
     assert len(nrf["per_layer"]) == len(doc["graph"]["layers"])
+    # Flash is the fp32 weights TFLite Micro runs: the graph's stored parameter bytes of this float model.
+    assert (nrf["flash_bytes"], nrf["flash_format"], nrf["flash_runtime"]) == (doc["graph"]["totals"]["param_bytes"], "fp32", "TFLite Micro + CMSIS-NN")
+    assert nrf["flash_source"] == "runtime"
 
 
 def test_cli_simulate_tables_and_errors(tiny_onnx, capsys):

@@ -1,12 +1,19 @@
 """``ecgbench devices``: list device profiles, calibrate the host, simulate an ONNX model on devices.
 
-    ecgbench devices                                    # name, core, clock, flash, RAM, source
+    ecgbench devices                                    # name, core, clock, runtime, flash, RAM, source
     ecgbench devices calibrate [--out PATH]             # measure this machine -> host profile YAML
     ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--json]
+    ecgbench devices simulate MODEL.onnx --device path/to/my_board.yaml      # a profile file, no plugin needed
+
+``--device`` takes a registered profile name, or a path to a profile YAML
+(anything ending in ``.yaml``/``.yml`` or containing a path separator), e.g. the
+measured boards in ``plugins/devices/profiles/mlperf_tiny/``.
 
 ``simulate --json`` prints ``{"schema": "ecgbench.simulation/1", "model": path,
-"graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
-(the schemas are documented in ``ecgbench.measure.onnx_graph`` and ``ecgbench.measure.simulator``).
+"unshaped_ops": [...], "graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
+(the schemas are documented in ``ecgbench.measure.onnx_graph`` and ``ecgbench.measure.simulator``);
+``unshaped_ops`` lists, at the top, every operator whose output shape could not be inferred
+(its MACs may be wrong), ``[]`` when none.
 """
 
 from __future__ import annotations
@@ -34,9 +41,13 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("simulate", help="predict latency, energy, RAM and flash fit of an ONNX model on device profiles")
     s.add_argument("model", type=Path, help="ONNX model file")
-    s.add_argument("--device", action="append", default=[], metavar="NAME", help="device profile (repeatable; default: every profile)")
-    s.add_argument("--input-shape", metavar="N,C,L", help="shape of one inference for a model with dynamic axes, e.g. 1,1,3000")
-    s.add_argument("--flash-bytes", type=int, help="deployable model size in bytes (default: the parameters' stored bytes)")
+    s.add_argument("--device", action="append", default=[], metavar="NAME|FILE.yaml",
+                   help="device profile name or profile YAML file (repeatable; default: every registered profile)")
+    s.add_argument("--input-shape", metavar="N,C,...", help="shape of one inference for a model with dynamic axes, one size per input dimension, e.g. 1,1,3000")
+    s.add_argument(
+        "--flash-bytes", type=int,
+        help="flash need in bytes instead of the model's executable form on each device's runtime (dense fp32, int8, or a sparse layout the profile runs)",
+    )
     s.add_argument("--interval-min", type=float, default=5.0, help="minutes between screened recordings for energy per day (default 5)")
     s.add_argument("--json", action="store_true", help="print JSON (schema ecgbench.simulation/1) instead of tables")
     s.set_defaults(func=cmd_simulate)
@@ -68,8 +79,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in sorted(profiles, key=lambda n: (n == "host", n)):
         p = profiles[name]
         source = "calibrated: " + p.calibration if p.calibration else p.sources[0]
-        rows.append([name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), _clip(source, 70)])
-    print(_table(["name", "core / clock", "flash", "RAM", "source"], rows))
+        rows.append([
+            name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", p.runtime, human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), _clip(source, 60),
+        ])
+    print(_table(["name", "core / clock", "runtime", "flash", "RAM", "source"], rows))
     host = profiles.get("host")
     if host is not None and not host.calibration:
         print("\nhost: uncalibrated defaults; run `ecgbench devices calibrate` to measure this machine")
@@ -103,14 +116,39 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _shape_from_metadata(model) -> tuple[int, ...] | None:
-    """One 30-s record at the sampling rate an ecgbench export records in its metadata."""
+    """One 30-s record at the sampling rate an ecgbench export records in its metadata (for a [N, C, L] input only)."""
     from ecgbench.train.export import read_metadata
 
     try:
         fs_hz = read_metadata(model).get("preprocessing", {}).get("fs_hz")
+        rank = _input_rank(model)
     except Exception:  # not an ecgbench export: analyze_onnx asks for --input-shape
         return None
-    return (1, 1, int(round(30 * fs_hz))) if fs_hz else None
+    return (1, 1, int(round(30 * fs_hz))) if fs_hz and rank == 3 else None
+
+
+def _input_rank(model) -> int | None:
+    """Number of dimensions of the model's first non-initializer input."""
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False)
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    return len(inputs[0].type.tensor_type.shape.dim) if inputs else None
+
+
+def is_profile_path(value: str) -> bool:
+    """Whether a --device value names a profile file rather than a registered profile."""
+    return value.endswith((".yaml", ".yml")) or "/" in value or "\\" in value
+
+
+def resolve_devices(values: list[str], registry, profiles: dict) -> list:
+    """DeviceProfiles for --device values: registered names, or profile YAML files loaded by path."""
+    from ecgbench.kinds.device import load_profile
+
+    if not values:
+        return [profiles[name] for name in sorted(profiles, key=lambda n: (n == "host", n))]
+    return [load_profile(v) if is_profile_path(v) else registry.get("devices", v, "--device") for v in values]
 
 
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
@@ -128,18 +166,27 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Analyse the model once, simulate it on each requested device, print tables or JSON."""
+    from ecgbench.measure.flash import flash_figure
     from ecgbench.measure.onnx_graph import analyze_onnx
+    from ecgbench.measure.onnx_model import OnnxModel
     from ecgbench.measure.simulator import simulate
 
     registry, profiles = _profiles()
-    names = args.device or sorted(profiles, key=lambda n: (n == "host", n))
-    chosen = [registry.get("devices", name, "--device") for name in names]
+    chosen = resolve_devices(args.device, registry, profiles)
     graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model))
-    predictions = [simulate(graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min) for p in chosen]
+    model = OnnxModel(args.model) if args.flash_bytes is None else None
+    predictions = [
+        simulate(
+            graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min,
+            flash=flash_figure(model, p.sparse_layouts, p.runtime) if model is not None else None,
+        )
+        for p in chosen
+    ]
     if args.json:
         doc = {
             "schema": SIMULATION_SCHEMA,
             "model": str(args.model),
+            "unshaped_ops": list(graph.unshaped),
             "graph": graph.to_dict(),
             "devices": {p.device: p.to_dict() for p in predictions},
         }
@@ -167,6 +214,13 @@ def _graph_summary(model: Path, graph) -> str:
     return text
 
 
+def _flash_form(prediction) -> str:
+    """Where the flash figure came from: the form and runtime, or the caller's number, or stored parameter bytes."""
+    if prediction.flash_source == "runtime":
+        return f"{prediction.flash_format} on {prediction.flash_runtime}"
+    return "given by --flash-bytes" if prediction.flash_source == "given" else "stored parameter bytes"
+
+
 def _prediction_text(graph, prediction) -> str:
     from ecgbench.measure.simulator import human_bytes
 
@@ -182,7 +236,7 @@ def _prediction_text(graph, prediction) -> str:
         f"== {prediction.device}: {prediction.latency_ms:.3f} ms, {prediction.energy_mj:.4g} mJ per inference, "
         f"{prediction.energy_per_day_j:.4g} J per day ({prediction.inferences_per_day:g} inferences), "
         f"peak RAM {human_bytes(prediction.peak_ram_bytes)} of {human_bytes(prediction.ram_capacity_bytes)}, "
-        f"flash {human_bytes(prediction.flash_bytes)} of {human_bytes(prediction.flash_capacity_bytes)} ({prediction.flash_source}): {verdict}"
+        f"flash {human_bytes(prediction.flash_bytes)} of {human_bytes(prediction.flash_capacity_bytes)} ({_flash_form(prediction)}): {verdict}"
     )
     notes = "".join(f"\nnote: {note}" for note in getattr(prediction, "notes", []))
     return header + notes + "\n" + _table(["layer", "op", "class", "precision", "work", "ms", "bound", "live RAM"], rows)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ecgbench import atomic, hookimpl
 from ecgbench.results import table as _table
-from ecgbench.results.records import skipped_records_html
+from ecgbench.results.records import dropped_windows_html, skipped_records_html
 from ecgbench_plugins.reporters import plots
 
 STYLE = """
@@ -94,7 +94,7 @@ def plot_inputs(results) -> dict[str, Any]:
                 flags[f"{g.dataset}/{g.model}/{g.pipeline}"] = text
         fits[device] = flags
     return {
-        "size_f1": _table.tradeoff_points(results, "size.deployable_bytes"),
+        "size_f1": _table.tradeoff_points(results, _table.STORAGE),
         "latency_f1": {device: _table.tradeoff_points(results, f"devices.{device}.latency_ms") for device in devices},
         "fits": fits,
         "lottery": _table.lottery_trajectories(results),
@@ -109,7 +109,7 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, Any]]:
         device: {tuple(key.split("/", 2)): text for key, text in flags.items()} for device, flags in data["fits"].items()
     }
     return [
-        ("size-plot", "Accuracy versus deployable size", plots.size_figure(data["size_f1"], style)),
+        ("size-plot", "Accuracy versus storage size", plots.size_figure(data["size_f1"], style)),
         ("latency-plot", "Accuracy versus simulated device latency (choose the device above the plot)", plots.latency_figure(data["latency_f1"], style, fits)),
         ("lottery-plot", "Lottery-ticket rounds", plots.lottery_figure(data["lottery"])),
     ]
@@ -212,6 +212,7 @@ def html_report(results, out_dir: Path, fmt: str = "html", settings: _table.Tabl
         parts += [f"<li><code>{esc(title)}</code>: {esc(reason)}</li>" for title, reason in unfinished]
         parts += ["</ul>", f"<p>Full tracebacks: <code>ecgbench runs {esc(run.run_id)}</code></p>"]
     parts += skipped_records_html(results)
+    parts += dropped_windows_html(results)
     parts.append("<h2>Trade-offs</h2>")
     parts.append("<p>Hover a point for its pipeline and figures; click a legend entry to hide it, double-click to show it alone.</p>")
     for div_id, caption, fig in figures(data):

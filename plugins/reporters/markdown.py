@@ -15,7 +15,7 @@ from pydantic import Field
 
 from ecgbench import hookimpl
 from ecgbench.results import table as _table
-from ecgbench.results.records import skipped_records_markdown
+from ecgbench.results.records import dropped_windows_markdown, skipped_records_markdown
 
 
 class MarkdownSettings(_table.TableSettings):
@@ -58,7 +58,7 @@ def dense_f1_facts(results) -> list[tuple[str, str]]:
 
 
 def markdown_report(results, out_dir: Path, fmt: str = "md", settings: MarkdownSettings | None = None) -> str:
-    """The whole report: facts, synthetic-data warning, budget verdict, table, unfinished cells, column definitions."""
+    """The whole report: facts, synthetic-data warning, budget verdict, table, unfinished cells, skipped records, dropped windows, column definitions."""
     settings = settings or MarkdownSettings()
     run = results.run
     columns = getattr(settings, "columns", "all")  # a plain TableSettings shows every column
@@ -85,6 +85,7 @@ def markdown_report(results, out_dir: Path, fmt: str = "md", settings: MarkdownS
         parts += [f"- `{title}`: {reason}" for title, reason in unfinished]
         parts += ["", f"Full tracebacks: `ecgbench runs {run.run_id}`", ""]
     parts += skipped_records_markdown(results)
+    parts += dropped_windows_markdown(results)
     parts += ["## Columns", ""]
     parts += [f"- **{name}**: {text}" for name, text in _table.column_definitions(results, metrics)]
     return "\n".join(parts) + "\n"

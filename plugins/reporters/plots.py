@@ -120,13 +120,13 @@ def _height(legend_entries: int) -> int:
 
 
 def size_figure(points: list[dict[str, Any]], style: dict[str, tuple[str, str]]):
-    """Test F1 against deployable bytes, Pareto front shaded; None without points."""
+    """Test F1 against storage bytes (the smallest lossless file), Pareto front shaded; None without points."""
     import plotly.graph_objects as go
 
     if not points:
         return None
-    fig = go.Figure(tradeoff_traces(points, "deployable bytes", ",.0f", style))
-    fig.update_layout(**{**LAYOUT, "height": _height(len(fig.data))}, title=dict(text="Test F1 vs deployable size (grey: Pareto front)"), xaxis=_axis(points, "deployable bytes"))
+    fig = go.Figure(tradeoff_traces(points, "storage bytes", ",.0f", style))
+    fig.update_layout(**{**LAYOUT, "height": _height(len(fig.data))}, title=dict(text="Test F1 vs storage size (grey: Pareto front)"), xaxis=_axis(points, "storage bytes (smallest lossless file)"))
     fig.update_yaxes(title_text="test challenge F1")
     return fig
 
