@@ -74,12 +74,7 @@ def measure_artifact(
     computing = [m for m in metrics if m.compute is not None]
     val_logits = trainer.predict_onnx(onnx_bytes, "val")
     val = classification_scores(trainer.split("val").labels, val_logits.argmax(axis=1))  # as trainer.evaluate_onnx
-    test_labels = trainer.split("test").labels  # the records predict_onnx scores
-    test_logits = trainer.predict_onnx(onnx_bytes, "test")
-    test_pred = test_logits.argmax(axis=1)
-    test = classification_scores(test_labels, test_pred)
-    lo, hi = bootstrap_challenge_ci(test_labels, test_pred, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
-    test["challenge_f1_ci"] = [lo, hi]
+    test, test_labels, test_logits = score_split(onnx_bytes, trainer, "test", config)
 
     size = size_report(onnx_bytes)
     if dense is not None:
@@ -153,6 +148,26 @@ def measure_artifact(
         )
         out[PLUGIN_SECTION], out[DECLARATIONS_SECTION] = compute_plugin_metrics(computing, measurement)
     return out
+
+
+def score_split(onnx_bytes: bytes, trainer: "Trainer", split: str, config: MeasureConfig) -> tuple[dict, "np.ndarray", "np.ndarray"]:
+    """``(scores, labels, logits)`` of the model on the records ``trainer`` holds for ``split``: the
+    classification scores with a bootstrap interval of the challenge score (``challenge_f1_ci``).
+
+    A cell's test scores are computed here, and so are ``ecgbench eval --run``'s: the same
+    records, predictions and interval settings give the same figures.
+    """
+    labels = trainer.split(split).labels  # the records predict_onnx scores
+    logits = trainer.predict_onnx(onnx_bytes, split)
+    return scores_with_interval(labels, logits.argmax(axis=1), config), labels, logits
+
+
+def scores_with_interval(labels: "np.ndarray", predicted: "np.ndarray", config: MeasureConfig) -> dict:
+    """:func:`classification_scores` plus ``challenge_f1_ci``, the percentile bootstrap interval ``config`` sets."""
+    scores = classification_scores(labels, predicted)
+    lo, hi = bootstrap_challenge_ci(labels, predicted, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
+    scores["challenge_f1_ci"] = [lo, hi]
+    return scores
 
 
 def softmax(logits: "np.ndarray") -> "np.ndarray":
