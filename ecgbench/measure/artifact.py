@@ -124,7 +124,7 @@ def measure_artifact(
     delta_ci = None
     if dense_onnx is not None:
         dense_pred = trainer.predict_onnx(dense_onnx, "test").argmax(axis=1)
-        lo, hi = bootstrap_delta_ci(test_labels, test_pred, dense_pred, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
+        lo, hi = bootstrap_delta_ci(test_labels, test_logits.argmax(axis=1), dense_pred, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
         delta_ci = [lo * 100, hi * 100]
     out = {
         "val": val,
