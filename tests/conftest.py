@@ -11,6 +11,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 CINC_DIR = Path(os.environ.get("ECGBENCH_CINC2017_DIR", REPO.parent / "shared" / "data" / "cinc2017"))
+CPSC_DIR = Path(os.environ.get("ECGBENCH_CPSC2021_DIR", REPO.parent / "shared" / "data" / "cpsc2021"))
 
 torch.set_num_threads(1)
 
@@ -30,6 +31,14 @@ def cinc_dir() -> Path:
     if not (CINC_DIR / "REFERENCE.csv").exists():
         pytest.skip(f"real CinC 2017 data not found at {CINC_DIR} (set ECGBENCH_CINC2017_DIR)")
     return CINC_DIR
+
+
+@pytest.fixture
+def cpsc_dir() -> Path:
+    """The 18 shared CPSC 2021 records (6 patients, rhythm annotations), or a skip."""
+    if not (CPSC_DIR / "RECORDS").exists():
+        pytest.skip(f"real CPSC 2021 data not found at {CPSC_DIR} (set ECGBENCH_CPSC2021_DIR)")
+    return CPSC_DIR
 
 
 @pytest.fixture(autouse=True)

@@ -16,10 +16,10 @@ from ecgbench_plugins.reporters.tabular import JsonReporter
 VERSION = "0.1.0"
 
 
-def metrics(f1: float, deployable: int, host_ms: float = 2.0) -> dict:
+def metrics(f1: float, storage: int, host_ms: float = 2.0) -> dict:
     return {
         "test": {"challenge_f1": f1, "challenge_f1_ci": [f1 - 0.05, f1 + 0.05]},
-        "size": {"deployable_bytes": deployable, "deployable_format": "sparse_zstd"},
+        "size": {"storage_bytes": storage, "storage_format": "sparse_zstd"},
         "latency": {"host_median_ms": host_ms},
     }
 
@@ -58,8 +58,11 @@ def test_improvement_exits_0(store, capsys):
     current = store_run(store, "current", better)
     code, out = run_compare([base, current, "--db", str(store.path)], capsys)
     assert code == EXIT_OK == 0
-    assert "synthetic/hannun34/magnitude/seed0  0.790 -> 0.820" in out and "+3.00" in out
-    assert "40,000 -> 42,000" in out and "+5.0%" in out
+    row = next(line for line in out.splitlines() if line.startswith("magnitude/seed0 "))
+    assert "0.790 -> 0.820" in row and "+3.00" in row and row.endswith(" ok")
+    dense = next(line for line in out.splitlines() if line.startswith("dense/seed0 "))
+    assert "40.0 -> 42.0" in dense and "+5.0%" in dense  # storage kB
+    assert "cells of synthetic/hannun34; each figure: base -> current" in out and "1 kB = 1000 bytes" in out
     assert out.strip().endswith("exit 0")
 
 
@@ -96,6 +99,24 @@ def test_missing_or_failed_cells_exit_3(store, capsys):
     assert "synthetic/hannun34/magnitude/seed1" in out and "missing in current" in out
 
 
+LONG = "magnitude-global-unstructured-sparsity0.95-finetune_epochs12"
+
+
+def test_output_fits_100_columns_with_long_labels_told_apart(store, capsys):
+    labels = [LONG + "-lr1e-3", LONG + "-lr1e-4", "lth_ecg-max_f1_drop_points3-initial_rate0.5+int8_static", "dense"]
+    base = store_run(store, "base", {(label, 0): metrics(0.8, 40000) for label in labels})
+    worse = {(label, 0): metrics(0.7, 90000) for label in labels}
+    current = store_run(store, "current", worse)
+    code, out = run_compare([base, current, "--db", str(store.path)], capsys)
+    assert code == EXIT_REGRESSION  # the verdict does not depend on the layout
+    assert max(len(line) for line in out.splitlines()) <= 100, out
+    names = [line.split()[0] for line in out.splitlines() if line.endswith(" regression")]
+    assert len(names) == 4 and len(set(names)) == 4  # cut, still distinct
+    assert any("…" in name for name in names) and "dense" in names
+    for label in labels:  # each problem names its cell in full
+        assert f"synthetic/hannun34/{label}/seed0 regression: F1 dropped 10.00 pts > 0.5" in out.replace("\n    ", " ")
+
+
 def test_missing_takes_precedence_over_regression(store):
     base = store_run(store, "base", BASE)
     current = store_run(store, "current", {("dense", 0): metrics(0.5, 40000)})
@@ -119,6 +140,20 @@ def test_a_json_report_stands_in_for_a_run(store, tmp_path, capsys):
     code, out = run_compare([str(tmp_path / "base-report" / "results.json"), current, "--db", str(store.path)], capsys)
     assert code == EXIT_REGRESSION and "F1 dropped 2.00 pts" in out
     assert load_results(str(tmp_path / "base-report"), store.path).run.run_id == base  # the folder works too
+
+
+def test_an_older_json_report_with_deployable_bytes_is_gated_on_storage_bytes(store, tmp_path, capsys):
+    base = store_run(store, "base", BASE)
+    JsonReporter().write(store.run_results(base), tmp_path / "base-report")
+    path = tmp_path / "base-report" / "results.json"
+    doc = json.loads(path.read_text())
+    for cell in doc["cells"]:  # as a version before the rename wrote it
+        size = cell["metrics"]["size"]
+        size["deployable_bytes"], size["deployable_format"] = size.pop("storage_bytes"), size.pop("storage_format")
+    path.write_text(json.dumps(doc))
+    current = store_run(store, "current", {**BASE, ("dense", 0): metrics(0.800, 42400)})  # +6 %
+    code, out = run_compare([str(path), current, "--db", str(store.path)], capsys)
+    assert code == EXIT_REGRESSION and "40.0 -> 42.4" in out
 
 
 def test_unknown_refs_are_config_errors_exit_2(store, tmp_path):
@@ -147,7 +182,7 @@ def test_threshold_option_parses_points_or_percent_and_names_known_metrics(store
     from ecgbench.cli.compare import parse_threshold
 
     assert parse_threshold("plugin_metrics.x=2") == ("plugin_metrics.x", 2.0)
-    assert parse_threshold("size.deployable_bytes=10%") == ("size.deployable_bytes", pytest.approx(0.10))
+    assert parse_threshold("size.storage_bytes=10%") == ("size.storage_bytes", pytest.approx(0.10))
     with pytest.raises(argparse.ArgumentTypeError, match="METRIC=VALUE"):
         parse_threshold("2")
     base = store_run(store, "base", BASE)

@@ -92,3 +92,47 @@ def test_split_file_may_name_skipped_records(tmp_path):
     assert read_split_file(path, ["a", "b"], ["a", "b"], skipped={"broken"}) == {"a": "train", "b": "test"}
     with pytest.raises(DatasetError, match="does not exist"):
         read_split_file(tmp_path / "nope.csv", ["a"], ["a"])
+
+
+# Windows of recordings of patients: p1 has two recordings, p2 one.
+WINDOWS = ["p1_a@0s", "p1_a@30s", "p1_b@0s", "p2_a@0s"]
+RECORDINGS = [w.split("@")[0] for w in WINDOWS]
+PATIENTS = [r.split("_")[0] for r in RECORDINGS]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["p1,test\np2,train\n", "p1_a,test\np1_b,test\np2_a,train\n", "p1_a@0s,test\np1_a@30s,test\np1_b,test\np2,train\n"],
+    ids=["groups", "recordings", "windows and a mix"],
+)
+def test_split_file_may_name_windows_recordings_or_groups(tmp_path, text):
+    path = tmp_path / "split.csv"
+    path.write_text(text)
+    assert read_split_file(path, WINDOWS, PATIENTS, recordings=RECORDINGS) == {
+        "p1_a@0s": "test", "p1_a@30s": "test", "p1_b@0s": "test", "p2_a@0s": "train",
+    }
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("p1_a,test\np1_b,train\np2,train\n", r"split.csv lines 1 and 2: 'p1_a' \(test\) and 'p1_b' \(train\) are both of group 'p1', which would be in two splits"),
+        ("p1_a@0s,test\np1_a@30s,val\np1_b,test\np2,train\n", r"split.csv lines 1 and 2: 'p1_a@0s' \(test\) and 'p1_a@30s' \(val\) are both of group 'p1'"),
+        ("p1,test\np2,train\np1_empty,train\n", r"split.csv lines 1 and 3: 'p1' \(test\) and 'p1_empty' \(train\) are both of group 'p1'"),
+    ],
+    ids=["two recordings", "two windows", "a zero-window recording"],
+)
+def test_split_file_putting_one_group_in_two_splits_is_an_error(tmp_path, text, message):
+    path = tmp_path / "split.csv"
+    path.write_text(text)
+    with pytest.raises(DatasetError, match=message + ".*; put every record of the group in one split"):
+        read_split_file(path, WINDOWS, PATIENTS, recordings=RECORDINGS, empty={"p1_empty": "p1"})
+
+
+def test_split_file_may_name_recordings_that_yielded_no_record(tmp_path):
+    path = tmp_path / "split.csv"
+    path.write_text("p1,test\np2,train\np1_empty,test\np3_empty,val\n")
+    empty = {"p1_empty": "p1", "p3_empty": "p3"}
+    assert set(read_split_file(path, WINDOWS, PATIENTS, recordings=RECORDINGS, empty=empty).values()) == {"test", "train"}
+    with pytest.raises(DatasetError, match="the dataset has no record 'p1_empty'"):
+        read_split_file(path, WINDOWS, PATIENTS, recordings=RECORDINGS)  # not known as a dropped recording: a typo

@@ -93,7 +93,7 @@ def run(tmp_path_factory):
     summary = run_suite(load_suite(tmp / "suite.yaml", registry), registry, pm, store, tmp / "home", progress=False)
     assert summary.ok, summary
     results = store.run_results(summary.run_id)
-    for reporter in (MarkdownReporter(), CsvReporter(), JsonReporter(), HtmlReporter()):
+    for reporter in (MarkdownReporter.from_params({"columns": "all"}), CsvReporter(), JsonReporter(), HtmlReporter()):
         reporter.write(results, tmp / "report")
     return results, tmp / "report"
 
@@ -118,8 +118,11 @@ def test_the_metric_appears_in_every_report(run):
         assert any(line.startswith(f"| {pipeline} |") and line.endswith(f"| {text} |") for line in md.splitlines())
     assert f"- **{LABEL}**: {DEFINITION}" in md
 
+    key_only = MarkdownReporter().render(results, out)  # the default key columns leave it to the other reports
+    assert LABEL not in next(line for line in key_only.splitlines() if line.startswith("| pipeline"))
+
     page = (out / "report.html").read_text()
-    assert f"<th>{LABEL}</th>" in page and f"<dt>{LABEL}</dt>" in page
+    assert f'<button type="button">{LABEL}</button></th>' in page and f"<dt>{LABEL}</dt>" in page
 
     with (out / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -149,7 +152,9 @@ def test_compare_shows_and_gates_the_metric(run, tmp_path, capsys):
     current.write_text(json.dumps(worse))
 
     code, text = _compare([str(base), str(base)], capsys)
-    assert code == 0 and "AF sens base -> current" in text.splitlines()[1]
+    headers = [line for line in text.splitlines() if line.startswith(("pipeline ", "cell "))]
+    assert code == 0 and any(" AF sens " in line + " " for line in headers) and "each figure: base -> current" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
     assert "AF sensitivity drop <= 2 pts" in text
 
     code, text = _compare([str(base), str(current)], capsys)
@@ -165,17 +170,18 @@ def test_compare_shows_and_gates_the_metric(run, tmp_path, capsys):
 
 
 def test_eval_computes_and_prints_the_metric(plugin_manager):
-    from ecgbench.cli.eval import _plugin_metrics, summary_text
+    from ecgbench.cli.eval import summary_text
+    from ecgbench.measure.model_eval import plugin_metrics
 
     plugin_manager.register(AfSensitivityPlugin(), name="af-sensitivity")
     labels = np.array([1, 1, 1, 1] + [0] * 10)
     logits = np.zeros((14, 4))
     logits[:, 1] = [3.0, 2.5, 0.0, 4.0] + [-3, -2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3.5]  # AF probability orders like these
-    values, declarations = _plugin_metrics(build_registry(plugin_manager), labels, logits, {"deployable_bytes": 10})
+    values, declarations = plugin_metrics(build_registry(plugin_manager), labels, logits, {"storage_bytes": 10})
     assert values == {"af_sensitivity_at_90_specificity": pytest.approx(3 / 4)}  # 3.0, 2.5, 4.0 above the 9th non-AF (2.0)
     result = {
         "model": "m.onnx", "n_records": 14, "data": "d", "dataset": "cinc2017", "challenge_f1": 0.5, "challenge_f1_ci": [0.4, 0.6],
-        "ci_level": 0.95, "f1": {"N": 0.5}, "macro_f1": 0.5, "accuracy": 0.5, "deployable_bytes": 10, "deployable_format": "onnx",
+        "ci_level": 0.95, "f1": {"N": 0.5}, "macro_f1": 0.5, "accuracy": 0.5, "storage_bytes": 10, "storage_format": "onnx",
         "nonzero_params": 1, "total_params": 2, "plugin_metrics": values, "metric_declarations": declarations,
     }
     assert summary_text(result).splitlines()[-1] == f"{LABEL}: 0.750"

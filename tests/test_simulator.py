@@ -22,7 +22,7 @@ RATES = {"conv": 1.0, "depthwise_conv": 1.0, "fc": 1.0, "elementwise": 1.0, "im2
 def make_profile(**overrides) -> DeviceProfile:
     """1 MHz, 1 MAC/cycle everywhere, 100 cycles per layer, huge bandwidth: latencies are countable by hand."""
     data = dict(
-        name="toy", description="hand-countable device", core="toy core", sources=["test"], clock_hz=1e6,
+        name="toy", description="hand-countable device", core="toy core", runtime="toy runtime", sources=["test"], clock_hz=1e6,
         macs_per_cycle={"fp32": dict(RATES), "int8": dict(RATES)}, sparse_kernels=False, sparse_efficiency=0.5,
         bandwidth_bytes_per_s=1e15, flash_bytes=1024 * 1024, ram_bytes=256 * 1024, active_power_mw=10.0,
         sleep_power_uw=5.0, layer_overhead_cycles=100.0,
@@ -119,8 +119,8 @@ def test_too_large_model_does_not_fit_and_says_why():
     graph = analyze_onnx(chain_model(10))
     prediction = simulate(graph, make_profile(), flash_bytes=2_000_000)
     assert not prediction.fits
-    assert prediction.why == "needs 1.91 MB flash, has 1 MB"
-    assert prediction.flash_source == "deployable"
+    assert prediction.why == "needs 2.00 MB flash, has 1.05 MB"
+    assert prediction.flash_source == "given" and prediction.flash_format == ""
     tiny_ram = simulate(graph, make_profile(ram_bytes=300))
     assert not tiny_ram.fits and tiny_ram.why == "needs 336 B RAM, has 300 B"
     fits = simulate(graph, make_profile())
@@ -242,7 +242,7 @@ def test_to_dict_schema():
         "latency_ms": float, "energy_mj": float, "energy_per_day_j": float, "peak_ram_bytes": int, "flash_bytes": int,
         "fits": bool, "why": str, "per_layer": list, "device": str, "inferences_per_day": float, "duty_cycle": float,
         "ram_capacity_bytes": int, "flash_capacity_bytes": int, "flash_source": str, "sparse_kernels_used": bool,
-        "notes": list,
+        "notes": list, "flash_format": str, "flash_runtime": str,
     }
     assert set(doc) == set(required) | {"schema"} and doc["schema"] == SCHEMA
     assert doc["notes"] == []  # a float model on a profile with every rate it needs
@@ -254,7 +254,7 @@ def test_to_dict_schema():
     assert sum(layer["latency_ms"] for layer in doc["per_layer"]) == pytest.approx(doc["latency_ms"])
 
 
-def test_human_bytes():
-    assert human_bytes(1024 * 1024) == "1 MB"
-    assert human_bytes(262144) == "256 KB"
+def test_sizes_are_decimal_as_everywhere_else():
+    assert human_bytes(1024 * 1024) == "1.05 MB"
+    assert human_bytes(262144) == "262.1 kB"
     assert human_bytes(300) == "300 B"

@@ -1,12 +1,23 @@
 """``ecgbench devices``: list device profiles, calibrate the host, simulate an ONNX model on devices.
 
-    ecgbench devices                                    # name, core, clock, flash, RAM, source
+    ecgbench devices                                    # name, core, clock, runtime, flash, RAM, source
     ecgbench devices calibrate [--out PATH]             # measure this machine -> host profile YAML
-    ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--json]
+    ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--layers] [--json]
+    ecgbench devices simulate MODEL.onnx --device path/to/my_board.yaml      # a profile file, no plugin needed
+
+``simulate`` prints a summary: the model's MACs and parameters, any operator
+whose shape or cost is guessed, one row per device (latency, energy, peak RAM,
+flash, fit) and each device's five slowest layers; ``--layers`` prints every layer.
+
+``--device`` takes a registered profile name, or a path to a profile YAML
+(anything ending in ``.yaml``/``.yml`` or containing a path separator), e.g. the
+measured boards in ``plugins/devices/profiles/mlperf_tiny/``.
 
 ``simulate --json`` prints ``{"schema": "ecgbench.simulation/1", "model": path,
-"graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
-(the schemas are documented in ``ecgbench.measure.onnx_graph`` and ``ecgbench.measure.simulator``).
+"unshaped_ops": [...], "graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
+(the schemas are documented in ``ecgbench.measure.onnx_graph`` and ``ecgbench.measure.simulator``);
+``unshaped_ops`` lists, at the top, every operator whose output shape could not be inferred
+(its MACs may be wrong), ``[]`` when none.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import json
 from pathlib import Path
 
 from ecgbench.errors import ConfigError
+from ecgbench.text import KB_NOTE, WIDTH, ellipsize, human_bytes, kb, render_table, shorten_unique, wrap, wrap_items
 
 SIMULATION_SCHEMA = "ecgbench.simulation/1"
 
@@ -34,10 +46,15 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("simulate", help="predict latency, energy, RAM and flash fit of an ONNX model on device profiles")
     s.add_argument("model", type=Path, help="ONNX model file")
-    s.add_argument("--device", action="append", default=[], metavar="NAME", help="device profile (repeatable; default: every profile)")
-    s.add_argument("--input-shape", metavar="N,C,L", help="shape of one inference for a model with dynamic axes, e.g. 1,1,3000")
-    s.add_argument("--flash-bytes", type=int, help="deployable model size in bytes (default: the parameters' stored bytes)")
+    s.add_argument("--device", action="append", default=[], metavar="NAME|FILE.yaml",
+                   help="device profile name or profile YAML file (repeatable; default: every registered profile)")
+    s.add_argument("--input-shape", metavar="N,C,...", help="shape of one inference for a model with dynamic axes, one size per input dimension, e.g. 1,1,3000")
+    s.add_argument(
+        "--flash-bytes", type=int,
+        help="flash need in bytes instead of the model's executable form on each device's runtime (dense fp32, int8, or a sparse layout the profile runs)",
+    )
     s.add_argument("--interval-min", type=float, default=5.0, help="minutes between screened recordings for energy per day (default 5)")
+    s.add_argument("--layers", action="store_true", help="print every layer of every device, not only the five slowest")
     s.add_argument("--json", action="store_true", help="print JSON (schema ecgbench.simulation/1) instead of tables")
     s.set_defaults(func=cmd_simulate)
 
@@ -51,33 +68,28 @@ def _profiles():
     return registry, registry.tables.get("devices", {})
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(headers, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
+def _table(headers: list[str], rows: list[list[str]], right=()) -> str:
+    return render_table(headers, rows, right=right)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print one line per registered device profile."""
-    from ecgbench.measure.simulator import human_bytes
-
     _registry, profiles = _profiles()
     rows = []
     for name in sorted(profiles, key=lambda n: (n == "host", n)):
         p = profiles[name]
         source = "calibrated: " + p.calibration if p.calibration else p.sources[0]
-        rows.append([name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), _clip(source, 70)])
-    print(_table(["name", "core / clock", "flash", "RAM", "source"], rows))
+        rows.append([name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", p.runtime, human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), source])
+    headers = ["name", "core / clock", "runtime", "flash", "RAM", "source"]
+    used = sum(max(len(str(x)) for x in column) + 2 for column in zip(headers[:-1], *(row[:-1] for row in rows)))
+    for row in rows:  # the source gets what is left of the width
+        row[-1] = ellipsize(row[-1], max(WIDTH - used, 12))
+    print(_table(headers, rows))
+    print(KB_NOTE)
     host = profiles.get("host")
     if host is not None and not host.calibration:
         print("\nhost: uncalibrated defaults; run `ecgbench devices calibrate` to measure this machine")
     return 0
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -103,14 +115,39 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _shape_from_metadata(model) -> tuple[int, ...] | None:
-    """One 30-s record at the sampling rate an ecgbench export records in its metadata."""
+    """One 30-s record at the sampling rate an ecgbench export records in its metadata (for a [N, C, L] input only)."""
     from ecgbench.train.export import read_metadata
 
     try:
         fs_hz = read_metadata(model).get("preprocessing", {}).get("fs_hz")
+        rank = _input_rank(model)
     except Exception:  # not an ecgbench export: analyze_onnx asks for --input-shape
         return None
-    return (1, 1, int(round(30 * fs_hz))) if fs_hz else None
+    return (1, 1, int(round(30 * fs_hz))) if fs_hz and rank == 3 else None
+
+
+def _input_rank(model) -> int | None:
+    """Number of dimensions of the model's first non-initializer input."""
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False)
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    return len(inputs[0].type.tensor_type.shape.dim) if inputs else None
+
+
+def is_profile_path(value: str) -> bool:
+    """Whether a --device value names a profile file rather than a registered profile."""
+    return value.endswith((".yaml", ".yml")) or "/" in value or "\\" in value
+
+
+def resolve_devices(values: list[str], registry, profiles: dict) -> list:
+    """DeviceProfiles for --device values: registered names, or profile YAML files loaded by path."""
+    from ecgbench.kinds.device import load_profile
+
+    if not values:
+        return [profiles[name] for name in sorted(profiles, key=lambda n: (n == "host", n))]
+    return [load_profile(v) if is_profile_path(v) else registry.get("devices", v, "--device") for v in values]
 
 
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
@@ -128,61 +165,97 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Analyse the model once, simulate it on each requested device, print tables or JSON."""
+    from ecgbench.measure.flash import flash_figure
     from ecgbench.measure.onnx_graph import analyze_onnx
+    from ecgbench.measure.onnx_model import OnnxModel
     from ecgbench.measure.simulator import simulate
 
     registry, profiles = _profiles()
-    names = args.device or sorted(profiles, key=lambda n: (n == "host", n))
-    chosen = [registry.get("devices", name, "--device") for name in names]
+    chosen = resolve_devices(args.device, registry, profiles)
     graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model))
-    predictions = [simulate(graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min) for p in chosen]
+    model = OnnxModel(args.model) if args.flash_bytes is None else None
+    predictions = [
+        simulate(
+            graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min,
+            flash=flash_figure(model, p.sparse_layouts, p.runtime) if model is not None else None,
+        )
+        for p in chosen
+    ]
     if args.json:
         doc = {
             "schema": SIMULATION_SCHEMA,
             "model": str(args.model),
+            "unshaped_ops": list(graph.unshaped),
             "graph": graph.to_dict(),
             "devices": {p.device: p.to_dict() for p in predictions},
         }
         print(json.dumps(doc, indent=2))
         return 0
     print(_graph_summary(args.model, graph))
+    print()
+    print(_devices_table(predictions))
     for prediction in predictions:
         print()
-        print(_prediction_text(graph, prediction))
+        print(_prediction_text(graph, prediction, all_layers=args.layers))
+    print(f"\n{KB_NOTE}" + ("" if args.layers else "; --layers prints every layer, --json everything"))
     return 0
 
 
-def _graph_summary(model: Path, graph) -> str:
-    from ecgbench.measure.simulator import human_bytes
+TOP_LAYERS = 5
 
-    text = (
-        f"{model}: input {list(graph.input_shape)}, {len(graph.layers)} layers, {graph.macs:,} MACs "
-        f"({graph.effective_macs:,} on non-zero weights), {graph.params:,} parameters "
-        f"({graph.nonzero_params:,} non-zero, {human_bytes(graph.param_bytes)} stored)"
-    )
-    if graph.unsupported:
-        text += f"\n  unsupported operators, costed as 1 op per output element: {', '.join(graph.unsupported)}"
+
+def _graph_summary(model: Path, graph) -> str:
+    """The model's size and work, led by the operators whose figures are guesses."""
+    text = f"{model}\n  input {list(graph.input_shape)}, {len(graph.layers)} layers"
     if graph.unshaped:
-        text += f"\n  operators whose output shape is unknown (assumed equal to the input's; MACs may be wrong): {', '.join(graph.unshaped)}"
+        text += "\n  WARNING operators whose output shape is unknown (assumed equal to the input's; MACs may be wrong):"
+        text += "\n" + wrap_items(graph.unshaped, indent="    ")
+    if graph.unsupported:
+        text += "\n  unsupported operators, costed as 1 op per output element:\n" + wrap_items(graph.unsupported, indent="    ")
+    text += (
+        f"\n  {graph.macs:,} MACs ({graph.effective_macs:,} on non-zero weights)"
+        f"\n  {graph.params:,} parameters ({graph.nonzero_params:,} non-zero, {human_bytes(graph.param_bytes)} stored)"
+    )
     return text
 
 
-def _prediction_text(graph, prediction) -> str:
-    from ecgbench.measure.simulator import human_bytes
+def _devices_table(predictions) -> str:
+    """One row per device: latency, energy, peak RAM and flash against capacity, fit."""
+    rows = [
+        [
+            p.device, f"{p.latency_ms:.3f}", f"{p.energy_mj:.4g}", f"{p.energy_per_day_j:.4g}",
+            f"{human_bytes(p.peak_ram_bytes)} of {human_bytes(p.ram_capacity_bytes)}",
+            f"{human_bytes(p.flash_bytes)} of {human_bytes(p.flash_capacity_bytes)}",
+            "yes" if p.fits else "NO",
+        ]
+        for p in predictions
+    ]
+    return _table(["device", "latency ms", "mJ", "J/day", "peak RAM", "flash", "fits"], rows, right=range(1, 6))
 
-    rows = []
-    for layer, p in zip(graph.layers, prediction.per_layer):
-        if p.bound == "free":
-            continue
-        rows.append([
-            _clip(p.name, 40), p.op_type, p.op_class, p.precision, f"{p.work:,}", f"{p.latency_ms:.3f}", p.bound, human_bytes(p.live_bytes),
-        ])
+
+def _flash_form(prediction) -> str:
+    """Where the flash figure came from: the form and runtime, or the caller's number, or stored parameter bytes."""
+    if prediction.flash_source == "runtime":
+        return f"{prediction.flash_format} on {prediction.flash_runtime}"
+    return "given by --flash-bytes" if prediction.flash_source == "given" else "stored parameter bytes"
+
+
+def _prediction_text(graph, prediction, all_layers: bool = False) -> str:
+    """A device's verdict, notes and its layers: the five slowest, or every one with ``all_layers``."""
+    layers = [p for p in prediction.per_layer if p.bound != "free"]
+    if not all_layers:
+        layers = sorted(layers, key=lambda p: -p.latency_ms)[:TOP_LAYERS]
+    total = prediction.latency_ms or 1.0
+    names = shorten_unique((p.name for p in layers), 28)
+    rows = [
+        [names[p.name], p.op_type, p.precision, f"{p.work:,}", f"{p.latency_ms:.3f}", f"{p.latency_ms / total:.0%}", p.bound, kb(p.live_bytes)]
+        for p in layers
+    ]
     verdict = "fits" if prediction.fits else f"DOES NOT FIT: {prediction.why}"
-    header = (
-        f"== {prediction.device}: {prediction.latency_ms:.3f} ms, {prediction.energy_mj:.4g} mJ per inference, "
-        f"{prediction.energy_per_day_j:.4g} J per day ({prediction.inferences_per_day:g} inferences), "
-        f"peak RAM {human_bytes(prediction.peak_ram_bytes)} of {human_bytes(prediction.ram_capacity_bytes)}, "
-        f"flash {human_bytes(prediction.flash_bytes)} of {human_bytes(prediction.flash_capacity_bytes)} ({prediction.flash_source}): {verdict}"
+    what = "every layer" if all_layers else f"{len(layers)} slowest layers"
+    header = wrap(
+        f"== {prediction.device}: {verdict}; {prediction.inferences_per_day:g} inferences a day, flash: {_flash_form(prediction)}; {what}",
+        indent="   ",
     )
-    notes = "".join(f"\nnote: {note}" for note in getattr(prediction, "notes", []))
-    return header + notes + "\n" + _table(["layer", "op", "class", "precision", "work", "ms", "bound", "live RAM"], rows)
+    notes = "".join("\n" + wrap(f"note: {note}", indent="  ") for note in getattr(prediction, "notes", []))
+    return header + notes + "\n" + _table(["layer", "op", "precision", "work", "ms", "share", "bound", "live kB"], rows, right=(3, 4, 5, 7))

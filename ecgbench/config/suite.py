@@ -25,6 +25,7 @@ PyTorch-only step after a quantizer, duplicate pipeline labels.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ecgbench.config.labels import pipeline_label, settings_text, unique
 from ecgbench.errors import ConfigError
 from ecgbench.kinds.base import PluginConfig, format_validation_error, parse_config
 from ecgbench.registry import Registry
@@ -75,6 +77,9 @@ class SuiteSpec(_Strict):
     matrix: MatrixSpec
     executor: Any = "local"
     report: ReportSpec = ReportSpec()
+    loggers: dict[str, dict[str, Any] | None] = Field(
+        default_factory=dict, description="experiment loggers enabled for every run, by name with their settings, e.g. {mlflow: {experiment: quick}}"
+    )
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class Suite:
     seeds: tuple[int, ...]
     executor: PluginRef
     report: ReportSpec
+    loggers: tuple[PluginRef, ...] = ()  # experiment loggers enabled for its runs; not part of any result's identity
     raw: dict = field(default_factory=dict, compare=False)
 
 
@@ -198,10 +204,9 @@ def build_suite(raw: Any, path: Path, registry: Registry, overrides: dict[str, d
         for i, entry in enumerate(matrix.datasets)
     )
     models = tuple(_plugin_ref("models", entry, f"{where} at matrix.models[{i}]", registry) for i, entry in enumerate(matrix.models))
-    pipelines = tuple(_pipeline(entry, f"{where} at matrix.compressors[{i}]", registry) for i, entry in enumerate(matrix.compressors))
-    _check_unique([p.label for p in pipelines], f"{where} at matrix.compressors", "pipeline label", "give each a distinct 'label'")
-    _check_unique([auto_label((d,)) for d in datasets], f"{where} at matrix.datasets", "dataset", "remove the duplicate")
-    _check_unique([auto_label((m,)) for m in models], f"{where} at matrix.models", "model", "remove the duplicate")
+    pipelines = _labelled([_pipeline(entry, f"{where} at matrix.compressors[{i}]", registry) for i, entry in enumerate(matrix.compressors)], where)
+    _check_unique([settings_text(_named((d,))) for d in datasets], f"{where} at matrix.datasets", "dataset", "remove the duplicate")
+    _check_unique([settings_text(_named((m,))) for m in models], f"{where} at matrix.models", "model", "remove the duplicate")
     devices = []
     for i, name in enumerate(matrix.devices):
         registry.get("devices", name, f"{where} at matrix.devices[{i}]")
@@ -215,6 +220,7 @@ def build_suite(raw: Any, path: Path, registry: Registry, overrides: dict[str, d
         if fmt not in spec.report.formats:
             raise ConfigError(f"{where} at report.settings.{fmt}: '{fmt}' is not in report.formats {spec.report.formats}; add it there or remove its settings")
         registry.get("reporters", fmt, f"{where} at report.settings").from_params(settings, f"{where} at report.settings.{fmt}")
+    loggers = tuple(_plugin_ref("loggers", {name: settings}, f"{where} at loggers", registry) for name, settings in spec.loggers.items())
     return Suite(
         path=path,
         name=spec.name,
@@ -229,8 +235,19 @@ def build_suite(raw: Any, path: Path, registry: Registry, overrides: dict[str, d
         seeds=tuple(matrix.seeds),
         executor=executor,
         report=spec.report,
+        loggers=loggers,
         raw=raw,
     )
+
+
+def with_loggers(suite: Suite, names: list[str], registry: Registry) -> Suite:
+    """The suite with the loggers ``names`` enabled too (``ecgbench run --log NAME``): at default settings
+    unless the suite lists them with its own."""
+    refs = list(suite.loggers)
+    for name in names:
+        if all(ref.name != name for ref in refs):
+            refs.append(_plugin_ref("loggers", name, "--log", registry))
+    return dataclasses.replace(suite, loggers=tuple(refs))
 
 
 def _split_entry(entry: Any, where: str) -> tuple[str, Any]:
@@ -285,16 +302,28 @@ def _pipeline(entry: Any, where: str, registry: Registry) -> Pipeline:
             )
         if cls.produces_onnx:
             onnx_from = step.name
-    return Pipeline(label or auto_label(steps), steps)
+    return Pipeline(label or "", steps)
+
+
+def _named(steps: tuple[PluginRef, ...]) -> list[tuple[str, dict[str, Any]]]:
+    return [(step.name, step.params()) for step in steps]
 
 
 def auto_label(steps: tuple[PluginRef, ...]) -> str:
-    """``magnitude`` for defaults, ``magnitude(sparsity=0.9)`` otherwise, steps joined by ``+``."""
-    parts = []
-    for step in steps:
-        params = step.params()
-        parts.append(step.name if not params else f"{step.name}({','.join(f'{k}={v}' for k, v in params.items())})")
-    return "+".join(parts)
+    """``magnitude`` for defaults, ``magnitude-s0.9`` otherwise, steps joined by ``+`` (:mod:`ecgbench.config.labels`)."""
+    return pipeline_label(_named(steps))
+
+
+def _labelled(pipelines: list[Pipeline], where: str) -> tuple[Pipeline, ...]:
+    """Pipelines with their labels: chosen ones checked for duplicates, automatic ones made distinct (``-2``)."""
+    automatic = [not p.label for p in pipelines]
+    _check_unique([p.label for p in pipelines if p.label], f"{where} at matrix.compressors", "pipeline label", "give each a distinct 'label'")
+    _check_unique(
+        [settings_text(_named(p.steps)) for p in pipelines],
+        f"{where} at matrix.compressors", "pipeline", "remove the duplicate (the same steps and settings make the same cells)",
+    )
+    labels = unique([p.label or auto_label(p.steps) for p in pipelines], automatic)
+    return tuple(Pipeline(label, p.steps) for label, p in zip(labels, pipelines))
 
 
 def _check_unique(values: list[str], where: str, what: str, fix: str) -> None:

@@ -46,7 +46,9 @@ def load_splits(dataset: Dataset, config: DataConfig, cache_dir: Path) -> DataSp
     full = records.signals
     meta = records.meta
     skipped_ids = {rid for entry in meta["skipped"].values() for rid in entry["records"]}
-    assignment = assign_splits(full.record_ids, full.labels, config.split, meta.get("groups"), skipped_ids)
+    assignment = assign_splits(
+        full.record_ids, full.labels, config.split, meta.get("groups"), skipped_ids, meta.get("recordings"), meta.get("empty_recordings")
+    )
     split_of = [assignment[rid] for rid in full.record_ids]
     digest = hashlib.sha256("\n".join(split_of).encode()).hexdigest()
     folder = cache_dir / f"{dataset.name}-splits-{stable_hash({'records': records.folder.name, 'assignment': digest})}"
@@ -119,16 +121,25 @@ def _build_records(dataset: Dataset, config: DataConfig, folder: Path, fingerpri
     if not record_ids:
         skipped = skipped_summary(log.problems)
         why = "; ".join(f"{e['count']} {reason}, first: {e['first']}" for reason, e in skipped.items()) or "it yielded none"
+        dropped = log.dropped_by_reason()
+        if dropped:
+            why += "; dropped by design: " + ", ".join(f"{n} {reason}" for reason, n in dropped.items())
         raise DatasetError(f"dataset '{dataset.name}' has no usable records ({why})")
     split_group = getattr(dataset, "split_group", None)
+    recording = getattr(dataset, "recording", None)
+    recordings = [recording(r) for r in record_ids] if callable(recording) else None
+    kept = set(recordings or record_ids)
+    empty = [r for r in log.dropped_from if r not in kept]  # every piece dropped: a split file may still name them
     meta = {
         "record_ids": record_ids,
         "groups": [split_group(r) for r in record_ids] if callable(split_group) else None,
+        "recordings": recordings,
+        "empty_recordings": {r: split_group(r) if callable(split_group) else r for r in empty},
         "dataset": dataset.name,
         "fingerprint": fingerprint,
         "preprocessing": config.preprocessing(),
         "skipped": skipped_summary(log.problems),
-        "dropped": dict(log.dropped),
+        "dropped": log.dropped_by_reason(),
     }
     lengths = np.array([len(s) for s in signals], dtype=np.int64)
     return write_entry(folder, signals, lengths, np.array(labels, dtype=np.int64), meta)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import warnings
+from collections import Counter
 from typing import Iterator, Literal
 
 import numpy as np
@@ -40,6 +41,13 @@ REASONS = {
     "unknown_label": "a label is not one of the dataset's classes",
     "fs_mismatch": "a record's sampling rate differs from the dataset's",
     "missing_lead": "a record lacks the chosen lead",
+}
+
+# Why a dataset leaves pieces out by design: the keys of DataSplits.info["dropped"] (a dataset may add its own).
+DROP_REASONS = {
+    "before_first_rhythm": "before the record's first rhythm annotation (set the dataset's default_rhythm to keep it)",
+    "rhythm_change": "spans a change of rhythm",
+    "shorter_than_window": "the record is shorter than one window",
 }
 
 SKIP_HINT = "or set data.on_bad_record: skip to leave such records out (they are counted in the report)"
@@ -84,14 +92,16 @@ class RecordLog:
     """Collects what a dataset could not or did not use while its records are read.
 
     ``problem`` raises (``on_bad_record="error"``) or counts the record as
-    skipped; ``dropped`` counts pieces a dataset leaves out by design (e.g.
-    windows crossing a rhythm change), never an error.
+    skipped; ``drop`` counts pieces a dataset leaves out by design (e.g.
+    windows crossing a rhythm change), never an error, and remembers which
+    recordings lost pieces (a split file may name one that kept none).
     """
 
     def __init__(self, on_bad_record: Literal["error", "skip"] = "error") -> None:
         self.on_bad_record = on_bad_record
         self.problems: list[RecordProblem] = []
-        self.dropped: dict[str, int] = {}
+        self.dropped: Counter[str] = Counter()
+        self.dropped_from: dict[str, None] = {}  # recordings that lost pieces, in order
 
     def problem(self, problem: RecordProblem) -> None:
         """Raise ``problem`` (error) or keep it as a skipped record (skip)."""
@@ -99,9 +109,17 @@ class RecordLog:
             raise problem
         self.problems.append(problem)
 
-    def drop(self, reason: str, count: int = 1) -> None:
-        """Count ``count`` pieces left out by design, e.g. ``drop("rhythm_change")``."""
-        self.dropped[reason] = self.dropped.get(reason, 0) + count
+    def drop(self, reason: str, count: int = 1, recording: str | None = None) -> None:
+        """Count ``count`` pieces of ``recording`` left out by design, e.g. ``drop("rhythm_change", 2, "04015")``."""
+        if count <= 0:
+            return
+        self.dropped[reason] += count
+        if recording is not None:
+            self.dropped_from[recording] = None
+
+    def dropped_by_reason(self) -> dict[str, int]:
+        """``{reason: count}`` of the pieces left out by design (reasons: :data:`DROP_REASONS` or the dataset's own)."""
+        return dict(sorted(self.dropped.items()))
 
     def skipped(self) -> dict[str, dict]:
         """``{reason: {"count": n, "records": [ids]}}`` for ``DataSplits.info``."""

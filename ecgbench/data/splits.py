@@ -1,7 +1,9 @@
 """Train/val/test assignment: stratified by class and seeded, or read from a ``record,split`` file.
 
-Records of one recording (windows cut from it, see ``split_group``) always
-land in the same split, so no recording is in two splits.
+Records of one group (windows of one recording, recordings of one patient;
+see ``Dataset.split_group``) always land in the same split, so no group is in
+two splits. A split file may name records, recordings or groups, and
+recordings that yielded no record (every window dropped).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ def assign_splits(
     config: SplitConfig,
     groups: list[str] | None = None,
     skipped: set[str] = frozenset(),
+    recordings: list[str] | None = None,
+    empty: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """``{record_id: "train" | "val" | "test"}`` for every record."""
+    """``{record_id: "train" | "val" | "test"}`` for every record (``recordings``, ``empty``: see :func:`read_split_file`)."""
     groups = groups if groups is not None else list(record_ids)
     if config.file:
-        return read_split_file(Path(config.file), record_ids, groups, skipped)
+        return read_split_file(Path(config.file), record_ids, groups, skipped, recordings, empty)
     return stratified_split(record_ids, labels, groups, config.val, config.test, config.seed)
 
 
@@ -56,22 +60,47 @@ def _round_half_up(x: float) -> int:
     return int(np.floor(x + 0.5))
 
 
-def read_split_file(path: Path, record_ids: list[str], groups: list[str], skipped: set[str] = frozenset()) -> dict[str, str]:
-    """Splits from a ``record,split`` CSV; rows may name records or their groups (recordings). Every record needs a row."""
+def read_split_file(
+    path: Path,
+    record_ids: list[str],
+    groups: list[str],
+    skipped: set[str] = frozenset(),
+    recordings: list[str] | None = None,
+    empty: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Splits from a ``record,split`` CSV. Every record needs a row naming it, its recording or its group.
+
+    ``recordings``: the recording of each record (default: the record itself); ``empty``: recordings that
+    yielded no record, with their group (rows may name them); ``skipped``: bad records left out (rows may
+    name them). Rows putting records of one group in two splits are an error naming both lines.
+    """
     missing = f"split file {path} does not exist; write rows 'record,split' (train, val or test) or remove data.split.file"
-    known = set(record_ids) | set(groups)
+    recordings = recordings if recordings is not None else record_ids
+    group_of: dict[str, str] = {}
+    for name, group in [*zip(record_ids, groups), *zip(recordings, groups), *zip(groups, groups), *(empty or {}).items()]:
+        group_of.setdefault(name, group)
     named: dict[str, str] = {}
+    first_of_group: dict[str, tuple[int, str, str]] = {}
     for line_no, name, split in read_csv_pairs(path, ("record", "split"), missing):
         if split not in SPLITS:
             raise DatasetError(f"{path} line {line_no}: split '{split}' for record '{name}' is not one of train, val, test; fix the line")
         if named.get(name, split) != split:
             raise DatasetError(f"{path} line {line_no}: record '{name}' is put in both {named[name]} and {split}; keep one row")
-        if name not in known and name not in skipped:
+        if name not in group_of and name not in skipped:
             raise DatasetError(f"{path} line {line_no}: the dataset has no record '{name}'; remove the row or fix the name")
         named[name] = split
+        group = group_of.get(name)
+        if group is None:
+            continue  # a skipped record
+        first_line, first_name, first_split = first_of_group.setdefault(group, (line_no, name, split))
+        if first_split != split:
+            raise DatasetError(
+                f"{path} lines {first_line} and {line_no}: '{first_name}' ({first_split}) and '{name}' ({split}) are both of group "
+                f"'{group}', which would be in two splits; put every record of the group in one split"
+            )
     out = {}
-    for record_id, group in zip(record_ids, groups):
-        split = named.get(record_id, named.get(group))
+    for record_id, recording, group in zip(record_ids, recordings, groups):
+        split = named.get(record_id) or named.get(recording) or named.get(group)
         if split is None:
             raise DatasetError(f"{path}: record '{record_id}' has no row; add '{record_id},train' (or val, test)")
         out[record_id] = split

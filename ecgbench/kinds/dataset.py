@@ -43,9 +43,13 @@ class Dataset(Plugin):
         """
         raise NotImplementedError
 
-    def split_group(self, record_id: str) -> str:
-        """Records of one group never land in two splits (e.g. windows of one recording)."""
+    def recording(self, record_id: str) -> str:
+        """The recording a record was cut from (a split file may name it); the record itself by default."""
         return record_id
+
+    def split_group(self, record_id: str) -> str:
+        """Records of one group never land in two splits (e.g. windows of one recording, or recordings of one patient)."""
+        return self.recording(record_id)
 
     def fingerprint(self) -> str:
         """A hash of everything that determines the records (source file contents, generator settings)."""

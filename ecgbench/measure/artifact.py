@@ -2,7 +2,7 @@
 
 One function, :func:`measure_artifact`, turns the final model of a cell into
 its metrics JSON: accuracy on validation and test (with a bootstrap interval),
-size in every loadable format, MACs, host latency and simulated device figures,
+size in every loadable format (``size.storage_bytes``: the smallest), MACs, host latency and simulated device figures,
 at the paths the built-in metrics declare (:mod:`ecgbench.measure.builtin_metrics`),
 plus the values of plugin metrics (``plugin_metrics.<name>``, with their
 declarations under ``metric_declarations``).
@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from pydantic import Field
 
-from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores
+from ecgbench.measure.scores import bootstrap_challenge_ci, bootstrap_delta_ci, classification_scores
 from ecgbench.kinds.base import PluginConfig
 from ecgbench.measure.schema import DECLARATIONS_SECTION, PLUGIN_SECTION, Measurement, Metric, compute_plugin_metrics
+from ecgbench.measure.flash import flash_figure
+from ecgbench.measure.onnx_model import OnnxModel
 from ecgbench.measure.sizing import canonical_zeros, size_report
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +55,9 @@ def measure_artifact(
     """The metrics JSON of one model; ``dense`` is the dense baseline's own measure_artifact dict.
 
     With ``dense_onnx`` (the dense baseline's ONNX), host latency is timed in
-    alternation with it and ``latency.host_vs_dense`` is the ratio of the medians.
+    alternation with it and ``latency.host_vs_dense`` is the ratio of the medians;
+    both models also score the test records, and ``delta_f1_ci_points`` is the paired
+    bootstrap interval of the test ΔF1 (same resampled records for both, in points).
     Each of ``metrics`` with a ``compute`` function (the registry's ``metrics``)
     is computed from a :class:`~ecgbench.measure.schema.Measurement` of the model.
 
@@ -70,21 +74,16 @@ def measure_artifact(
     computing = [m for m in metrics if m.compute is not None]
     val_logits = trainer.predict_onnx(onnx_bytes, "val")
     val = classification_scores(trainer.split("val").labels, val_logits.argmax(axis=1))  # as trainer.evaluate_onnx
-    test_labels = trainer.split("test").labels  # the records predict_onnx scores
-    test_logits = trainer.predict_onnx(onnx_bytes, "test")
-    test_pred = test_logits.argmax(axis=1)
-    test = classification_scores(test_labels, test_pred)
-    lo, hi = bootstrap_challenge_ci(test_labels, test_pred, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
-    test["challenge_f1_ci"] = [lo, hi]
+    test, test_labels, test_logits = score_split(onnx_bytes, trainer, "test", config)
 
     size = size_report(onnx_bytes)
     if dense is not None:
         # A model with no non-zero weight left would divide by zero; it cannot classify anyway.
         size["compression_ratio"] = dense["size"]["nonzero_params"] / max(size["nonzero_params"], 1)
-        size["size_reduction"] = dense["size"]["onnx"] / size["deployable_bytes"]
+        size["size_reduction"] = dense["size"]["onnx"] / size["storage_bytes"]
     else:
         size["compression_ratio"] = 1.0
-        size["size_reduction"] = size["onnx"] / size["deployable_bytes"]
+        size["size_reduction"] = size["onnx"] / size["storage_bytes"]
 
     samples = int(round(config.input_s * trainer.splits.fs_hz))
     input_shape = (1, 1, samples)
@@ -113,13 +112,20 @@ def measure_artifact(
         latency["host_vs_dense"] = timing.median_ms / dense_timing.median_ms
 
     device_figures = {}
+    model = OnnxModel(onnx_bytes)
     for profile in devices:
-        prediction = simulate(graph, profile, flash_bytes=size["deployable_bytes"], screening_interval_min=config.screening_interval_min)
+        flash = flash_figure(model, profile.sparse_layouts, profile.runtime)  # never a compressed file
+        prediction = simulate(graph, profile, flash=flash, screening_interval_min=config.screening_interval_min)
         figures = prediction.to_dict()
         figures.pop("per_layer", None)  # per-layer figures live in "compute" only
         device_figures[profile.name] = figures
 
     delta = (test["challenge_f1"] - dense["test"]["challenge_f1"]) * 100 if dense is not None else 0.0
+    delta_ci = None
+    if dense_onnx is not None:
+        dense_pred = trainer.predict_onnx(dense_onnx, "test").argmax(axis=1)
+        lo, hi = bootstrap_delta_ci(test_labels, test_logits.argmax(axis=1), dense_pred, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
+        delta_ci = [lo * 100, hi * 100]
     out = {
         "val": val,
         "test": test,
@@ -129,6 +135,8 @@ def measure_artifact(
         "devices": device_figures,
         "delta_f1_points": delta,
     }
+    if delta_ci is not None:
+        out["delta_f1_ci_points"] = delta_ci
     if computing:
         measurement = Measurement(
             classes=tuple(trainer.splits.classes),
@@ -140,6 +148,26 @@ def measure_artifact(
         )
         out[PLUGIN_SECTION], out[DECLARATIONS_SECTION] = compute_plugin_metrics(computing, measurement)
     return out
+
+
+def score_split(onnx_bytes: bytes, trainer: "Trainer", split: str, config: MeasureConfig) -> tuple[dict, "np.ndarray", "np.ndarray"]:
+    """``(scores, labels, logits)`` of the model on the records ``trainer`` holds for ``split``: the
+    classification scores with a bootstrap interval of the challenge score (``challenge_f1_ci``).
+
+    A cell's test scores are computed here, and so are ``ecgbench eval --run``'s: the same
+    records, predictions and interval settings give the same figures.
+    """
+    labels = trainer.split(split).labels  # the records predict_onnx scores
+    logits = trainer.predict_onnx(onnx_bytes, split)
+    return scores_with_interval(labels, logits.argmax(axis=1), config), labels, logits
+
+
+def scores_with_interval(labels: "np.ndarray", predicted: "np.ndarray", config: MeasureConfig) -> dict:
+    """:func:`classification_scores` plus ``challenge_f1_ci``, the percentile bootstrap interval ``config`` sets."""
+    scores = classification_scores(labels, predicted)
+    lo, hi = bootstrap_challenge_ci(labels, predicted, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
+    scores["challenge_f1_ci"] = [lo, hi]
+    return scores
 
 
 def softmax(logits: "np.ndarray") -> "np.ndarray":

@@ -6,7 +6,7 @@ order is the order of the summary table's columns and of its definitions.
 
 from __future__ import annotations
 
-from ecgbench.measure.schema import Compared, Gate, Metric, human_bytes, lookup, number, stat
+from ecgbench.measure.schema import Compared, Gate, Metric, lookup, number, stat
 
 
 def challenge_f1_text(metrics: list[dict], n_cells: int) -> str:
@@ -25,26 +25,36 @@ def challenge_f1_text(metrics: list[dict], n_cells: int) -> str:
     return text
 
 
-def deployable_text(metrics: list[dict], n_cells: int) -> str:
-    """Mean deployable bytes with the smallest format(s) in brackets."""
-    size = stat(lookup(m, "size.deployable_bytes") for m in metrics)
-    if size is None:
+def delta_f1_text(metrics: list[dict], n_cells: int) -> str:
+    """Test ΔF1 in points with its paired interval (one seed) or mean ± std (several)."""
+    delta = stat(lookup(m, "delta_f1_points") for m in metrics)
+    if delta is None:
         return "-"
-    formats = list(dict.fromkeys(str(f) for f in (lookup(m, "size.deployable_format") for m in metrics) if f))
-    return size.format(human_bytes) + (f" ({'/'.join(formats)})" if formats else "")
+    if delta.n > 1:
+        return f"{delta.mean:+.2f} ± {delta.std:.2f}"
+    ci = lookup(metrics[0], "delta_f1_ci_points")
+    lo, hi = (number(ci[0]), number(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+    return f"{delta.mean:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else "")
 
 
 DEVICE_DEFINITION = (
-    "simulated latency and energy of one inference on the device profile, and whether the model's flash "
-    "and peak RAM fit the device (simulated figures, not measurements on a board)."
+    "simulated latency and energy of one inference on the device profile, and whether the model's flash bytes "
+    "(below) and peak RAM fit the device (simulated figures, not measurements on a board)."
+)
+FLASH_DEFINITION = (
+    "bytes of the model's weights in the form the device's runtime executes in place from flash, with that form "
+    "and the runtime in brackets: dense fp32 for a float model; int8 for an int8 model (per-channel fp32 scales and "
+    "int64 zero points, int32 biases, as TFLite Micro with CMSIS-NN stores them); a sparse int8 layout (CSR or "
+    "block-sparse, indices counted) only where the profile declares kernels for it (none of the built-in ones does). "
+    "Never a compressed file: that is the storage figure. The graph description and the runtime's code are not counted."
 )
 DEVICE_TERM = "device sim ms / mJ / fits"
 
 F1_COMPARED = Compared("test F1", ".3f", Gate(0.5, "points", 100.0, "F1"))
 """``compare`` gates test F1 on a drop of more than 0.5 points (``--max-f1-drop``)."""
 
-SIZE_COMPARED = Compared("deployable bytes", ",.0f", Gate(0.05, "relative", 1.0, "size"))
-"""``compare`` gates deployable bytes on a growth of more than 5% (``--max-size-growth``)."""
+SIZE_COMPARED = Compared("storage kB", "kb", Gate(0.05, "relative", 1.0, "size"))
+"""``compare`` gates storage bytes on a growth of more than 5% (``--max-size-growth``)."""
 
 BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric(
@@ -60,11 +70,15 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         "delta_f1_points",
-        "ΔF1 (pts)",
-        "test challenge F1 of the cell minus that of its own dense baseline (same data, model and seed), in points (x100).",
+        "ΔF1 pts [{ci_level} CI]",
+        "test challenge F1 of the cell minus that of its own dense baseline (same data, model and seed), in points (x100). "
+        "Brackets: paired percentile bootstrap interval (both models scored on the same resampled test records, one seed). "
+        "With several seeds: mean ± sample standard deviation across seeds.",
+        term="ΔF1 (pts)",
         unit="pts",
         format="signed_points",
         std_format="points",
+        text=delta_f1_text,
     ),
     Metric(
         "size.compression_ratio",
@@ -73,20 +87,21 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
         format="ratio",
     ),
     Metric(
-        "size.deployable_bytes",
-        "deployable",
-        "bytes of the smallest encoding of the model that loads back to the same ONNX graph (plain ONNX, sparse, "
-        "zlib or zstd of either), with that encoding in brackets; kB = 1000 bytes, MB = 10^6 bytes.",
+        "size.storage_bytes",
+        "storage",
+        "bytes of the smallest lossless file of the model, one that loads back to the same ONNX graph (plain ONNX, "
+        "sparse, zlib or zstd of either), with that format in brackets: what an over-the-air update sends. A device "
+        "decodes it before running it, so it is not a flash figure. kB = 1000 bytes, MB = 10^6 bytes.",
         unit="bytes",
         format="bytes",
         higher_is_better=False,
-        text=deployable_text,
+        detail=("size.storage_format",),
         compare=SIZE_COMPARED,
     ),
     Metric(
         "size.size_reduction",
         "size reduction",
-        "bytes of the dense baseline's ONNX file / deployable bytes of the compressed model.",
+        "bytes of the dense baseline's ONNX file / storage bytes of the compressed model.",
         format="ratio",
     ),
     Metric(
@@ -109,8 +124,27 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     ),
     Metric("devices.{device}.latency_ms", "{device} sim ms", DEVICE_DEFINITION, unit="ms", term=DEVICE_TERM, format="number", higher_is_better=False),
     Metric("devices.{device}.energy_mj", "{device} mJ", DEVICE_DEFINITION, unit="mJ", term=DEVICE_TERM, format="number", higher_is_better=False),
+    Metric(
+        "devices.{device}.flash_bytes",
+        "flash on {device}",
+        FLASH_DEFINITION,
+        unit="bytes",
+        term="flash on <device>",
+        format="bytes",
+        higher_is_better=False,
+        detail=("devices.{device}.flash_format", "devices.{device}.flash_runtime"),
+    ),
     Metric("devices.{device}.fits", "{device} fits", DEVICE_DEFINITION, term=DEVICE_TERM, aggregate="all_true"),
     # Measured and stored, not in the summary table (CSV/JSON carry them).
+    Metric(
+        "data.dropped_total",
+        "dropped windows",
+        "windows (or records) the dataset left out by design, e.g. before a record's first rhythm annotation or across a "
+        "change of rhythm; the count per reason is at data.dropped.<reason> and in the report's \"Dropped windows\" section.",
+        format=",.0f",
+        higher_is_better=False,
+        summary=False,
+    ),
     Metric("val.challenge_f1", "validation challenge F1", summary=False),
     Metric("test.af_f1", "test AF F1", summary=False),
     Metric("size.nonzero_params", "non-zero parameters", format="number", higher_is_better=False, summary=False),
@@ -119,3 +153,15 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("devices.{device}.peak_ram_bytes", "{device} peak RAM", unit="bytes", format="bytes", higher_is_better=False, summary=False),
 )
 """Every built-in metric, in summary-table order; per-device ones carry ``{device}``."""
+
+KEY_COLUMNS: tuple[str, ...] = (
+    "delta_f1_points",
+    "size.compression_ratio",
+    "devices.{device}.flash_bytes",
+    "devices.{device}.latency_ms",
+    "devices.{device}.fits",
+)
+"""Paths of the metrics that decide, in order: the default columns of ``report.md`` (``md.columns: key``).
+
+The per-device ones are shown for one device (the reporter's ``devices``, default the run's first).
+"""

@@ -332,6 +332,8 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
         "n_val": len(splits.val),
         "n_test": len(splits.test),
         "skipped": splits.info.get("skipped", {}),
+        "dropped": dict(splits.info.get("dropped") or {}),
+        "dropped_total": sum((splits.info.get("dropped") or {}).values()),
         "split_counts": splits.info.get("split_counts", {}),
     }
     model_path = workdir / "model.onnx"
