@@ -80,6 +80,24 @@ def test_without_the_extra_export_names_it(monkeypatch, capsys):
     assert "pip install -e '.[tflite]'" in capsys.readouterr().err
 
 
+def test_batchnorm_folds_into_convolutions_with_the_same_outputs():
+    import torch
+
+    from ecgbench.testing import TinyNet
+    from ecgbench.train.tflite import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = TinyNet(8).eval()
+    for bn in (model.bn1, model.bn2):  # statistics and affine terms far from the identity
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.2, 3), bn.weight.data.uniform_(0.5, 2), bn.bias.data.uniform_(-1, 1)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())  # the original is left as it was
+    x = torch.randn(2, 1, 400)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def trained():
     """TinyNet trained on separable random records: its predictions mean something."""
@@ -119,6 +137,7 @@ def test_tiny_model_is_fully_int8_and_agrees_with_onnx(trained, tmp_path):
     assert any(np.dtype(t["dtype"]) == np.int8 and len(t["shape"]) == 4 for t in per_channel)  # conv weights: a scale per channel
     summary = summarize(flatbuffer)
     assert summary.fully_int8 and not summary.float_tensors and "CONV_2D" in summary.operators
+    assert "MUL" not in summary.operators and "ADD" not in summary.operators  # BatchNorm folded into the convolutions
 
     inputs = [splits.test.signal(i).reshape(1, 1, -1) for i in range(len(splits.test))]
     session = ort.InferenceSession(to_onnx(model, samples=400), providers=["CPUExecutionProvider"])
