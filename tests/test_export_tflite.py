@@ -190,6 +190,8 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     assert check["within_tolerance"] == (abs(check["delta_points"]) <= 0.5)
     assert check["records"] == 12 and check["agreement"] >= 0.75 and check["onnx"].endswith("model.onnx")
     assert summary["fully_int8"] and summary["input"]["shape"] == [1, 1, 1000] and summary["input"]["dtype"] == "int8"
+    assert summary["input"]["scale"] > 0 and -128 <= summary["input"]["zero_point"] <= 127 and summary["output"]["scale"] > 0
+    assert summary["input"]["preprocessing"]["fs_hz"] == 100 and summary["output"]["classes"] == ["N", "A", "O", "~"]
     flatbuffer = (tmp_path / "out" / "model.tflite").read_bytes()
     assert summary["flash_bytes"] == len(flatbuffer) and summary["flash_runtime"] == "tflite-micro"
     assert summary["calibration"] == {"split": "train", "records": 24}

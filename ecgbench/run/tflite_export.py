@@ -101,8 +101,15 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
         "flash_bytes": len(model_bytes),
         "flash_runtime": FLASH_RUNTIME,
         "fully_int8": summary.fully_int8,
-        "input": {"shape": summary.input_shape, "dtype": summary.input_dtype, "seconds": input_s, "fs_hz": splits.fs_hz},
-        "output": {"dtype": summary.output_dtype, "classes": list(splits.classes)},
+        "input": {
+            "shape": summary.input_shape,
+            "dtype": summary.input_dtype,
+            **summary.input_quantization,
+            "seconds": input_s,
+            "fs_hz": splits.fs_hz,
+            "preprocessing": {k: v for k, v in cell.row.config.get("data", {}).items() if k != "split"},  # as in training
+        },
+        "output": {"dtype": summary.output_dtype, **summary.output_quantization, "classes": list(splits.classes)},
         "tensor_dtypes": summary.tensor_dtypes,
         "operators": summary.operators,
         "float_tensors": summary.float_tensors,

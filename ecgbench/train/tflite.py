@@ -125,6 +125,8 @@ class TFLiteSummary:
     tensor_dtypes: dict[str, int]
     operators: dict[str, int]
     float_tensors: list[str] = field(default_factory=list)
+    input_quantization: dict[str, float] = field(default_factory=dict)  # real = scale * (q - zero_point)
+    output_quantization: dict[str, float] = field(default_factory=dict)
 
     @property
     def fully_int8(self) -> bool:
@@ -147,7 +149,14 @@ def summarize(model_bytes: bytes) -> TFLiteSummary:
         tensor_dtypes=dict(sorted(dtypes.items())),
         operators=dict(sorted(ops.items())),
         float_tensors=floats,
+        input_quantization=_quantization(inp),
+        output_quantization=_quantization(out),
     )
+
+
+def _quantization(detail: dict) -> dict[str, float]:
+    scale, zero_point = detail["quantization"]
+    return {"scale": float(scale), "zero_point": int(zero_point)} if scale else {}
 
 
 def _interpreter(model_bytes: bytes):
