@@ -65,6 +65,14 @@ def test_c_array_name_must_be_a_c_identifier():
         c_array_files(b"\0", name="model-1")
 
 
+def test_operators_firmware_cannot_run_are_named():
+    from ecgbench.train.tflite import TFLiteSummary
+
+    summary = TFLiteSummary([1, 1, 8], "int8", "int8", {"int8": 3}, {"CONV_2D": 2, "GELU": 1, "MEAN": 1})
+    assert summary.not_in_tflite_micro == ["GELU"] and summary.fully_int8
+    assert not TFLiteSummary([1, 1, 8], "float32", "int8", {}, {}).fully_int8
+
+
 def test_records_are_centre_cropped_or_zero_padded():
     long = np.arange(10, dtype=np.float32)
     assert fixed_length(long, 4).tolist() == [[[3, 4, 5, 6]]]
@@ -138,6 +146,7 @@ def test_tiny_model_is_fully_int8_and_agrees_with_onnx(trained, tmp_path):
     summary = summarize(flatbuffer)
     assert summary.fully_int8 and not summary.float_tensors and "CONV_2D" in summary.operators
     assert "MUL" not in summary.operators and "ADD" not in summary.operators  # BatchNorm folded into the convolutions
+    assert summary.not_in_tflite_micro == []
 
     inputs = [splits.test.signal(i).reshape(1, 1, -1) for i in range(len(splits.test))]
     session = ort.InferenceSession(to_onnx(model, samples=400), providers=["CPUExecutionProvider"])
@@ -191,6 +200,7 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     assert check["records"] == 12 and check["agreement"] >= 0.75 and check["onnx"].endswith("model.onnx")
     assert summary["fully_int8"] and summary["input"]["shape"] == [1, 1, 1000] and summary["input"]["dtype"] == "int8"
     assert summary["input"]["scale"] > 0 and -128 <= summary["input"]["zero_point"] <= 127 and summary["output"]["scale"] > 0
+    assert summary["operators_not_in_tflite_micro"] == [] and "DEPTHWISE_CONV_2D" in summary["operators"]
     assert summary["input"]["preprocessing"]["fs_hz"] == 100 and summary["output"]["classes"] == ["N", "A", "O", "~"]
     flatbuffer = (tmp_path / "out" / "model.tflite").read_bytes()
     assert summary["flash_bytes"] == len(flatbuffer) and summary["flash_runtime"] == "tflite-micro"

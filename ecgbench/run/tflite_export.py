@@ -112,6 +112,7 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
         "output": {"dtype": summary.output_dtype, **summary.output_quantization, "classes": list(splits.classes)},
         "tensor_dtypes": summary.tensor_dtypes,
         "operators": summary.operators,
+        "operators_not_in_tflite_micro": summary.not_in_tflite_micro,
         "float_tensors": summary.float_tensors,
         "calibration": {"split": "train", "records": len(calibration)},
         "check": {
@@ -162,6 +163,7 @@ def summary_text(result: dict[str, Any]) -> str:
         f"{'fully int8' if result['fully_int8'] else 'NOT fully int8: float tensors ' + ', '.join(result['float_tensors'][:5])}",
         f"  input {result['input']['shape']} {result['input']['dtype']} ({result['input']['seconds']:g} s at {result['input']['fs_hz']:g} Hz); "
         f"calibrated on {result['calibration']['records']} training records",
+        *([f"  operators without a TFLite Micro int8 kernel: {', '.join(result['operators_not_in_tflite_micro'])}"] if result["operators_not_in_tflite_micro"] else []),
         f"  weights: {result['source']['weights']}",
         *([f"  steps {', '.join(replaced)} leave PyTorch: int8 here is LiteRT's own (static, per-channel), not theirs"] if replaced else []),
         f"  C array: {result['files']['header']} + {result['files']['source']}",

@@ -28,6 +28,14 @@ from ecgbench.errors import ConfigError
 
 EXTRA_HINT = f"install the optional extra beside the torch you have: pip install -e '.[tflite]' torch=={torch.__version__.split('+')[0]}"
 ARRAY_ALIGNMENT = 16  # bytes; TFLite Micro reads the flatbuffer in place and needs it 16-byte aligned
+# Builtin operators TFLite Micro has int8 kernels for (tflite::MicroMutableOpResolver's Add* methods);
+# the others this exporter could meet are named in the summary, since firmware could not run them.
+TFLITE_MICRO_INT8_OPS = frozenset(
+    "ADD AVERAGE_POOL_2D BATCH_MATMUL CONCATENATION CONV_2D DEPTHWISE_CONV_2D DEQUANTIZE EXPAND_DIMS "
+    "FULLY_CONNECTED GATHER HARD_SWISH LEAKY_RELU LOGISTIC MAX_POOL_2D MEAN MUL PACK PAD PADV2 QUANTIZE "
+    "REDUCE_MAX RELU RELU6 RESHAPE SHAPE SOFTMAX SPLIT SPLIT_V SQUEEZE STRIDED_SLICE SUB SUM TANH "
+    "TRANSPOSE TRANSPOSE_CONV UNPACK".split()
+)
 
 
 def require_tflite() -> None:
@@ -127,6 +135,11 @@ class TFLiteSummary:
     float_tensors: list[str] = field(default_factory=list)
     input_quantization: dict[str, float] = field(default_factory=dict)  # real = scale * (q - zero_point)
     output_quantization: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def not_in_tflite_micro(self) -> list[str]:
+        """Operators without a TFLite Micro int8 kernel (empty: firmware can run every one)."""
+        return sorted(set(self.operators) - TFLITE_MICRO_INT8_OPS)
 
     @property
     def fully_int8(self) -> bool:
