@@ -168,6 +168,24 @@ def test_c_array_of_a_real_flatbuffer_compiles(trained, tmp_path):
     assert compile_and_dump(c_array_files(flatbuffer), tmp_path) == flatbuffer
 
 
+@needs_tflite
+@pytest.mark.slow
+def test_weights_over_256_kb_stay_inside_the_flatbuffer():
+    """From 256 KB of weights on, the quantizer stores them past the flatbuffer's end by offset; the export inlines them."""
+    import torch
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from ecgbench.train.tflite import summarize, tflite_logits, to_tflite_int8
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 64, 9), torch.nn.ReLU(), torch.nn.Conv1d(64, 4500, 1), torch.nn.AdaptiveAvgPool1d(1), torch.nn.Flatten(), torch.nn.Linear(4500, 4))
+    x = np.random.default_rng(0).normal(size=(1, 1, 64)).astype(np.float32)
+    flatbuffer = to_tflite_int8(model.eval(), 64, [x])
+    buffers = flatbuffer_utils.convert_bytearray_to_object(flatbuffer).buffers
+    assert not any(b.offset for b in buffers) and max(len(b.data) for b in buffers if b.data is not None) == 64 * 4500
+    assert summarize(flatbuffer).fully_int8 and tflite_logits(flatbuffer, [x]).shape == (1, 4)
+
+
 SUITE = """
 name: tflite-test
 data: {fs_hz: 100, window_s: 5, split: {val: 0.25, test: 0.25}}

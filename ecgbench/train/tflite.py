@@ -108,10 +108,14 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
 
 def strip_names(model_bytes: bytes) -> bytes:
     """The flatbuffer without tensor names and signatures (TFLite Micro reads neither; the
-    names of a converted PyTorch model can outweigh a small model's weights)."""
+    names of a converted PyTorch model can outweigh a small model's weights).
+
+    Weights the quantizer stored past the flatbuffer's end (it does from
+    256 KB on) are written back inside it, where every TFLite Micro reads them.
+    """
     from ai_edge_litert.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.convert_bytearray_to_object(model_bytes)
+    model = flatbuffer_utils.read_model_from_bytearray(model_bytes)  # resolves buffers stored by offset
     flatbuffer_utils.strip_strings(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
