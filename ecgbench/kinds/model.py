@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ecgbench.kinds.base import Plugin
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 class ModelFamily(Plugin):
@@ -55,9 +56,14 @@ class ModelSpec:
 
     def label(self) -> str:
         """``"dscnn"``, or with settings ``"hannun34 (width=4, blocks=8)"``, for reports."""
-        if not self.params:
-            return self.name
-        return f"{self.name} ({', '.join(f'{k}={v}' for k, v in self.params.items())})"
+        return model_label(self.name, self.params)
+
+
+def model_label(name: str, params: dict[str, Any] | None = None) -> str:
+    """``"dscnn"``, or with settings ``"hannun34 (width=4, blocks=8)"``."""
+    if not params:
+        return name
+    return f"{name} ({', '.join(f'{k}={v}' for k, v in params.items())})"
 
 
 def build_family_model(family_type: type[ModelFamily], settings: dict[str, Any] | None, n_classes: int, seed: int) -> tuple[torch.nn.Module, ModelSpec]:
@@ -66,6 +72,7 @@ def build_family_model(family_type: type[ModelFamily], settings: dict[str, Any] 
 
     Torch's global generator is left as it was.
     """
+    import torch
     family = family_type.from_params(settings, where=f"model '{family_type.name}'")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from ecgbench import PluginConfig
 from ecgbench.errors import ConfigError
+from ecgbench.kinds.model import model_label
 from ecgbench.kinds.reporter import SingleFileReporter
 from ecgbench.registry import process_registry
 from ecgbench.measure.schema import (  # noqa: F401  (re-exported: the reporters' helpers)
@@ -73,12 +74,26 @@ def flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def measured_model(cell) -> str:
+    """The name of the model a cell measured: a distilled student's (``architecture.name``), else the suite's model."""
+    name = lookup(cell.metrics, "architecture.name")
+    return name if isinstance(name, str) and name else cell.model
+
+
+def architecture_label(cell) -> str | None:
+    """``"dscnn (width=8)"`` when a step of the cell returned another architecture than the suite's model, else None."""
+    arch = lookup(cell.metrics, "architecture")
+    if not isinstance(arch, dict) or not arch.get("changed") or not isinstance(arch.get("name"), str):
+        return None
+    return model_label(arch["name"], arch.get("params") if isinstance(arch.get("params"), dict) else None)
+
+
 def cell_row(cell, skip: Iterable[str] = ()) -> dict[str, Any]:
     """One flat row: the cell's labels and status, then its metrics and timings with dotted keys."""
     row: dict[str, Any] = {
         "cell_id": cell.cell_id,
         "dataset": cell.dataset,
-        "model": cell.model,
+        "model": measured_model(cell),
         "pipeline": cell.pipeline,
         "seed": cell.seed,
         "status": cell.status,
@@ -205,6 +220,9 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
     """
     groups = pipeline_groups(results)
     several = len({(g.dataset, g.model) for g in groups}) > 1
+    # A pipeline that returned another architecture (distill) shows it in the model column.
+    students = {id(g): next((label for c in g.done if (label := architecture_label(c))), None) for g in groups}
+    show_model = several or any(students.values())
     known = device_names(results)
     devices = known if devices is None else list(devices)
     unknown = [d for d in devices if d not in known]
@@ -212,8 +230,9 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
         raise ConfigError(f"report setting devices: {', '.join(unknown)} not among the run's devices ({', '.join(known) or 'none'})")
     level = ci_level(results.cells[0]) if results.cells else DEFAULT_CI_LEVEL
     columns = [m for m in run_schema(results, devices) if m.summary]
-    headers = (["dataset", "model"] if several else []) + ["pipeline"] + [m.label.replace("{ci_level}", f"{level:.0%}") for m in columns]
-    numeric = [False] * (3 if several else 1) + [m.aggregate != "all_true" for m in columns]
+    identity = (["dataset"] if several else []) + (["model"] if show_model else []) + ["pipeline"]
+    headers = identity + [m.label.replace("{ci_level}", f"{level:.0%}") for m in columns]
+    numeric = [False] * len(identity) + [m.aggregate != "all_true" for m in columns]
     paths = [m.path for m in columns]
     best = budget_winners(groups, f1_budget_points) if f1_budget_points is not None else {}
     offset = len(headers) - len(columns)
@@ -227,7 +246,8 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
             strong.add((i, offset + paths.index(STORAGE)))
         over = f1_budget_points is not None and g.stat("delta_f1_points") is not None and not within_budget(g, f1_budget_points)
         done = [c.metrics or {} for c in g.done]
-        row = ([g.dataset, g.model] if several else []) + [g.pipeline + (" (over budget)" if over else "")]
+        row = ([g.dataset] if several else []) + ([students[id(g)] or g.model] if show_model else [])
+        row += [g.pipeline + (" (over budget)" if over else "")]
         rows.append(row + [m.summarize(done, len(g.cells)) for m in columns])
     return Table(headers, rows, numeric, strong)
 
