@@ -241,3 +241,17 @@ def test_the_distilled_step_is_cached_and_rebuilt(distill_run):
     assert read_metadata(cell.artifacts["onnx"])["model"]["name"] == "dscnn"
     assert cell.metrics["test"]["challenge_f1"] == cells["distill"].metrics["test"]["challenge_f1"]
     assert cell.metrics["size"]["total_params"] == cells["distill"].metrics["size"]["total_params"]
+
+
+@pytest.mark.parametrize(
+    ("student", "message"),
+    [
+        ("{dscn: {}}", r"unknown model 'dscn' in .*compressors\[1\]\.steps\[0\]\.distill\.student; did you mean 'dscnn'"),
+        ("{dscnn: {widht: 4}}", r"compressors\[1\]\.steps\[0\]\.distill\.student\.dscnn\.widht"),
+    ],
+)
+def test_a_bad_student_fails_when_the_suite_loads(tmp_path, registry, student, message):
+    path = tmp_path / "suite.yaml"
+    path.write_text(textwrap.dedent(SUITE).replace("{dscnn: {width: 4, blocks: 2}}", student).replace("tinynet: {width: 8}", "dscnn").replace("[tiny]", "[synthetic]"))
+    with pytest.raises(ConfigError, match=message):
+        load_suite(path, registry)

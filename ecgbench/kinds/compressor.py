@@ -242,6 +242,11 @@ class Compressor(Plugin):
         """Compress ``artifact`` (its model is this step's own copy, free to change in place) and say what was done."""
         raise NotImplementedError
 
+    @classmethod
+    def check_config(cls, config: Any, registry: Any, where: str) -> None:
+        """Check settings that need the run's registry (e.g. a model named in them) when the suite is
+        loaded, before anything runs; raise ``ConfigError`` naming ``where``. The default checks nothing."""
+
     # --- trajectory (read by the reports) ---------------------------------------------
     @classmethod
     def trajectory(cls, record: dict[str, Any]) -> "Trajectory | None":

@@ -75,6 +75,13 @@ class Distill(Compressor):
     description = "knowledge distillation (Hinton et al. 2015) into a smaller student model: KL on softened logits + cross-entropy"
     Config = DistillConfig
 
+    @classmethod
+    def check_config(cls, config: DistillConfig, registry, where: str) -> None:
+        """The student must be a registered model with valid settings: checked when the suite is loaded."""
+        (name, settings), = config.student.items()
+        family = registry.get("models", name, where=f"{where}.student")
+        family.from_params(settings or {}, where=f"{where}.student.{name}")
+
     def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
         cfg: DistillConfig = self.config
         (student_name, settings), = cfg.student.items()
