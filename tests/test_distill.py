@@ -4,6 +4,7 @@ another architecture, exported, measured, reported and cached as what it is."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 import textwrap
 
@@ -198,8 +199,8 @@ def distill_run(tmp_path, plugin_manager):
     return suite, registry, plugin_manager, store, tmp_path / "home", summary
 
 
-def test_the_student_is_exported_measured_and_reported_as_itself(distill_run):
-    _, _, _, store, _, summary = distill_run
+def test_the_student_is_exported_measured_and_reported_as_itself(distill_run, tmp_path):
+    _, registry, _, store, _, summary = distill_run
     results = store.run_results(summary.run_id)
     cells = {c.pipeline: c for c in results.cells}
     student = DSCNN.from_params(STUDENT["dscnn"]).build(4)
@@ -223,6 +224,10 @@ def test_the_student_is_exported_measured_and_reported_as_itself(distill_run):
     assert table.headers[:2] == ["model", "pipeline"]
     models = {row[1]: row[0] for row in table.rows}
     assert models == {"dense": "tinynet", "distill": "dscnn (width=4, blocks=2)", "distill+int8": "dscnn (width=4, blocks=2)"}
+    registry.get("reporters", "models")().write(results, tmp_path / "report")
+    index = {e["pipeline"]: e for e in json.loads((tmp_path / "report" / "models" / "index.json").read_text())["models"]}
+    assert index["distill"]["model"] == {"name": "dscnn", "params": {"width": 4, "blocks": 2}}
+    assert index["dense"]["model"] == {"name": "tinynet", "params": {"width": 8}}
 
 
 def test_the_distilled_step_is_cached_and_rebuilt(distill_run):
