@@ -94,3 +94,41 @@ def mean_std(values: list[float]) -> tuple[float, float]:
         return (float("nan"), float("nan"))
     std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
     return (float(arr.mean()), std)
+
+
+def paired_bootstrap_deltas(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """``challenge_f1(pred_a) - challenge_f1(pred_b)`` on ``resamples`` bootstrap resamples of the records.
+
+    Paired: each resample draws one set of records (with replacement) and scores
+    both models on it, so what the records' difficulty adds to both cancels out.
+    The same ``seed`` gives the same resamples. Empty input gives an empty array.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    n = len(y_true)
+    if n == 0:
+        return np.empty(0)
+    if not (len(pred_a) == len(pred_b) == n):
+        raise ValueError(f"paired predictions must cover the same {n} records, got {len(pred_a)} and {len(pred_b)}")
+    k = len(CLASSES)
+    rng = np.random.default_rng(seed)
+    cells = [y_true * k + np.asarray(p, dtype=np.int64) for p in (pred_a, pred_b)]
+    deltas = np.empty(resamples)
+    chunk = max(1, 1_000_000 // n)  # bound memory of the index matrix
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        offsets = (np.arange(stop - start) * k * k)[:, None]
+        a, b = (
+            f1_from_confusion(np.bincount((cell[idx] + offsets).ravel(), minlength=(stop - start) * k * k).reshape(-1, k, k))[
+                :, list(CHALLENGE_CLASSES)
+            ].mean(axis=1)
+            for cell in cells
+        )
+        deltas[start:stop] = a - b
+    return deltas
