@@ -14,6 +14,7 @@ from ecgbench.measure.scores import (
     confusion_matrix,
     f1_from_confusion,
     mean_std,
+    paired_bootstrap_deltas,
 )
 
 # Eight records, classes N=0, A=1, O=2, ~=3.
@@ -122,3 +123,17 @@ def test_mean_std_across_seeds():
     assert mean_std([0.7]) == (0.7, 0.0)
     mean, std = mean_std([])
     assert math.isnan(mean) and math.isnan(std)
+
+
+def test_paired_bootstrap_scores_both_models_on_the_same_resampled_records():
+    other = np.array([0, 1, 1, 1, 2, 2, 2, 0])
+    deltas = paired_bootstrap_deltas(Y_TRUE, Y_PRED, other, resamples=50, seed=3)
+    draws = np.random.default_rng(3).integers(0, len(Y_TRUE), size=(50, len(Y_TRUE)))  # the resamples, as drawn
+    by_hand = [challenge_f1(Y_TRUE[i], Y_PRED[i]) - challenge_f1(Y_TRUE[i], other[i]) for i in draws]
+    assert deltas == pytest.approx(by_hand)
+    assert np.array_equal(deltas, paired_bootstrap_deltas(Y_TRUE, Y_PRED, other, resamples=50, seed=3))
+    assert not np.all(deltas == deltas[0])
+    assert np.all(paired_bootstrap_deltas(Y_TRUE, Y_PRED, Y_PRED, resamples=50) == 0)  # a model against itself: no noise
+    assert paired_bootstrap_deltas([], [], []).size == 0
+    with pytest.raises(ValueError, match="same 8 records"):
+        paired_bootstrap_deltas(Y_TRUE, Y_PRED, other[:5])
