@@ -38,7 +38,7 @@ from ecgbench import hookimpl
 from ecgbench.kinds.compressor import CompressionContext, Compressor, Masks, ModelArtifact, StepOutcome
 from ecgbench.errors import CompressionError
 from ecgbench.kinds.base import PluginConfig
-from ecgbench.measure.scores import challenge_f1, paired_bootstrap_deltas
+from ecgbench.measure.scores import paired_bootstrap_deltas
 from ecgbench_plugins.compressors import _masks
 
 # --- shared by both strategies ---------------------------------------------------------
@@ -274,8 +274,9 @@ class PointRule:
     """Accept when the candidate's validation F1 is at least ``min_val_f1`` (the dense model's minus the budget).
 
     LTH-ECG's rule, and the default. It takes one F1 on the validation split as
-    exact, although its sampling noise (about a point on 1,000 records) is as
-    large as a 1-point budget: a round can be rejected by the luck of the split.
+    exact, although its sampling noise (a standard error of about a point on
+    1,000 records) is as large as a 1-point budget: a round can be rejected by
+    the luck of the split.
     """
 
     def __init__(self, min_val_f1: float) -> None:
@@ -297,6 +298,16 @@ class PairedBootstrapRule:
     resamples lose more than the budget. The resamples come from ``seed`` and
     are the same for every round, so decisions are deterministic and a resumed
     search repeats them.
+
+    Why one-sided at 90 % (``accept_alpha`` 0.1): the point rule is in effect
+    the 50 % bound, and turns rounds down on one draw of the split. A laxer
+    bound (the 97.5 % end of a two-sided 95 % interval) would pass drops of
+    two standard errors beyond the budget, and the search keeps the sparsest
+    ticket it accepted, so it would keep the luckiest one. At 90 % a round is
+    rejected once 9 resamples in 10 lose more than the budget: a drop larger
+    than the budget plus about 1.3 standard errors of ΔF1 is rejected.
+    Pairing makes those errors small: only the records on which the two
+    models disagree move ΔF1.
     """
 
     def __init__(
