@@ -38,7 +38,7 @@ from ecgbench import hookimpl
 from ecgbench.kinds.compressor import CompressionContext, Compressor, Masks, ModelArtifact, StepOutcome
 from ecgbench.errors import CompressionError
 from ecgbench.kinds.base import PluginConfig
-from ecgbench.measure.scores import paired_bootstrap_deltas
+from ecgbench.measure.scores import bootstrap_scores
 from ecgbench_plugins.compressors import _masks
 
 # --- shared by both strategies ---------------------------------------------------------
@@ -291,7 +291,7 @@ class PairedBootstrapRule:
 
     ΔF1 is the candidate's challenge F1 minus the dense model's, both scored on
     each of ``resamples`` bootstrap resamples of the validation records (paired:
-    the same records for both, :func:`~ecgbench.measure.scores.paired_bootstrap_deltas`).
+    the same records for both, :func:`~ecgbench.measure.scores.bootstrap_scores`).
     The round is accepted when the one-sided ``1 - alpha`` upper confidence
     bound of ΔF1 (its ``1 - alpha`` quantile over the resamples) is at least
     ``-max_drop``: it is rejected only when more than ``1 - alpha`` of the
@@ -324,7 +324,10 @@ class PairedBootstrapRule:
     def __call__(self, score: ValScore) -> Verdict:
         if score.predictions is None:
             raise CompressionError("accept: paired_bootstrap needs each validation record's prediction, but got one F1 only")
-        deltas = paired_bootstrap_deltas(self.labels, score.predictions, self.dense_predictions, self.resamples, self.seed)
+        if len(score.predictions) != len(self.labels):
+            raise CompressionError(f"paired bootstrap: {len(score.predictions)} predictions for {len(self.labels)} validation records")
+        candidate, dense = bootstrap_scores(self.labels, [score.predictions, self.dense_predictions], self.resamples, self.seed)
+        deltas = candidate - dense
         upper = float(np.quantile(deltas, 1 - self.alpha))
         return Verdict(upper >= -self.max_drop, upper)
 
