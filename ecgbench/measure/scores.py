@@ -135,4 +135,3 @@ def mean_std(values: list[float]) -> tuple[float, float]:
         return (float("nan"), float("nan"))
     std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
     return (float(arr.mean()), std)
-
