@@ -163,7 +163,9 @@ class CompressionContext:
       frozen teacher's logits, keeping the recipe's schedule, mixed precision, early stopping and
       batch cap (:class:`ecgbench.train.trainer.LossInputs`);
     - ``initial_state`` is the incoming model's state before training (for rewinding);
-    - ``dense_val_challenge_f1`` is the dense baseline's validation score (for budgets);
+    - ``dense_val_challenge_f1`` is the dense baseline's validation score (for budgets), and
+      ``dense_model`` the trained dense baseline itself (for per-record comparisons such as a paired
+      bootstrap; read-only: copy it before changing it; None where a caller has none);
     - ``checkpoints`` (:class:`RoundCheckpoints`) lets an iterative strategy resume a killed search:
       after each round, ``ctx.checkpoints.save(state)`` with everything needed to continue (round
       index, ``model.state_dict()``, masks, the record so far, the current rate and
@@ -183,6 +185,7 @@ class CompressionContext:
     fs_hz: float
     log: Callable[[str], None] = print
     checkpoints: RoundCheckpoints = field(default_factory=RoundCheckpoints)
+    dense_model: torch.nn.Module | None = None
     model_spec: ModelSpec | None = None
 
     def __post_init__(self) -> None:

@@ -84,7 +84,7 @@ class FitResult:
     best_epoch: int
     epochs_run: int
     seconds: float
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # per epoch: epoch, loss, val_challenge_f1, lr
 
 
 def resolve_device(name: str) -> torch.device:
@@ -184,9 +184,9 @@ class Trainer:
         history: list[dict] = []
         epoch = 0
         for epoch in range(1, epochs + 1):
+            epoch_lr = float(optimizer.param_groups[0]["lr"])  # what this epoch trains with (the schedule steps after it)
             model.train()
             losses = []
-            epoch_lr = float(optimizer.param_groups[0]["lr"])
             batches = list(self._train_batches(rng))
             for x, y in _progress(batches, self.progress, f"{self.label} epoch {epoch}/{epochs}"):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
