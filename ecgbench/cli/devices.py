@@ -3,6 +3,7 @@
     ecgbench devices                                    # name, core, clock, flash, RAM, source
     ecgbench devices calibrate [--out PATH]             # measure this machine -> host profile YAML
     ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--json]
+    ecgbench devices simulate MODEL.onnx --device nrf52840 --input-s 10   # one 10-s window at the model's rate
 
 ``simulate --json`` prints ``{"schema": "ecgbench.simulation/1", "model": path,
 "graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
@@ -36,6 +37,7 @@ def register(subparsers) -> None:
     s.add_argument("model", type=Path, help="ONNX model file")
     s.add_argument("--device", action="append", default=[], metavar="NAME", help="device profile (repeatable; default: every profile)")
     s.add_argument("--input-shape", metavar="N,C,L", help="shape of one inference for a model with dynamic axes, e.g. 1,1,3000")
+    s.add_argument("--input-s", type=float, metavar="S", help="seconds of ECG per inference at the model's sampling rate (default: its deploy window, else 30)")
     s.add_argument("--flash-bytes", type=int, help="deployable model size in bytes (default: the parameters' stored bytes)")
     s.add_argument("--interval-min", type=float, default=5.0, help="minutes between screened recordings for energy per day (default 5)")
     s.add_argument("--json", action="store_true", help="print JSON (schema ecgbench.simulation/1) instead of tables")
@@ -102,15 +104,24 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shape_from_metadata(model) -> tuple[int, ...] | None:
-    """One 30-s record at the sampling rate an ecgbench export records in its metadata."""
+def _shape_from_metadata(model, input_s: float | None = None) -> tuple[int, ...] | None:
+    """One inference at the sampling rate an ecgbench export records in its metadata: ``input_s`` seconds,
+    else the model's deploy window (``ecgbench.deploy``), else a 30-s record."""
+    from ecgbench.measure.windowing import Windowing
     from ecgbench.train.export import read_metadata
 
     try:
-        fs_hz = read_metadata(model).get("preprocessing", {}).get("fs_hz")
+        metadata = read_metadata(model)
+        fs_hz = metadata.get("preprocessing", {}).get("fs_hz")
     except Exception:  # not an ecgbench export: analyze_onnx asks for --input-shape
+        metadata, fs_hz = {}, None
+    if not fs_hz:
+        if input_s is not None:
+            raise ConfigError(f"--input-s needs the sampling rate in the model's ecgbench metadata, and {model} has none; give --input-shape 1,1,SAMPLES")
         return None
-    return (1, 1, int(round(30 * fs_hz))) if fs_hz else None
+    windowing = Windowing.from_metadata(metadata)
+    seconds = input_s if input_s is not None else (windowing.window_s if windowing else 30.0)
+    return (1, 1, max(1, int(round(seconds * fs_hz))))
 
 
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
@@ -134,7 +145,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     registry, profiles = _profiles()
     names = args.device or sorted(profiles, key=lambda n: (n == "host", n))
     chosen = [registry.get("devices", name, "--device") for name in names]
-    graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model))
+    if args.input_s is not None and (args.input_shape is not None or not args.input_s > 0):
+        raise ConfigError("--input-s takes positive seconds and excludes --input-shape; give one of them")
+    graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model, args.input_s))
     predictions = [simulate(graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min) for p in chosen]
     if args.json:
         doc = {

@@ -41,6 +41,7 @@ def register(subparsers) -> None:
         default="error",
         help="a record that cannot be used stops eval (error, default) or is left out and counted (skip)",
     )
+    add_window_arguments(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -55,6 +56,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         threads=args.threads,
         on_bad_record=args.on_bad_record,
+        deploy_window_s=args.deploy_window_s,
+        deploy_hop_s=args.deploy_hop_s,
+        aggregate=args.aggregate,
     )
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else summary_text(result))
     return 0
@@ -68,8 +72,16 @@ def evaluate_model_file(
     cache_dir: Path | None = None,
     threads: int = 0,
     on_bad_record: str = "error",
+    deploy_window_s: float | str | None = None,
+    deploy_hop_s: float | None = None,
+    aggregate: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics of the model stored at ``model_path`` on every record of ``data_dir`` (``skipped``: records left out)."""
+    """Metrics of the model stored at ``model_path`` on every record of ``data_dir`` (``skipped``: records left out).
+
+    Records are scored whole, or window by window as the model's ``ecgbench.deploy`` metadata
+    says; ``deploy_*``/``aggregate`` override it (:func:`ecgbench.measure.windowing.eval_windowing`)."""
+    from ecgbench.measure.windowing import eval_windowing, predict_records_windowed
+
     from ecgbench.train.export import read_metadata
     from ecgbench.measure.artifact import MeasureConfig
     from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores
@@ -99,7 +111,11 @@ def evaluate_model_file(
         # The temporary cache outlives prediction: the loader may memory-map its files.
         entry = _load_records(registry, dataset, data_dir, labels, data_config, Path(cache_dir or tmp))
         signals = entry.signals
-        logits = predict_records(onnx_bytes, signals, threads=threads, model_path=model_path)
+        windowing = eval_windowing(metadata, deploy_window_s, deploy_hop_s, aggregate)
+        if windowing is None:
+            logits = predict_records(onnx_bytes, signals, threads=threads, model_path=model_path)
+        else:
+            logits = predict_records_windowed(onnx_bytes, signals, windowing, data_config.fs_hz, threads)
     y_pred = logits.argmax(axis=1)
     measure = MeasureConfig()  # the benchmark's interval settings, so eval and cells agree
     scores = classification_scores(signals.labels, y_pred)
@@ -122,10 +138,20 @@ def evaluate_model_file(
         "dataset": dataset,
         "labels": labels,
         "preprocessing": data_config.model_dump(mode="json"),
+        "windowing": windowing.to_metadata() if windowing else None,
         "skipped": {reason: {"count": e["count"], "records": e["records"]} for reason, e in entry.meta.get("skipped", {}).items()},
         "exported": {k: metadata[k] for k in ("pipeline", "model", "dataset", "seed", "precision", "cell_id", "version") if k in metadata},
         **({PLUGIN_SECTION: plugin_values, DECLARATIONS_SECTION: declarations} if declarations else {}),
     }
+
+
+def add_window_arguments(p) -> None:
+    """``--deploy-window-s``, ``--deploy-hop-s``, ``--aggregate``: override the windowing in the model's metadata."""
+    from ecgbench.measure.windowing import AGGREGATES, parse_window_arg
+
+    p.add_argument("--deploy-window-s", type=parse_window_arg, metavar="S", help="score windows of S seconds aggregated per record, or 'whole' (default: the model's metadata, else whole records)")
+    p.add_argument("--deploy-hop-s", type=float, metavar="S", help="seconds between window starts (default: the window)")
+    p.add_argument("--aggregate", choices=AGGREGATES, help="how windows make the record's class (default: the model's metadata, else mean_prob)")
 
 
 def _plugin_metrics(registry, labels: np.ndarray, logits: np.ndarray, size: dict[str, Any]) -> tuple[dict, dict]:
@@ -228,7 +254,8 @@ def summary_text(result: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"{result['model']}: {result['n_records']} records of {result['data']} ({result['dataset']})",
-            f"challenge F1 (mean of N, A, O) {result['challenge_f1']:.3f}  [{result['ci_level']:.0%} CI {lo:.3f}-{hi:.3f}]",
+            f"challenge F1 (mean of N, A, O) {result['challenge_f1']:.3f}  [{result['ci_level']:.0%} CI {lo:.3f}-{hi:.3f}]"
+            + (f"  ({_windows_text(result['windowing'])})" if result.get("windowing") else ""),
             f"F1 {per_class}  |  macro F1 {result['macro_f1']:.3f}  accuracy {result['accuracy']:.3f}",
             f"size: {result['deployable_bytes']:,} bytes deployable ({result['deployable_format']}); "
             f"{result['nonzero_params']:,} of {result['total_params']:,} parameters non-zero",
@@ -236,6 +263,12 @@ def summary_text(result: dict[str, Any]) -> str:
             *_skipped_text(result.get("skipped") or {}),
         ]
     )
+
+
+def _windows_text(windowing: dict[str, Any]) -> str:
+    from ecgbench.measure.windowing import Windowing
+
+    return "record class from " + Windowing(windowing["window_s"], windowing["hop_s"], windowing["aggregate"]).describe()
 
 
 def _skipped_text(skipped: dict[str, dict]) -> list[str]:

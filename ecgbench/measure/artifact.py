@@ -14,12 +14,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores
 from ecgbench.kinds.base import PluginConfig
 from ecgbench.measure.schema import DECLARATIONS_SECTION, PLUGIN_SECTION, Measurement, Metric, compute_plugin_metrics
 from ecgbench.measure.sizing import canonical_zeros, size_report
+from ecgbench.measure.windowing import (
+    Aggregate,
+    Windowing,
+    onnx_session,
+    predict_windowed,
+    probabilities_as_logits,
+    window_starts,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -33,11 +41,32 @@ class MeasureConfig(PluginConfig):
     bootstrap_resamples: int = Field(1000, ge=1, description="bootstrap resamples of the test records for the challenge-score interval")
     bootstrap_seed: int = Field(0, description="seed of the bootstrap resampling (the same for every cell, so intervals are comparable)")
     ci_level: float = Field(0.95, gt=0, lt=1, description="coverage of the percentile bootstrap interval")
-    input_s: float = Field(30.0, gt=0, description="seconds of ECG per inference for MACs, latency and device figures (CinC 2017 records are 9-61 s, most 30 s)")
+    input_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds of ECG per inference for MACs, latency and device figures (CinC 2017 records are 9-61 s, most 30 s); "
+        "with deploy_window_s, the record length that per-record device figures count windows in",
+    )
+    deploy_window_s: float | None = Field(
+        None,
+        gt=0,
+        description="seconds of one deployed inference: records are scored window by window and aggregated (ecgbench.measure.windowing); "
+        "latency, energy, RAM and MACs are per window. null: whole records, one inference each",
+    )
+    deploy_hop_s: float | None = Field(None, gt=0, description="seconds between window starts (default: deploy_window_s, windows side by side)")
+    aggregate: Aggregate = Field("mean_prob", description="how windows make the record's class: mean_prob, max_prob or vote (ecgbench.measure.windowing)")
     latency_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads for host latency (1: comparable across machines)")
     latency_warmup: int = Field(5, ge=0, description="untimed runs before host latency is timed")
     latency_repeats: int = Field(30, ge=1, description="timed runs of host latency (median and 95th percentile reported)")
     screening_interval_min: float = Field(5.0, gt=0, description="energy per day assumes one input_s recording classified every N minutes")
+
+    @model_validator(mode="after")
+    def _window_settings_need_a_window(self) -> "MeasureConfig":
+        if self.deploy_window_s is None:
+            for key, default in (("deploy_hop_s", None), ("aggregate", "mean_prob")):
+                if getattr(self, key) != default:
+                    raise ValueError(f"{key} applies to windowed deployment only: set deploy_window_s too, or remove {key}")
+        return self
 
 
 def measure_artifact(
@@ -68,14 +97,10 @@ def measure_artifact(
     if not canonical:
         onnx_bytes = canonical_zeros(onnx_bytes)
     computing = [m for m in metrics if m.compute is not None]
-    val_logits = trainer.predict_onnx(onnx_bytes, "val")
+    windowing = Windowing.from_config(config)
+    val_logits = predict_split(onnx_bytes, trainer, "val", config)
     val = classification_scores(trainer.split("val").labels, val_logits.argmax(axis=1))  # as trainer.evaluate_onnx
-    test_labels = trainer.split("test").labels  # the records predict_onnx scores
-    test_logits = trainer.predict_onnx(onnx_bytes, "test")
-    test_pred = test_logits.argmax(axis=1)
-    test = classification_scores(test_labels, test_pred)
-    lo, hi = bootstrap_challenge_ci(test_labels, test_pred, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
-    test["challenge_f1_ci"] = [lo, hi]
+    test, test_labels, test_logits = score_split(onnx_bytes, trainer, "test", config)
 
     size = size_report(onnx_bytes)
     if dense is not None:
@@ -86,8 +111,9 @@ def measure_artifact(
         size["compression_ratio"] = 1.0
         size["size_reduction"] = size["onnx"] / size["deployable_bytes"]
 
-    samples = int(round(config.input_s * trainer.splits.fs_hz))
-    input_shape = (1, 1, samples)
+    fs_hz = trainer.splits.fs_hz
+    samples = windowing.samples(fs_hz)[0] if windowing else int(round(config.input_s * fs_hz))
+    input_shape = (1, 1, samples)  # one inference: a window, or a whole input_s record
     graph = analyze_onnx(onnx_bytes, input_shape=input_shape)
     graph_dict = graph.to_dict()
     compute = {
@@ -112,13 +138,19 @@ def measure_artifact(
         latency["dense_host_median_ms"] = dense_timing.median_ms
         latency["host_vs_dense"] = timing.median_ms / dense_timing.median_ms
 
+    windows = windowing.windows_in(config.input_s, fs_hz) if windowing else 1
     device_figures = {}
     for profile in devices:
-        prediction = simulate(graph, profile, flash_bytes=size["deployable_bytes"], screening_interval_min=config.screening_interval_min)
+        # A recording every screening_interval_min runs `windows` inferences: energy per day counts them all.
+        interval_min = config.screening_interval_min / windows
+        prediction = simulate(graph, profile, flash_bytes=size["deployable_bytes"], screening_interval_min=interval_min)
         figures = prediction.to_dict()
         figures.pop("per_layer", None)  # per-layer figures live in "compute" only
-        device_figures[profile.name] = figures
+        device_figures[profile.name] = per_record_figures(figures, windows) if windowing else figures
 
+    if windowing:
+        compute["windows_per_record"] = windows
+        latency["host_median_ms_per_record"] = timing.median_ms * windows
     delta = (test["challenge_f1"] - dense["test"]["challenge_f1"]) * 100 if dense is not None else 0.0
     out = {
         "val": val,
@@ -129,6 +161,16 @@ def measure_artifact(
         "devices": device_figures,
         "delta_f1_points": delta,
     }
+    if windowing:
+        window, hop = windowing.samples(fs_hz)
+        out["windowing"] = {
+            **windowing.to_metadata(),
+            "window_samples": window,
+            "hop_samples": hop,
+            "record_s": config.input_s,
+            "windows_per_record": windows,
+            "test_windows": int(sum(len(window_starts(int(n), window, hop)) for n in trainer.split("test").lengths())),
+        }
     if computing:
         measurement = Measurement(
             classes=tuple(trainer.splits.classes),
@@ -140,6 +182,47 @@ def measure_artifact(
         )
         out[PLUGIN_SECTION], out[DECLARATIONS_SECTION] = compute_plugin_metrics(computing, measurement)
     return out
+
+
+def predict_split(onnx_bytes: bytes, trainer: "Trainer", split: str, config: MeasureConfig) -> "np.ndarray":
+    """Record-level logits ``[records, classes]`` on the records ``trainer`` holds for ``split``.
+
+    Whole records by default; with ``config.deploy_window_s``, the log of the window
+    probabilities aggregated per record (:func:`ecgbench.measure.windowing.predict_windowed`),
+    whose argmax is the record's class and whose softmax gives the aggregated probabilities.
+    """
+    windowing = Windowing.from_config(config)
+    if windowing is None:
+        return trainer.predict_onnx(onnx_bytes, split)
+    session = onnx_session(onnx_bytes, trainer.recipe.num_threads)
+    probs, _counts = predict_windowed(session, trainer.split(split), windowing, trainer.splits.fs_hz)
+    return probabilities_as_logits(probs)
+
+
+def score_split(onnx_bytes: bytes, trainer: "Trainer", split: str, config: MeasureConfig) -> tuple[dict, "np.ndarray", "np.ndarray"]:
+    """``(scores, labels, logits)`` of the model on the records ``trainer`` holds for ``split``: the
+    record-level classification scores (windowed as ``config`` says) with a bootstrap interval of the
+    challenge score (``challenge_f1_ci``)."""
+    labels = trainer.split(split).labels  # the records predict_split scores
+    logits = predict_split(onnx_bytes, trainer, split, config)
+    predicted = logits.argmax(axis=1)
+    scores = classification_scores(labels, predicted)
+    lo, hi = bootstrap_challenge_ci(labels, predicted, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
+    scores["challenge_f1_ci"] = [lo, hi]
+    return scores, labels, logits
+
+
+def per_record_figures(figures: dict, windows: int) -> dict:
+    """A device's figures for one window plus ``latency_ms``/``energy_mj`` ``_per_window`` and ``_per_record``
+    (``windows`` runs per record); peak RAM and fit are per window, as the device runs one window at a time."""
+    return {
+        **figures,
+        "windows_per_record": windows,
+        "latency_ms_per_window": figures["latency_ms"],
+        "latency_ms_per_record": figures["latency_ms"] * windows,
+        "energy_mj_per_window": figures["energy_mj"],
+        "energy_mj_per_record": figures["energy_mj"] * windows,
+    }
 
 
 def softmax(logits: "np.ndarray") -> "np.ndarray":

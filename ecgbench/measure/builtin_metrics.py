@@ -36,8 +36,15 @@ def deployable_text(metrics: list[dict], n_cells: int) -> str:
 
 DEVICE_DEFINITION = (
     "simulated latency and energy of one inference on the device profile, and whether the model's flash "
-    "and peak RAM fit the device (simulated figures, not measurements on a board)."
+    "and peak RAM fit the device (simulated figures, not measurements on a board). With windowed deployment "
+    "(measure.deploy_window_s) one inference is one window."
 )
+PER_RECORD_DEFINITION = (
+    "with windowed deployment (measure.deploy_window_s): simulated latency and energy of classifying one record of "
+    "measure.input_s seconds, i.e. per window x windows in that record (devices.<device>.windows_per_record); "
+    "peak RAM and fit stay per window, as the device runs one window at a time."
+)
+PER_RECORD_TERM = "device ms/record / mJ/record"
 DEVICE_TERM = "device sim ms / mJ / fits"
 
 F1_COMPARED = Compared("test F1", ".3f", Gate(0.5, "points", 100.0, "F1"))
@@ -109,6 +116,14 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     ),
     Metric("devices.{device}.latency_ms", "{device} sim ms", DEVICE_DEFINITION, unit="ms", term=DEVICE_TERM, format="number", higher_is_better=False),
     Metric("devices.{device}.energy_mj", "{device} mJ", DEVICE_DEFINITION, unit="mJ", term=DEVICE_TERM, format="number", higher_is_better=False),
+    Metric(
+        "devices.{device}.latency_ms_per_record", "{device} ms/record", PER_RECORD_DEFINITION,
+        unit="ms", term=PER_RECORD_TERM, format="number", higher_is_better=False, optional=True,
+    ),
+    Metric(
+        "devices.{device}.energy_mj_per_record", "{device} mJ/record", PER_RECORD_DEFINITION,
+        unit="mJ", term=PER_RECORD_TERM, format="number", higher_is_better=False, optional=True,
+    ),
     Metric("devices.{device}.fits", "{device} fits", DEVICE_DEFINITION, term=DEVICE_TERM, aggregate="all_true"),
     # Measured and stored, not in the summary table (CSV/JSON carry them).
     Metric(
@@ -126,5 +141,9 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("compute.effective_macs", "effective MACs", format="number", higher_is_better=False, summary=False),
     Metric("devices.{device}.energy_per_day_j", "{device} J/day", unit="J", format="number", higher_is_better=False, summary=False),
     Metric("devices.{device}.peak_ram_bytes", "{device} peak RAM", unit="bytes", format="bytes", higher_is_better=False, summary=False),
+    Metric("devices.{device}.latency_ms_per_window", "{device} ms/window", unit="ms", format="number", higher_is_better=False, summary=False),
+    Metric("devices.{device}.energy_mj_per_window", "{device} mJ/window", unit="mJ", format="number", higher_is_better=False, summary=False),
+    Metric("windowing.windows_per_record", "windows per record", format=",.0f", summary=False),
+    Metric("latency.host_median_ms_per_record", "measured host ms/record", unit="ms", format="number", higher_is_better=False, summary=False),
 )
 """Every built-in metric, in summary-table order; per-device ones carry ``{device}``."""

@@ -196,7 +196,8 @@ class Metric:
     - ``format``: a name of :data:`FORMATS` or a format spec; ``std_format`` for the ± part.
     - ``higher_is_better``; ``aggregate``: ``mean_std`` across seeds, or ``all_true`` for booleans.
     - ``compare``: column (and gate) in ``ecgbench compare``, or None; ``summary``: a column of
-      the default summary table.
+      the default summary table; ``optional``: that column only when a cell of the run has a value
+      (figures some settings produce, e.g. per-record figures of windowed deployment).
     - ``text``: builds a summary cell from the done seeds' metrics dicts and the number of seeds
       planned (built-ins with intervals or formats beside the value); default: aggregate and format.
     - ``compute``: for plugin metrics, the value from a :class:`Measurement` (None when undefined).
@@ -213,6 +214,7 @@ class Metric:
     aggregate: Aggregate = "mean_std"
     compare: Compared | None = None
     summary: bool = True
+    optional: bool = False
     text: Callable[[list[dict], int], str] | None = dataclasses.field(default=None, compare=False, repr=False)
     compute: Callable[[Measurement], float | None] | None = dataclasses.field(default=None, compare=False, repr=False)
 

@@ -208,7 +208,7 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
     if unknown:
         raise ConfigError(f"report setting devices: {', '.join(unknown)} not among the run's devices ({', '.join(known) or 'none'})")
     level = ci_level(results.cells[0]) if results.cells else DEFAULT_CI_LEVEL
-    columns = [m for m in run_schema(results, devices) if m.summary]
+    columns = [m for m in run_schema(results, devices) if m.summary and (not m.optional or _has_value(results, m.path))]
     headers = (["dataset", "model"] if several else []) + ["pipeline"] + [m.label.replace("{ci_level}", f"{level:.0%}") for m in columns]
     numeric = [False] * (3 if several else 1) + [m.aggregate != "all_true" for m in columns]
     paths = [m.path for m in columns]
@@ -227,6 +227,10 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
         row = ([g.dataset, g.model] if several else []) + [g.pipeline + (" (over budget)" if over else "")]
         rows.append(row + [m.summarize(done, len(g.cells)) for m in columns])
     return Table(headers, rows, numeric, strong)
+
+
+def _has_value(results, path: str) -> bool:
+    return any(lookup(c.metrics, path) is not None for c in results.cells if c.metrics)
 
 
 class SummaryReporter(SingleFileReporter):
@@ -336,7 +340,24 @@ def report_facts(results, fmt: str, out_dir: Path, settings: PluginConfig | None
     ]
     if len(combos) == 1:
         facts.append(("dataset / model", f"{combos[0][0]} / {combos[0][1]}"))
+    deployment = deployment_fact(results)
+    if deployment:
+        facts.append(("deployment", deployment))
     return facts
+
+
+def deployment_fact(results) -> str | None:
+    """How the run's cells were scored when they deploy windows (``metrics.windowing``), else None (whole records)."""
+    seen = list(dict.fromkeys(json.dumps(w, sort_keys=True) for w in (lookup(c.metrics, "windowing") for c in results.cells if c.metrics) if w))
+    if not seen:
+        return None
+    texts = []
+    for entry in map(json.loads, seen):
+        texts.append(
+            f"{entry['window_s']:g}-s windows every {entry['hop_s']:g} s, record class by {entry['aggregate']}, "
+            f"{entry['windows_per_record']} windows per {entry['record_s']:g}-s record"
+        )
+    return "; ".join(texts) + " (device ms, mJ and peak RAM per window; ms/record and mJ/record per record)"
 
 
 def synthetic_warning(results) -> str | None:
