@@ -234,7 +234,6 @@ def _hand_windowed_predictions(onnx_path, test) -> np.ndarray:
     return np.array(predictions)
 
 
-@pytest.mark.slow
 def test_record_level_f1_is_computed_from_the_windows(windowed_run):
     test = _test_split(windowed_run)
     for pipeline in ("dense", "half"):
@@ -248,7 +247,6 @@ def test_record_level_f1_is_computed_from_the_windows(windowed_run):
         }
 
 
-@pytest.mark.slow
 def test_delta_f1_compares_with_the_dense_model_at_the_same_window(windowed_run):
     dense, half = windowed_run["windowed"]["dense"].metrics, windowed_run["windowed"]["half"].metrics
     assert dense["delta_f1_points"] == pytest.approx(0.0)
@@ -259,7 +257,6 @@ def test_delta_f1_compares_with_the_dense_model_at_the_same_window(windowed_run)
     assert whole["baseline"]["test_challenge_f1"] == pytest.approx(windowed_run["whole"]["dense"].metrics["test"]["challenge_f1"])
 
 
-@pytest.mark.slow
 def test_device_figures_are_per_window_and_per_record(windowed_run):
     from ecgbench.measure.onnx_graph import analyze_onnx
     from ecgbench.measure.simulator import simulate
@@ -281,7 +278,6 @@ def test_device_figures_are_per_window_and_per_record(windowed_run):
     assert cell.metrics["latency"]["host_median_ms_per_record"] == pytest.approx(3 * cell.metrics["latency"]["host_median_ms"])
 
 
-@pytest.mark.slow
 def test_whole_record_cells_are_measured_as_before(windowed_run):
     from ecgbench.train.export import read_metadata
 
@@ -293,7 +289,6 @@ def test_whole_record_cells_are_measured_as_before(windowed_run):
     assert read_metadata(windowed_run["windowed"]["half"].artifacts["onnx"])["deploy"] == {"window_s": 1.5, "hop_s": 1.0, "aggregate": "mean_prob"}
 
 
-@pytest.mark.slow
 def test_the_report_shows_the_window_and_per_record_columns(windowed_run, tmp_path):
     from ecgbench.results.table import report_facts, summary_table
 
@@ -304,7 +299,6 @@ def test_the_report_shows_the_window_and_per_record_columns(windowed_run, tmp_pa
     assert "nrf52840 ms/record" in headers and "nrf52840 mJ/record" in headers
 
 
-@pytest.mark.slow
 def test_whole_record_reports_have_no_per_record_columns(windowed_run):
     from ecgbench.results.table import deployment_fact, summary_table
 
