@@ -16,10 +16,10 @@ from ecgbench_plugins.reporters.tabular import JsonReporter
 VERSION = "0.1.0"
 
 
-def metrics(f1: float, deployable: int, host_ms: float = 2.0) -> dict:
+def metrics(f1: float, storage: int, host_ms: float = 2.0) -> dict:
     return {
         "test": {"challenge_f1": f1, "challenge_f1_ci": [f1 - 0.05, f1 + 0.05]},
-        "size": {"deployable_bytes": deployable, "deployable_format": "sparse_zstd"},
+        "size": {"storage_bytes": storage, "storage_format": "sparse_zstd"},
         "latency": {"host_median_ms": host_ms},
     }
 
@@ -121,6 +121,20 @@ def test_a_json_report_stands_in_for_a_run(store, tmp_path, capsys):
     assert load_results(str(tmp_path / "base-report"), store.path).run.run_id == base  # the folder works too
 
 
+def test_an_older_json_report_with_deployable_bytes_is_gated_on_storage_bytes(store, tmp_path, capsys):
+    base = store_run(store, "base", BASE)
+    JsonReporter().write(store.run_results(base), tmp_path / "base-report")
+    path = tmp_path / "base-report" / "results.json"
+    doc = json.loads(path.read_text())
+    for cell in doc["cells"]:  # as a version before the rename wrote it
+        size = cell["metrics"]["size"]
+        size["deployable_bytes"], size["deployable_format"] = size.pop("storage_bytes"), size.pop("storage_format")
+    path.write_text(json.dumps(doc))
+    current = store_run(store, "current", {**BASE, ("dense", 0): metrics(0.800, 42400)})  # +6 %
+    code, out = run_compare([str(path), current, "--db", str(store.path)], capsys)
+    assert code == EXIT_REGRESSION and "40,000 -> 42,400" in out
+
+
 def test_unknown_refs_are_config_errors_exit_2(store, tmp_path):
     with pytest.raises(ConfigError, match="ecgbench runs"):
         load_results("no-such-run", store.path)
@@ -147,7 +161,7 @@ def test_threshold_option_parses_points_or_percent_and_names_known_metrics(store
     from ecgbench.cli.compare import parse_threshold
 
     assert parse_threshold("plugin_metrics.x=2") == ("plugin_metrics.x", 2.0)
-    assert parse_threshold("size.deployable_bytes=10%") == ("size.deployable_bytes", pytest.approx(0.10))
+    assert parse_threshold("size.storage_bytes=10%") == ("size.storage_bytes", pytest.approx(0.10))
     with pytest.raises(argparse.ArgumentTypeError, match="METRIC=VALUE"):
         parse_threshold("2")
     base = store_run(store, "base", BASE)

@@ -165,6 +165,7 @@ def test_cli_lists_profiles(capsys):
     for name in BUILTIN:
         assert name in out
     assert "nrf52840" in out and "64 MHz" in out and "1 MB" in out and "256 KB" in out
+    assert "TFLite Micro + CMSIS-NN" in out and "onnxruntime (CPU)" in out  # each profile's runtime
     assert "uncalibrated" in out
 
 
@@ -198,6 +199,9 @@ def test_cli_simulate_json(tiny_onnx, capsys):
     for key in ("latency_ms", "energy_mj", "energy_per_day_j", "peak_ram_bytes", "flash_bytes", "fits", "why", "per_layer"):
         assert key in nrf
     assert len(nrf["per_layer"]) == len(doc["graph"]["layers"])
+    # Flash is the fp32 weights TFLite Micro runs: the graph's stored parameter bytes of this float model.
+    assert (nrf["flash_bytes"], nrf["flash_format"], nrf["flash_runtime"]) == (doc["graph"]["totals"]["param_bytes"], "fp32", "TFLite Micro + CMSIS-NN")
+    assert nrf["flash_source"] == "runtime"
 
 
 def test_cli_simulate_tables_and_errors(tiny_onnx, capsys):

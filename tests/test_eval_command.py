@@ -107,8 +107,12 @@ def test_eval_gives_the_in_process_scores(capsys, model, model_file, folder, tmp
     labels = np.arange(N_RECORDS) % 4
     assert result["challenge_f1_ci"] == list(bootstrap_challenge_ci(labels, y_pred, 1000, 0, 0.95))
     size = size_report(model_file.read_bytes())
-    for key in ("deployable_bytes", "deployable_format", "nonzero_params", "total_params"):
+    for key in ("storage_bytes", "storage_format", "nonzero_params", "total_params"):
         assert result[key] == size[key], key
+    # Deprecated aliases, kept for one release and marked as such.
+    assert (result["deployable_bytes"], result["deployable_format"]) == (size["storage_bytes"], size["storage_format"])
+    assert set(result["deprecated"]) == {"deployable_bytes", "deployable_format"}
+    assert "use storage_bytes" in result["deprecated"]["deployable_bytes"]
     assert result["file_format"] == "onnx"
     assert result["preprocessing"]["fs_hz"] == 100.0 and result["preprocessing"]["bandpass_hz"] == [0.5, 40.0]
     assert result["exported"] == {"pipeline": "dense"}
@@ -121,7 +125,7 @@ def test_eval_reads_a_compressed_sparse_model(capsys, model_file, folder, tmp_pa
     packed = eval_json(capsys, stored, folder, "--cache-dir", str(tmp_path / "cache"))
     assert packed["file_format"] == "sparse_zstd"
     assert packed["file_bytes"] == stored.stat().st_size
-    for key in ("challenge_f1", "confusion", "challenge_f1_ci", "deployable_bytes"):
+    for key in ("challenge_f1", "confusion", "challenge_f1_ci", "storage_bytes"):
         assert packed[key] == plain[key]
     assert any((tmp_path / "cache").iterdir())  # --cache-dir keeps the preprocessed records
 
@@ -140,7 +144,7 @@ def test_human_summary(capsys, model_file, folder):
     out = capsys.readouterr().out
     assert f"{N_RECORDS} records" in out
     assert "challenge F1 (mean of N, A, O)" in out and "95% CI" in out
-    assert "bytes deployable" in out
+    assert "bytes stored (onnx_zstd, the smallest lossless file)" in out and "deployable" not in out
 
 
 def test_model_without_ecgbench_metadata_is_a_clear_error(tmp_path, folder, capsys):

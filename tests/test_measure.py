@@ -80,13 +80,15 @@ def test_schema_of_the_dense_measurement(dense_metrics, device):
     assert set(m) == {"val", "test", "size", "compute", "latency", "devices", "delta_f1_points"}
     assert {"challenge_f1", "f1", "af_f1", "macro_f1", "accuracy", "confusion", "n_records"} <= set(m["val"])
     assert set(m["test"]) == set(m["val"]) | {"challenge_f1_ci"}
-    assert {"onnx", "onnx_zlib", "onnx_zstd", "sparse", "sparse_zlib", "sparse_zstd", "deployable_bytes", "deployable_format",
+    assert {"onnx", "onnx_zlib", "onnx_zstd", "sparse", "sparse_zlib", "sparse_zstd", "storage_bytes", "storage_format",
             "total_params", "nonzero_params", "compression_ratio", "size_reduction"} == set(m["size"])
     assert {"input_samples", "macs", "effective_macs", "per_layer"} == set(m["compute"])
     assert set(m["latency"]) == {"host_median_ms", "host_p95_ms", "threads", "repeats"}
     assert list(m["devices"]) == [device.name]
     assert "per_layer" not in m["devices"][device.name]
-    assert {"latency_ms", "energy_mj", "energy_per_day_j", "peak_ram_bytes", "flash_bytes", "fits"} <= set(m["devices"][device.name])
+    assert {"latency_ms", "energy_mj", "energy_per_day_j", "peak_ram_bytes", "flash_bytes", "flash_format", "flash_runtime", "fits"} <= set(
+        m["devices"][device.name]
+    )
     json.dumps(m, allow_nan=False)  # stored as JSON: no NaN, no numpy types
 
 
@@ -94,7 +96,7 @@ def test_dense_figures_by_hand(dense_metrics, trainer):
     m = dense_metrics
     assert m["size"]["total_params"] == m["size"]["nonzero_params"] == 44
     assert m["size"]["compression_ratio"] == 1.0
-    assert m["size"]["size_reduction"] == pytest.approx(m["size"]["onnx"] / m["size"]["deployable_bytes"])
+    assert m["size"]["size_reduction"] == pytest.approx(m["size"]["onnx"] / m["size"]["storage_bytes"])
     assert m["compute"]["input_samples"] == SAMPLES
     assert m["compute"]["macs"] == m["compute"]["effective_macs"] == 4016
     assert sum(layer["macs"] for layer in m["compute"]["per_layer"]) == 4016
@@ -125,13 +127,16 @@ def test_pruned_model_against_the_dense_baseline(dense_metrics, trainer, config,
     pruned = measure_artifact(to_onnx(two_layer(True), SAMPLES), trainer, config, devices=[device], dense=dense_metrics)
     assert pruned["size"]["nonzero_params"] == 37
     assert pruned["size"]["compression_ratio"] == pytest.approx(44 / 37)
-    assert pruned["size"]["size_reduction"] == pytest.approx(dense_metrics["size"]["onnx"] / pruned["size"]["deployable_bytes"])
+    assert pruned["size"]["size_reduction"] == pytest.approx(dense_metrics["size"]["onnx"] / pruned["size"]["storage_bytes"])
     assert pruned["compute"]["macs"] == 4016
     assert pruned["compute"]["effective_macs"] == 3015
     expected = classification_scores(trainer.splits.test.labels, trainer.predict(two_layer(True), "test").argmax(axis=1))
     assert pruned["test"]["challenge_f1"] == expected["challenge_f1"]
     assert pruned["delta_f1_points"] == pytest.approx((expected["challenge_f1"] - dense_metrics["test"]["challenge_f1"]) * 100)
-    assert pruned["devices"][device.name]["flash_bytes"] == pruned["size"]["deployable_bytes"]
+    # Flash is the dense fp32 weights TFLite Micro runs (44 parameters x 4 bytes), never the compressed file.
+    figures = pruned["devices"][device.name]
+    assert (figures["flash_bytes"], figures["flash_format"], figures["flash_runtime"]) == (44 * 4, "fp32", "TFLite Micro + CMSIS-NN")
+    assert figures["flash_source"] == "runtime"
 
 
 def test_negative_zero_weights_measure_like_positive_zeros(dense_metrics, trainer, config):
@@ -221,5 +226,5 @@ def test_plugin_metrics_are_computed_from_the_measurement(trainer, config):
     assert out["metric_declarations"]["plugin_metrics.recall0"]["label"] == "recall of class 0"
     assert m.test_probabilities.shape == (len(m.test_labels), len(m.classes)) and np.allclose(m.test_probabilities.sum(axis=1), 1)
     assert m.val_probabilities.shape[0] == len(m.val_labels) == out["val"]["n_records"]
-    assert m.size["deployable_bytes"] == out["size"]["deployable_bytes"]
+    assert m.size["storage_bytes"] == out["size"]["storage_bytes"]
     json.dumps(out, allow_nan=False)

@@ -171,11 +171,11 @@ def test_eval_computes_and_prints_the_metric(plugin_manager):
     labels = np.array([1, 1, 1, 1] + [0] * 10)
     logits = np.zeros((14, 4))
     logits[:, 1] = [3.0, 2.5, 0.0, 4.0] + [-3, -2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3.5]  # AF probability orders like these
-    values, declarations = _plugin_metrics(build_registry(plugin_manager), labels, logits, {"deployable_bytes": 10})
+    values, declarations = _plugin_metrics(build_registry(plugin_manager), labels, logits, {"storage_bytes": 10})
     assert values == {"af_sensitivity_at_90_specificity": pytest.approx(3 / 4)}  # 3.0, 2.5, 4.0 above the 9th non-AF (2.0)
     result = {
         "model": "m.onnx", "n_records": 14, "data": "d", "dataset": "cinc2017", "challenge_f1": 0.5, "challenge_f1_ci": [0.4, 0.6],
-        "ci_level": 0.95, "f1": {"N": 0.5}, "macro_f1": 0.5, "accuracy": 0.5, "deployable_bytes": 10, "deployable_format": "onnx",
+        "ci_level": 0.95, "f1": {"N": 0.5}, "macro_f1": 0.5, "accuracy": 0.5, "storage_bytes": 10, "storage_format": "onnx",
         "nonzero_params": 1, "total_params": 2, "plugin_metrics": values, "metric_declarations": declarations,
     }
     assert summary_text(result).splitlines()[-1] == f"{LABEL}: 0.750"

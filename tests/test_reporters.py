@@ -20,18 +20,19 @@ from ecgbench_plugins.reporters.tabular import CsvReporter, JsonReporter
 VERSION = "0.1.0"
 
 
-def cell_metrics(f1, ci, delta, ratio, deployable, fmt, reduction, host_ms, nrf_ms, nrf_mj, fits, synthetic=True, steps=()):
+def cell_metrics(f1, ci, delta, ratio, storage, fmt, reduction, host_ms, nrf_ms, nrf_mj, fits, synthetic=True, steps=()):
     """A done cell's metrics in the schema of ecgbench.measure.artifact plus cell.run_cell's sections."""
     return {
         "val": {"challenge_f1": f1 + 0.01, "f1": {"N": 0.9, "A": 0.7, "O": 0.6, "~": 0.3}, "n_records": 40},
         "test": {"challenge_f1": f1, "f1": {"N": 0.9, "A": 0.7, "O": 0.6, "~": 0.3}, "af_f1": 0.7, "challenge_f1_ci": list(ci), "n_records": 50,
                  "confusion": [[10, 0, 0, 0], [0, 5, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1]]},
-        "size": {"onnx": 40000, "sparse": deployable + 500, "deployable_bytes": deployable, "deployable_format": fmt,
+        "size": {"onnx": 40000, "sparse": storage + 500, "storage_bytes": storage, "storage_format": fmt,
                  "total_params": 10000, "nonzero_params": int(10000 / ratio), "compression_ratio": ratio, "size_reduction": reduction},
         "compute": {"macs": 1_000_000, "effective_macs": 1_000_000, "per_layer": [{"name": "conv1", "macs": 1_000_000}]},
         "latency": {"host_median_ms": host_ms, "host_p95_ms": host_ms * 1.2, "threads": 1, "repeats": 30, "host_vs_dense": host_ms / 2.0},
         "devices": {"nrf52840": {"latency_ms": nrf_ms, "energy_mj": nrf_mj, "energy_per_day_j": nrf_mj * 0.288,
-                                 "peak_ram_bytes": 20000, "flash_bytes": deployable, "fits": fits, "why": "" if fits else "flash 40000 B > 1 MB"}},
+                                 "peak_ram_bytes": 20000, "flash_bytes": 40000, "flash_format": "fp32", "flash_runtime": "TFLite Micro + CMSIS-NN",
+                                 "flash_source": "runtime", "fits": fits, "why": "" if fits else "flash 40000 B > 1 MB"}},
         "delta_f1_points": delta,
         "compression": {"steps": list(steps), "precision": "fp32"},
         "baseline": {"val_challenge_f1": 0.82, "test_challenge_f1": 0.8},
@@ -90,17 +91,18 @@ def row_of(table, pipeline):
 def test_summary_table_values_match_the_stored_metrics(results):
     table = _table.summary_table(results)
     assert table.headers == [
-        "pipeline", "test challenge F1 [95% CI]", "ΔF1 (pts)", "compression ratio", "deployable", "size reduction", "measured host ms",
-        "host vs dense", "nrf52840 sim ms", "nrf52840 mJ", "nrf52840 fits",
+        "pipeline", "test challenge F1 [95% CI]", "ΔF1 (pts)", "compression ratio", "storage", "size reduction", "measured host ms",
+        "host vs dense", "nrf52840 sim ms", "nrf52840 mJ", "flash on nrf52840", "nrf52840 fits",
     ]
     assert [r[0] for r in table.rows] == ["dense", "magnitude-80", "lth_ecg", "int8"]
     assert list(row_of(table, "dense").values()) == [
-        "dense", "0.800 [0.750, 0.850]", "+0.00", "1.0x", "40.0 kB (onnx)", "1.0x", "2.00", "1.00x", "1500", "15.0", "no",
+        "dense", "0.800 [0.750, 0.850]", "+0.00", "1.0x", "40.0 kB (onnx)", "1.0x", "2.00", "1.00x", "1500", "15.0",
+        "40.0 kB (fp32, TFLite Micro + CMSIS-NN)", "no",
     ]
     lth = row_of(table, "lth_ecg")
-    assert lth["compression ratio"] == "1.4x" and lth["deployable"] == "30.0 kB (sparse_zlib)" and lth["ΔF1 (pts)"] == "+0.50"
+    assert lth["compression ratio"] == "1.4x" and lth["storage"] == "30.0 kB (sparse_zlib)" and lth["ΔF1 (pts)"] == "+0.50"
     failed = row_of(table, "int8")
-    assert failed["test challenge F1 [95% CI]"] == "failed" and failed["deployable"] == "-"
+    assert failed["test challenge F1 [95% CI]"] == "failed" and failed["storage"] == "-" and failed["flash on nrf52840"] == "-"
 
 
 @pytest.mark.parametrize("budget, winner, over", [(1.0, "magnitude-80", []), (0.5, "lth_ecg", ["magnitude-80"])])
@@ -110,12 +112,28 @@ def test_f1_budget_marks_the_over_budget_and_bolds_the_winners(results, budget, 
     names = [r[0] for r in table.rows]
     assert [n[: -len(" (over budget)")] for n in names if n.endswith(" (over budget)")] == over
     assert "int8" in names  # a failed pipeline has no ΔF1: never marked
-    ratio_col, bytes_col = table.headers.index("compression ratio"), table.headers.index("deployable")
+    ratio_col, bytes_col = table.headers.index("compression ratio"), table.headers.index("storage")
     assert table.strong == {(names.index(winner), ratio_col), (names.index(winner), bytes_col)}
     report = MarkdownReporter.from_params({"f1_budget_points": budget, "devices": []}).render(results, Path("."))
     expected_bytes = {"magnitude-80": "12.5 kB", "lth_ecg": "30.0 kB"}[winner]
-    assert f"smallest deployable model: {winner} ({expected_bytes})" in report
+    assert f"smallest stored model: {winner} ({expected_bytes})" in report
     assert f"largest compression ratio: {winner} (" in report
+
+
+def test_rows_stored_by_an_older_version_read_with_storage_keys(tmp_path):
+    """Before storage and flash bytes were told apart, 'deployable' held the compressed file, also used as flash."""
+    old = cell_metrics(0.8, (0.75, 0.85), 0.0, 1.0, 12000, "sparse_zstd", 1.0, 2.0, 1500.0, 15.0, True)
+    size = old["size"]
+    size["deployable_bytes"], size["deployable_format"] = size.pop("storage_bytes"), size.pop("storage_format")
+    for key in ("flash_format", "flash_runtime"):
+        del old["devices"]["nrf52840"][key]
+    old["devices"]["nrf52840"].update(flash_bytes=12000, flash_source="deployable")
+    store, run_id = make_store(tmp_path, [("magnitude-95", 0, "done", old, None)])
+    results = store.run_results(run_id)
+    assert results.cells[0].metrics["devices"]["nrf52840"]["legacy_storage_flash_bytes"] == 12000
+    row = row_of(_table.summary_table(results), "magnitude-95")
+    assert row["storage"] == "12.0 kB (sparse_zstd)"
+    assert row["flash on nrf52840"] == "-" and row["nrf52840 fits"] == "-"  # the compressed file never counts as flash
 
 
 def test_unknown_device_column_is_a_clear_error(results):
@@ -129,7 +147,8 @@ def test_several_seeds_are_mean_and_sample_std(results):
     assert mag["test challenge F1 [95% CI]"] == "0.800 ± 0.014 (2 seeds)"
     # delta -1.0, -0.5: mean -0.75, std 0.3536; bytes 12000, 13000: mean 12.5 kB, std 707 B
     assert mag["ΔF1 (pts)"] == "-0.75 ± 0.35"
-    assert mag["deployable"] == "12.5 kB ± 707 B (sparse_zstd)"
+    assert mag["storage"] == "12.5 kB ± 707 B (sparse_zstd)"
+    assert mag["flash on nrf52840"] == "40.0 kB (fp32, TFLite Micro + CMSIS-NN)"  # pruned fp32 weights run dense
     assert mag["measured host ms"] == "2.10 ± 0.14" and mag["nrf52840 fits"] == "yes"
     assert mag["host vs dense"] == "1.05x ± 0.07x"
 
@@ -150,7 +169,7 @@ def test_pareto_front_of_a_hand_made_set():
 
 
 def test_tradeoff_points_flag_the_front(results):
-    points = {p["pipeline"]: p for p in _table.tradeoff_points(results, "size.deployable_bytes")}
+    points = {p["pipeline"]: p for p in _table.tradeoff_points(results, "size.storage_bytes")}
     assert set(points) == {"dense", "magnitude-80", "lth_ecg"}  # the failed pipeline has no point
     assert points["magnitude-80"]["x"] == 12500 and points["magnitude-80"]["f1"] == pytest.approx(0.8)
     # magnitude (12.5 kB, 0.800) and lth_ecg (30 kB, 0.805) are on the front; dense (40 kB, 0.800) is dominated.
@@ -164,8 +183,13 @@ def test_markdown_report(results, tmp_path):
     assert "> **Warning: synthetic data: not clinical results" in text
     assert f"`ecgbench report {results.run.run_id} --format md --out {tmp_path / 'out'} --db {results.store_path}`" in text
     assert "- suite: quick (suites/quick.yaml)" in text and f"- ecgbench: {VERSION}" in text
-    assert "| dense | 0.800 [0.750, 0.850] | +0.00 | 1.0x | 40.0 kB (onnx) | 1.0x | 2.00 | 1.00x | 1500 | 15.0 | no |" in text
-    assert "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" in text
+    assert (
+        "| dense | 0.800 [0.750, 0.850] | +0.00 | 1.0x | 40.0 kB (onnx) | 1.0x | 2.00 | 1.00x | 1500 | 15.0 | "
+        "40.0 kB (fp32, TFLite Micro + CMSIS-NN) | no |"
+    ) in text
+    assert "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" in text
+    assert "- **storage**: bytes of the smallest lossless file" in text
+    assert "- **flash on <device>**: bytes of the model's weights in the form the device's runtime executes in place" in text
     assert "- `synthetic/hannun34/int8/seed0`: CompressionError: int8_static needs calibration data" in text
     assert "mean F1 of the classes N (normal), A (atrial fibrillation) and O" in text
     assert "non-zero parameters of the dense baseline / non-zero parameters" in text

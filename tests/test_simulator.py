@@ -22,7 +22,7 @@ RATES = {"conv": 1.0, "depthwise_conv": 1.0, "fc": 1.0, "elementwise": 1.0, "im2
 def make_profile(**overrides) -> DeviceProfile:
     """1 MHz, 1 MAC/cycle everywhere, 100 cycles per layer, huge bandwidth: latencies are countable by hand."""
     data = dict(
-        name="toy", description="hand-countable device", core="toy core", sources=["test"], clock_hz=1e6,
+        name="toy", description="hand-countable device", core="toy core", runtime="toy runtime", sources=["test"], clock_hz=1e6,
         macs_per_cycle={"fp32": dict(RATES), "int8": dict(RATES)}, sparse_kernels=False, sparse_efficiency=0.5,
         bandwidth_bytes_per_s=1e15, flash_bytes=1024 * 1024, ram_bytes=256 * 1024, active_power_mw=10.0,
         sleep_power_uw=5.0, layer_overhead_cycles=100.0,
@@ -120,7 +120,7 @@ def test_too_large_model_does_not_fit_and_says_why():
     prediction = simulate(graph, make_profile(), flash_bytes=2_000_000)
     assert not prediction.fits
     assert prediction.why == "needs 1.91 MB flash, has 1 MB"
-    assert prediction.flash_source == "deployable"
+    assert prediction.flash_source == "given" and prediction.flash_format == ""
     tiny_ram = simulate(graph, make_profile(ram_bytes=300))
     assert not tiny_ram.fits and tiny_ram.why == "needs 336 B RAM, has 300 B"
     fits = simulate(graph, make_profile())
@@ -242,7 +242,7 @@ def test_to_dict_schema():
         "latency_ms": float, "energy_mj": float, "energy_per_day_j": float, "peak_ram_bytes": int, "flash_bytes": int,
         "fits": bool, "why": str, "per_layer": list, "device": str, "inferences_per_day": float, "duty_cycle": float,
         "ram_capacity_bytes": int, "flash_capacity_bytes": int, "flash_source": str, "sparse_kernels_used": bool,
-        "notes": list,
+        "notes": list, "flash_format": str, "flash_runtime": str,
     }
     assert set(doc) == set(required) | {"schema"} and doc["schema"] == SCHEMA
     assert doc["notes"] == []  # a float model on a profile with every rate it needs

@@ -281,10 +281,10 @@ def test_size_report_picks_the_smallest_loadable_format():
                 p.mul_((torch.rand_like(p) > 0.9).float())  # ~90 % of weights pruned, -0.0 included
     onnx_bytes = to_onnx(model, 64)
     report = size_report(onnx_bytes)
-    assert set(report) == set(FORMATS) | {"deployable_bytes", "deployable_format", "total_params", "nonzero_params"}
+    assert set(report) == set(FORMATS) | {"storage_bytes", "storage_format", "total_params", "nonzero_params"}
     assert report["onnx"] == len(onnx_bytes)
-    assert report["deployable_bytes"] == min(report[f] for f in FORMATS)
-    assert report["deployable_format"].startswith("sparse")
+    assert report["storage_bytes"] == min(report[f] for f in FORMATS)
+    assert report["storage_format"].startswith("sparse")
     assert report["sparse"] < report["onnx"] / 3
     total, nonzero = count_params(onnx_bytes)
     assert (report["total_params"], report["nonzero_params"]) == (total, nonzero)
@@ -295,7 +295,7 @@ def test_size_report_of_a_dense_model_encodes_nothing():
     onnx_bytes = to_onnx(two_layer(pruned=False), 64)
     report = size_report(onnx_bytes)
     assert report["sparse"] == report["onnx"] + HEADER_BYTES  # nothing to gain, nothing encoded
-    assert report["deployable_bytes"] == min(report[f] for f in FORMATS)
+    assert report["storage_bytes"] == min(report[f] for f in FORMATS)
 
 
 def test_unknown_format_is_a_clear_error():

@@ -51,7 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("current", help="the same, for the run being judged")
     p.add_argument("--db", type=Path, help="result store (default $ECGBENCH_HOME/results.sqlite, ECGBENCH_HOME defaulting to ./.ecgbench)")
     p.add_argument("--max-f1-drop", type=parse_points, default=0.5, metavar="POINTS", help="largest allowed drop of test challenge F1, in points (default 0.5)")
-    p.add_argument("--max-size-growth", type=parse_percent, default=0.05, metavar="PCT", help="largest allowed growth of deployable bytes (default 5%%)")
+    p.add_argument("--max-size-growth", type=parse_percent, default=0.05, metavar="PCT", help="largest allowed growth of storage bytes, the smallest lossless file (default 5%%)")
     p.add_argument(
         "--threshold",
         action="append",

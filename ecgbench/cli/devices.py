@@ -1,6 +1,6 @@
 """``ecgbench devices``: list device profiles, calibrate the host, simulate an ONNX model on devices.
 
-    ecgbench devices                                    # name, core, clock, flash, RAM, source
+    ecgbench devices                                    # name, core, clock, runtime, flash, RAM, source
     ecgbench devices calibrate [--out PATH]             # measure this machine -> host profile YAML
     ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--json]
     ecgbench devices simulate MODEL.onnx --device nrf52840 --input-s 10   # one 10-s window at the model's rate
@@ -38,7 +38,10 @@ def register(subparsers) -> None:
     s.add_argument("--device", action="append", default=[], metavar="NAME", help="device profile (repeatable; default: every profile)")
     s.add_argument("--input-shape", metavar="N,C,L", help="shape of one inference for a model with dynamic axes, e.g. 1,1,3000")
     s.add_argument("--input-s", type=float, metavar="S", help="seconds of ECG per inference at the model's sampling rate (default: its deploy window, else 30)")
-    s.add_argument("--flash-bytes", type=int, help="deployable model size in bytes (default: the parameters' stored bytes)")
+    s.add_argument(
+        "--flash-bytes", type=int,
+        help="flash need in bytes instead of the model's executable form on each device's runtime (dense fp32, int8, or a sparse layout the profile runs)",
+    )
     s.add_argument("--interval-min", type=float, default=5.0, help="minutes between screened recordings for energy per day (default 5)")
     s.add_argument("--json", action="store_true", help="print JSON (schema ecgbench.simulation/1) instead of tables")
     s.set_defaults(func=cmd_simulate)
@@ -70,8 +73,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in sorted(profiles, key=lambda n: (n == "host", n)):
         p = profiles[name]
         source = "calibrated: " + p.calibration if p.calibration else p.sources[0]
-        rows.append([name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), _clip(source, 70)])
-    print(_table(["name", "core / clock", "flash", "RAM", "source"], rows))
+        rows.append([
+            name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", p.runtime, human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), _clip(source, 60),
+        ])
+    print(_table(["name", "core / clock", "runtime", "flash", "RAM", "source"], rows))
     host = profiles.get("host")
     if host is not None and not host.calibration:
         print("\nhost: uncalibrated defaults; run `ecgbench devices calibrate` to measure this machine")
@@ -139,7 +144,9 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Analyse the model once, simulate it on each requested device, print tables or JSON."""
+    from ecgbench.measure.flash import flash_figure
     from ecgbench.measure.onnx_graph import analyze_onnx
+    from ecgbench.measure.onnx_model import OnnxModel
     from ecgbench.measure.simulator import simulate
 
     registry, profiles = _profiles()
@@ -148,7 +155,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.input_s is not None and (args.input_shape is not None or not args.input_s > 0):
         raise ConfigError("--input-s takes positive seconds and excludes --input-shape; give one of them")
     graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model, args.input_s))
-    predictions = [simulate(graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min) for p in chosen]
+    model = OnnxModel(args.model) if args.flash_bytes is None else None
+    predictions = [
+        simulate(
+            graph, p, flash_bytes=args.flash_bytes, screening_interval_min=args.interval_min,
+            flash=flash_figure(model, p.sparse_layouts, p.runtime) if model is not None else None,
+        )
+        for p in chosen
+    ]
     if args.json:
         doc = {
             "schema": SIMULATION_SCHEMA,
@@ -180,6 +194,13 @@ def _graph_summary(model: Path, graph) -> str:
     return text
 
 
+def _flash_form(prediction) -> str:
+    """Where the flash figure came from: the form and runtime, or the caller's number, or stored parameter bytes."""
+    if prediction.flash_source == "runtime":
+        return f"{prediction.flash_format} on {prediction.flash_runtime}"
+    return "given by --flash-bytes" if prediction.flash_source == "given" else "stored parameter bytes"
+
+
 def _prediction_text(graph, prediction) -> str:
     from ecgbench.measure.simulator import human_bytes
 
@@ -195,7 +216,7 @@ def _prediction_text(graph, prediction) -> str:
         f"== {prediction.device}: {prediction.latency_ms:.3f} ms, {prediction.energy_mj:.4g} mJ per inference, "
         f"{prediction.energy_per_day_j:.4g} J per day ({prediction.inferences_per_day:g} inferences), "
         f"peak RAM {human_bytes(prediction.peak_ram_bytes)} of {human_bytes(prediction.ram_capacity_bytes)}, "
-        f"flash {human_bytes(prediction.flash_bytes)} of {human_bytes(prediction.flash_capacity_bytes)} ({prediction.flash_source}): {verdict}"
+        f"flash {human_bytes(prediction.flash_bytes)} of {human_bytes(prediction.flash_capacity_bytes)} ({_flash_form(prediction)}): {verdict}"
     )
     notes = "".join(f"\nnote: {note}" for note in getattr(prediction, "notes", []))
     return header + notes + "\n" + _table(["layer", "op", "class", "precision", "work", "ms", "bound", "live RAM"], rows)

@@ -24,6 +24,8 @@ from ecgbench.measure.schema import DECLARATIONS_SECTION, PLUGIN_SECTION, lookup
 
 PREPROCESSING_KEY = "preprocessing"
 PREPROCESSING_FIELDS = ("fs_hz", "normalize", "bandpass_hz", "window_s")
+DEPRECATED_KEYS = ("deployable_bytes", "deployable_format")
+"""``--json`` keys kept for one release as aliases of ``storage_bytes`` / ``storage_format``."""
 
 
 def register(subparsers) -> None:
@@ -127,8 +129,12 @@ def evaluate_model_file(
     return {
         **scores,
         "ci_level": measure.ci_level,
-        "deployable_bytes": size["deployable_bytes"],
-        "deployable_format": size["deployable_format"],
+        "storage_bytes": size["storage_bytes"],
+        "storage_format": size["storage_format"],
+        # Deprecated aliases of storage_*, kept for one release: "deployable" named a file no device executes.
+        "deployable_bytes": size["storage_bytes"],
+        "deployable_format": size["storage_format"],
+        "deprecated": {key: f"use {key.replace('deployable', 'storage')}; removed in the next release" for key in DEPRECATED_KEYS},
         "nonzero_params": size["nonzero_params"],
         "total_params": size["total_params"],
         "file_bytes": len(stored),
@@ -257,7 +263,7 @@ def summary_text(result: dict[str, Any]) -> str:
             f"challenge F1 (mean of N, A, O) {result['challenge_f1']:.3f}  [{result['ci_level']:.0%} CI {lo:.3f}-{hi:.3f}]"
             + (f"  ({_windows_text(result['windowing'])})" if result.get("windowing") else ""),
             f"F1 {per_class}  |  macro F1 {result['macro_f1']:.3f}  accuracy {result['accuracy']:.3f}",
-            f"size: {result['deployable_bytes']:,} bytes deployable ({result['deployable_format']}); "
+            f"size: {result['storage_bytes']:,} bytes stored ({result['storage_format']}, the smallest lossless file); "
             f"{result['nonzero_params']:,} of {result['total_params']:,} parameters non-zero",
             *plugin_lines,
             *_skipped_text(result.get("skipped") or {}),

@@ -42,10 +42,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ecgbench.errors import ConfigError
 from ecgbench.kinds.base import format_validation_error
@@ -61,6 +61,10 @@ DYNAMIC_INT8 = "int8_dynamic"
 
 STRIDED_DEPTHWISE = "depthwise_conv_strided"
 """The optional operator class of depthwise convolutions with a stride above 1."""
+
+SparseLayout = Literal["csr_int8", "bsr_1x4_int8"]
+SPARSE_LAYOUTS: tuple[str, ...] = get_args(SparseLayout)
+"""Sparse weight layouts a profile may declare kernels for (``sparse_layouts``); their bytes: :mod:`ecgbench.measure.flash`."""
 
 HOST_PROFILE_ENV = "ECGBENCH_HOST_PROFILE"
 """Environment variable naming a calibrated host profile YAML to use instead of the default path."""
@@ -114,6 +118,9 @@ class DeviceProfile(_Strict):
     of unstructured sparsity; only then does the simulator use a layer's
     effective MACs, at ``sparse_efficiency`` of the dense rate (index decoding
     and irregular access cost the rest).
+    ``runtime`` names the software that runs the model, and so the form its
+    flash figure counts (:mod:`ecgbench.measure.flash`): dense weights, or a
+    sparse layout of ``sparse_layouts`` (which needs ``sparse_kernels``).
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="short name used in suites, e.g. nrf52840")
@@ -122,7 +129,11 @@ class DeviceProfile(_Strict):
     sources: list[str] = Field(min_length=1, description="where the figures come from: datasheet sections, papers, or 'estimate: why'")
     clock_hz: float = Field(gt=0, description="core clock while running inference")
     macs_per_cycle: MacRates
+    runtime: str = Field(min_length=1, description="the inference runtime and kernel library the figures assume, e.g. 'TFLite Micro + CMSIS-NN'")
     sparse_kernels: bool = Field(description="true when the software stack runs sparse (zero-skipping) kernels")
+    sparse_layouts: list[SparseLayout] = Field(
+        default_factory=list, description="sparse weight layouts the runtime executes from flash (csr_int8, bsr_1x4_int8); [] for dense kernels only"
+    )
     sparse_efficiency: float = Field(gt=0, le=1, description="sparse-kernel rate as a fraction of the dense rate (used only with sparse_kernels)")
     bandwidth_bytes_per_s: float = Field(gt=0, description="sustained bytes per second between memory and core (weights and activations)")
     flash_bytes: int = Field(gt=0, description="non-volatile memory available for the model")
@@ -131,6 +142,14 @@ class DeviceProfile(_Strict):
     sleep_power_uw: float = Field(gt=0, description="power between inferences (deepest mode that keeps a timed wake-up)")
     layer_overhead_cycles: float = Field(gt=0, description="fixed cost of dispatching one operator (interpreter, kernel set-up)")
     calibration: str = Field("", description="how the figures were measured on this machine; empty for datasheet figures and estimates")
+
+    @model_validator(mode="after")
+    def _layouts_need_sparse_kernels(self) -> "DeviceProfile":
+        if self.sparse_layouts and not self.sparse_kernels:
+            raise ValueError("sparse_layouts lists layouts the runtime runs, so sparse_kernels must be true (or list no layouts: [])")
+        if len(set(self.sparse_layouts)) != len(self.sparse_layouts):
+            raise ValueError(f"sparse_layouts lists a layout twice: {list(self.sparse_layouts)}")
+        return self
 
     def rate(self, precision: str, op_class: str) -> float:
         """MACs (or element operations) per cycle for ``precision`` ('fp32', 'fp16', 'int8', 'int8_dynamic') and an operator class."""

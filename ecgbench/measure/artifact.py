@@ -2,7 +2,7 @@
 
 One function, :func:`measure_artifact`, turns the final model of a cell into
 its metrics JSON: accuracy on validation and test (with a bootstrap interval),
-size in every loadable format, MACs, host latency and simulated device figures,
+size in every loadable format (``size.storage_bytes``: the smallest), MACs, host latency and simulated device figures,
 at the paths the built-in metrics declare (:mod:`ecgbench.measure.builtin_metrics`),
 plus the values of plugin metrics (``plugin_metrics.<name>``, with their
 declarations under ``metric_declarations``).
@@ -19,6 +19,8 @@ from pydantic import Field, model_validator
 from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores
 from ecgbench.kinds.base import PluginConfig
 from ecgbench.measure.schema import DECLARATIONS_SECTION, PLUGIN_SECTION, Measurement, Metric, compute_plugin_metrics
+from ecgbench.measure.flash import flash_figure
+from ecgbench.measure.onnx_model import OnnxModel
 from ecgbench.measure.sizing import canonical_zeros, size_report
 from ecgbench.measure.windowing import (
     Aggregate,
@@ -106,10 +108,10 @@ def measure_artifact(
     if dense is not None:
         # A model with no non-zero weight left would divide by zero; it cannot classify anyway.
         size["compression_ratio"] = dense["size"]["nonzero_params"] / max(size["nonzero_params"], 1)
-        size["size_reduction"] = dense["size"]["onnx"] / size["deployable_bytes"]
+        size["size_reduction"] = dense["size"]["onnx"] / size["storage_bytes"]
     else:
         size["compression_ratio"] = 1.0
-        size["size_reduction"] = size["onnx"] / size["deployable_bytes"]
+        size["size_reduction"] = size["onnx"] / size["storage_bytes"]
 
     fs_hz = trainer.splits.fs_hz
     samples = windowing.samples(fs_hz)[0] if windowing else int(round(config.input_s * fs_hz))
@@ -140,10 +142,12 @@ def measure_artifact(
 
     windows = windowing.windows_in(config.input_s, fs_hz) if windowing else 1
     device_figures = {}
+    model = OnnxModel(onnx_bytes)
     for profile in devices:
+        flash = flash_figure(model, profile.sparse_layouts, profile.runtime)  # never a compressed file
         # A recording every screening_interval_min runs `windows` inferences: energy per day counts them all.
         interval_min = config.screening_interval_min / windows
-        prediction = simulate(graph, profile, flash_bytes=size["deployable_bytes"], screening_interval_min=interval_min)
+        prediction = simulate(graph, profile, flash=flash, screening_interval_min=interval_min)
         figures = prediction.to_dict()
         figures.pop("per_layer", None)  # per-layer figures live in "compute" only
         device_figures[profile.name] = per_record_figures(figures, windows) if windowing else figures

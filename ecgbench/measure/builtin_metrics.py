@@ -6,7 +6,7 @@ order is the order of the summary table's columns and of its definitions.
 
 from __future__ import annotations
 
-from ecgbench.measure.schema import Compared, Gate, Metric, human_bytes, lookup, number, stat
+from ecgbench.measure.schema import Compared, Gate, Metric, lookup, number, stat
 
 
 def challenge_f1_text(metrics: list[dict], n_cells: int) -> str:
@@ -25,19 +25,17 @@ def challenge_f1_text(metrics: list[dict], n_cells: int) -> str:
     return text
 
 
-def deployable_text(metrics: list[dict], n_cells: int) -> str:
-    """Mean deployable bytes with the smallest format(s) in brackets."""
-    size = stat(lookup(m, "size.deployable_bytes") for m in metrics)
-    if size is None:
-        return "-"
-    formats = list(dict.fromkeys(str(f) for f in (lookup(m, "size.deployable_format") for m in metrics) if f))
-    return size.format(human_bytes) + (f" ({'/'.join(formats)})" if formats else "")
-
-
 DEVICE_DEFINITION = (
-    "simulated latency and energy of one inference on the device profile, and whether the model's flash "
-    "and peak RAM fit the device (simulated figures, not measurements on a board). With windowed deployment "
+    "simulated latency and energy of one inference on the device profile, and whether the model's flash bytes "
+    "(below) and peak RAM fit the device (simulated figures, not measurements on a board). With windowed deployment "
     "(measure.deploy_window_s) one inference is one window."
+)
+FLASH_DEFINITION = (
+    "bytes of the model's weights in the form the device's runtime executes in place from flash, with that form "
+    "and the runtime in brackets: dense fp32 for a float model; int8 for an int8 model (per-channel fp32 scales and "
+    "int64 zero points, int32 biases, as TFLite Micro with CMSIS-NN stores them); a sparse int8 layout (CSR or "
+    "block-sparse, indices counted) only where the profile declares kernels for it (none of the built-in ones does). "
+    "Never a compressed file: that is the storage figure. The graph description and the runtime's code are not counted."
 )
 PER_RECORD_DEFINITION = (
     "with windowed deployment (measure.deploy_window_s): simulated latency and energy of classifying one record of "
@@ -50,8 +48,8 @@ DEVICE_TERM = "device sim ms / mJ / fits"
 F1_COMPARED = Compared("test F1", ".3f", Gate(0.5, "points", 100.0, "F1"))
 """``compare`` gates test F1 on a drop of more than 0.5 points (``--max-f1-drop``)."""
 
-SIZE_COMPARED = Compared("deployable bytes", ",.0f", Gate(0.05, "relative", 1.0, "size"))
-"""``compare`` gates deployable bytes on a growth of more than 5% (``--max-size-growth``)."""
+SIZE_COMPARED = Compared("storage bytes", ",.0f", Gate(0.05, "relative", 1.0, "size"))
+"""``compare`` gates storage bytes on a growth of more than 5% (``--max-size-growth``)."""
 
 BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric(
@@ -80,20 +78,21 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
         format="ratio",
     ),
     Metric(
-        "size.deployable_bytes",
-        "deployable",
-        "bytes of the smallest encoding of the model that loads back to the same ONNX graph (plain ONNX, sparse, "
-        "zlib or zstd of either), with that encoding in brackets; kB = 1000 bytes, MB = 10^6 bytes.",
+        "size.storage_bytes",
+        "storage",
+        "bytes of the smallest lossless file of the model, one that loads back to the same ONNX graph (plain ONNX, "
+        "sparse, zlib or zstd of either), with that format in brackets: what an over-the-air update sends. A device "
+        "decodes it before running it, so it is not a flash figure. kB = 1000 bytes, MB = 10^6 bytes.",
         unit="bytes",
         format="bytes",
         higher_is_better=False,
-        text=deployable_text,
+        detail=("size.storage_format",),
         compare=SIZE_COMPARED,
     ),
     Metric(
         "size.size_reduction",
         "size reduction",
-        "bytes of the dense baseline's ONNX file / deployable bytes of the compressed model.",
+        "bytes of the dense baseline's ONNX file / storage bytes of the compressed model.",
         format="ratio",
     ),
     Metric(
@@ -123,6 +122,16 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric(
         "devices.{device}.energy_mj_per_record", "{device} mJ/record", PER_RECORD_DEFINITION,
         unit="mJ", term=PER_RECORD_TERM, format="number", higher_is_better=False, optional=True,
+    ),
+    Metric(
+        "devices.{device}.flash_bytes",
+        "flash on {device}",
+        FLASH_DEFINITION,
+        unit="bytes",
+        term="flash on <device>",
+        format="bytes",
+        higher_is_better=False,
+        detail=("devices.{device}.flash_format", "devices.{device}.flash_runtime"),
     ),
     Metric("devices.{device}.fits", "{device} fits", DEVICE_DEFINITION, term=DEVICE_TERM, aggregate="all_true"),
     # Measured and stored, not in the summary table (CSV/JSON carry them).

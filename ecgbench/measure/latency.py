@@ -451,7 +451,9 @@ def calibrate_host_profile(threads: int = 1, repeats: int = 15, base: DeviceProf
             int8=OpRates(**{k: v / clock for k, v in per_second["int8"].items()}),
             int8_dynamic=DynamicOpRates(**{k: v / clock for k, v in per_second["int8_dynamic"].items()}),
         ).model_dump(),
+        "runtime": f"onnxruntime {ort.__version__} (CPU)",
         "sparse_kernels": False,  # onnxruntime's CPU Conv/MatMul kernels are dense
+        "sparse_layouts": [],
         "sparse_efficiency": base_data.get("sparse_efficiency", 1.0),
         "bandwidth_bytes_per_s": bandwidth,
         "flash_bytes": _physical_memory_bytes(),

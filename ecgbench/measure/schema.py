@@ -165,7 +165,7 @@ class Measurement:
 
     ``*_probabilities`` are ``[records, classes]`` softmax outputs of the exported
     model (onnxruntime), rows in the order of ``*_labels`` (class indices into ``classes``);
-    ``size`` is the cell's size section (``deployable_bytes``, ``nonzero_params``, ...).
+    ``size`` is the cell's size section (``storage_bytes``, ``nonzero_params``, ...).
     """
 
     classes: tuple[str, ...]
@@ -198,8 +198,11 @@ class Metric:
     - ``compare``: column (and gate) in ``ecgbench compare``, or None; ``summary``: a column of
       the default summary table; ``optional``: that column only when a cell of the run has a value
       (figures some settings produce, e.g. per-record figures of windowed deployment).
+    - ``detail``: paths of text values shown in brackets after the summary value, each path's
+      distinct values joined by ``/`` (``"size.storage_format"``: ``12.5 kB (sparse_zstd)``);
+      ``{device}`` is filled in as in ``path``.
     - ``text``: builds a summary cell from the done seeds' metrics dicts and the number of seeds
-      planned (built-ins with intervals or formats beside the value); default: aggregate and format.
+      planned (built-ins with intervals beside the value); default: aggregate, format and ``detail``.
     - ``compute``: for plugin metrics, the value from a :class:`Measurement` (None when undefined).
     """
 
@@ -215,6 +218,7 @@ class Metric:
     compare: Compared | None = None
     summary: bool = True
     optional: bool = False
+    detail: tuple[str, ...] = ()
     text: Callable[[list[dict], int], str] | None = dataclasses.field(default=None, compare=False, repr=False)
     compute: Callable[[Measurement], float | None] | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -233,7 +237,12 @@ class Metric:
 
     def for_device(self, device: str) -> "Metric":
         """The metric of one device (``{device}`` replaced in path and label)."""
-        return dataclasses.replace(self, path=self.path.replace(DEVICE, device), label=self.label.replace(DEVICE, device))
+        return dataclasses.replace(
+            self,
+            path=self.path.replace(DEVICE, device),
+            label=self.label.replace(DEVICE, device),
+            detail=tuple(p.replace(DEVICE, device) for p in self.detail),
+        )
 
     def show(self, value: Any) -> str:
         """One value as the reports print it (``-`` when missing)."""
@@ -252,7 +261,10 @@ class Metric:
         s = stat(values)
         if s is None:
             return "-"
-        return s.format(formatter(self.format), formatter(self.std_format) if self.std_format else None)
+        text = s.format(formatter(self.format), formatter(self.std_format) if self.std_format else None)
+        details = ["/".join(dict.fromkeys(str(v) for v in (lookup(m, p) for m in metrics) if v not in (None, ""))) for p in self.detail]
+        details = [d for d in details if d]
+        return text + (f" ({', '.join(details)})" if details else "")
 
     def change(self, base: float | None, current: float | None) -> float | None:
         """CURRENT against BASE in the gate's terms, signed (points difference or relative change); None without a gate, a value or a positive relative base."""
@@ -274,6 +286,7 @@ class Metric:
         """The declaration as JSON (without ``text`` and ``compute``), as stored beside a plugin metric's values."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("text", "compute")}
         out["compare"] = dataclasses.asdict(self.compare) if self.compare else None
+        out["detail"] = list(self.detail)
         return out
 
     @classmethod
@@ -285,7 +298,63 @@ class Metric:
         if isinstance(compared, dict):
             gate = compared.get("gate")
             fields["compare"] = Compared(**{**compared, "gate": Gate(**gate) if isinstance(gate, dict) else None})
+        if "detail" in fields:
+            fields["detail"] = tuple(fields["detail"] or ())
         return cls(**fields)
+
+
+# --- stored metrics of older versions ------------------------------------------------------
+RENAMED_KEYS: dict[str, str] = {
+    "size.deployable_bytes": "size.storage_bytes",
+    "size.deployable_format": "size.storage_format",
+}
+"""Old path -> today's, for metrics stored by older versions (values unchanged)."""
+
+LEGACY_FLASH_KEY = "legacy_storage_flash_bytes"
+"""Where :func:`upgrade_metrics` keeps a device's old flash figure: the smallest compressed file, which no device executes."""
+LEGACY_FITS_KEY = "legacy_fits"
+"""Where :func:`upgrade_metrics` keeps a device's old fit verdict, judged on that figure."""
+LEGACY_WHY = (
+    "flash unknown: stored before ecgbench counted an executable form (its flash figure was the compressed "
+    f"file, kept as {LEGACY_FLASH_KEY}); run the suite again to measure it"
+)
+
+
+def upgrade_metrics(metrics: dict | None) -> dict:
+    """A cell's stored metrics with today's keys (a new dict; ``metrics`` is left as it is).
+
+    - ``size.deployable_bytes`` / ``_format`` become ``size.storage_bytes`` / ``_format``
+      (the same figure: the smallest lossless file);
+    - a device figure of ``ecgbench.device-prediction/1`` whose flash was that file
+      (``flash_source: "deployable"``) loses ``flash_bytes``: it moves to
+      :data:`LEGACY_FLASH_KEY`, and its ``fits`` to :data:`LEGACY_FITS_KEY`. The
+      verdict stays ``false`` when peak RAM alone exceeds the device's, and is
+      unknown (no ``fits``) otherwise; ``why`` says so.
+    """
+    import copy
+
+    out = copy.deepcopy(metrics) if isinstance(metrics, dict) else {}
+    for old, new in RENAMED_KEYS.items():
+        old_section, old_key = old.rsplit(".", 1)
+        section = lookup(out, old_section)
+        if isinstance(section, dict) and old_key in section:
+            value = section.pop(old_key)
+            section.setdefault(new.rsplit(".", 1)[1], value)
+    for figures in (out.get("devices") or {}).values():
+        if not isinstance(figures, dict) or figures.get("flash_source") != "deployable":
+            continue
+        figures[LEGACY_FLASH_KEY] = figures.pop("flash_bytes", None)
+        figures["flash_source"] = "legacy_storage"
+        if "fits" in figures:
+            figures[LEGACY_FITS_KEY] = figures.pop("fits")
+        ram, capacity = number(figures.get("peak_ram_bytes")), number(figures.get("ram_capacity_bytes"))
+        ram_reasons = [r for r in str(figures.get("why") or "").split("; ") if " RAM, has " in r]
+        if ram is not None and capacity is not None and ram > capacity:
+            figures["fits"] = False
+            figures["why"] = "; ".join(ram_reasons) or f"peak RAM {ram:.0f} B exceeds {capacity:.0f} B"
+        else:
+            figures["why"] = LEGACY_WHY
+    return out
 
 
 def aggregate(metric: Metric, metrics: list[dict]) -> Stat | bool | None:

@@ -25,8 +25,12 @@ activation buffers alive at that layer (each from the layer that writes it to
 the last layer that reads it; the input from the start, outputs to the end;
 no in-place reuse) plus that layer's scratch buffer
 (:func:`ecgbench.measure.onnx_graph.scratch_bytes`, CMSIS-NN's im2col sizes). Flash need
-is ``flash_bytes`` when the caller passes the deployable size of the model, else
-the parameters' stored bytes. Neither counts the runtime's own code or RAM.
+is ``flash``, the bytes of the form the profile's runtime executes in place
+(:func:`ecgbench.measure.flash.flash_figure`: dense fp32, int8, or a sparse layout the
+profile declares kernels for; never a compressed file), or ``flash_bytes`` when the
+caller gives a number, else the parameters' stored bytes. The model fits when
+both its flash need and its peak RAM are within the profile's; ``why`` says which
+is exceeded. Neither counts the runtime's own code or RAM.
 
 Energy. ``energy_mj = active_power_mw x latency_s``. A day of screening runs
 one inference per recording, one recording every ``screening_interval_min``
@@ -34,16 +38,20 @@ minutes, and sleeps the rest of the day:
 ``energy_per_day_j = active_s x active_power + (86400 - active_s) x sleep_power``.
 The ECG front end and the radio are not counted.
 
-JSON schema of :meth:`DevicePrediction.to_dict` (``schema: "ecgbench.device-prediction/1"``)::
+JSON schema of :meth:`DevicePrediction.to_dict` (``schema: "ecgbench.device-prediction/2"``;
+version 1 had no ``flash_format`` and ``flash_runtime``, and its ``flash_source: "deployable"``
+was the smallest compressed file, which no device executes)::
 
     {
-      "schema": "ecgbench.device-prediction/1",
+      "schema": "ecgbench.device-prediction/2",
       "device": str,
       "latency_ms": float, "energy_mj": float, "energy_per_day_j": float,
       "inferences_per_day": float, "duty_cycle": float,      # share of the day spent computing
       "peak_ram_bytes": int, "ram_capacity_bytes": int,
       "flash_bytes": int, "flash_capacity_bytes": int,
-      "flash_source": "deployable" | "parameters",           # where flash_bytes came from
+      "flash_format": str,                                   # "fp32", "int8", "csr_int8", ... ("" unless runtime)
+      "flash_runtime": str,                                  # the profile's runtime, e.g. "TFLite Micro + CMSIS-NN"
+      "flash_source": "runtime" | "given" | "parameters",    # flash_figure, the caller's number, stored parameter bytes
       "fits": bool, "why": str,                              # why is "" when it fits
       "sparse_kernels_used": bool,
       "notes": [str, ...],                                   # rates the profile lacked and what stood in
@@ -64,9 +72,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ecgbench.kinds.device import DYNAMIC_INT8, STRIDED_DEPTHWISE, DeviceProfile
+from ecgbench.measure.flash import FlashFigure
 from ecgbench.measure.onnx_graph import GraphStats, LayerStats
 
-SCHEMA = "ecgbench.device-prediction/1"
+SCHEMA = "ecgbench.device-prediction/2"
 SECONDS_PER_DAY = 86_400.0
 
 # Layer class -> the profile's operator class whose rate it runs at.
@@ -114,6 +123,8 @@ class DevicePrediction:
     ram_capacity_bytes: int
     flash_bytes: int
     flash_capacity_bytes: int
+    flash_format: str
+    flash_runtime: str
     flash_source: str
     fits: bool
     why: str
@@ -131,8 +142,13 @@ def simulate(
     profile: DeviceProfile,
     flash_bytes: int | None = None,
     screening_interval_min: float = 5.0,
+    flash: FlashFigure | None = None,
 ) -> DevicePrediction:
-    """Predict one inference of ``graph`` on ``profile`` and a day of screening every ``screening_interval_min`` minutes."""
+    """Predict one inference of ``graph`` on ``profile`` and a day of screening every ``screening_interval_min`` minutes.
+
+    ``flash``: the model's :func:`~ecgbench.measure.flash.flash_figure` for this profile's runtime;
+    ``flash_bytes``: a flash need given by the caller instead (neither: the parameters' stored bytes).
+    """
     if screening_interval_min <= 0:
         raise ValueError("screening_interval_min must be positive")
     live = live_bytes_per_layer(graph)
@@ -140,13 +156,19 @@ def simulate(
     per_layer = [_layer(layer, profile, live_now, notes) for layer, live_now in zip(graph.layers, live)]
     latency_s = sum(p.cycles for p in per_layer) / profile.clock_hz
     peak_ram = max(live, default=sum(graph.buffer_bytes.get(b, 0) for b in graph.graph_inputs))
-    flash_need = int(flash_bytes) if flash_bytes is not None else graph.param_bytes
+    if flash_bytes is not None:
+        flash_need, flash_format, flash_source = int(flash_bytes), "", "given"
+    elif flash is not None:
+        flash_need, flash_format, flash_source = flash.bytes, flash.format, "runtime"
+    else:
+        flash_need, flash_format, flash_source = graph.param_bytes, "", "parameters"
     inferences = 24 * 60 / screening_interval_min
     active_s = min(inferences * latency_s, SECONDS_PER_DAY)
     energy_per_day_j = active_s * profile.active_power_mw / 1e3 + (SECONDS_PER_DAY - active_s) * profile.sleep_power_uw / 1e6
     reasons = []
     if flash_need > profile.flash_bytes:
-        reasons.append(f"needs {human_bytes(flash_need)} flash, has {human_bytes(profile.flash_bytes)}")
+        form = f" ({flash_format} on {profile.runtime})" if flash_format else ""
+        reasons.append(f"needs {human_bytes(flash_need)} flash{form}, has {human_bytes(profile.flash_bytes)}")
     if peak_ram > profile.ram_bytes:
         reasons.append(f"needs {human_bytes(peak_ram)} RAM, has {human_bytes(profile.ram_bytes)}")
     return DevicePrediction(
@@ -160,7 +182,9 @@ def simulate(
         ram_capacity_bytes=profile.ram_bytes,
         flash_bytes=flash_need,
         flash_capacity_bytes=profile.flash_bytes,
-        flash_source="deployable" if flash_bytes is not None else "parameters",
+        flash_format=flash_format,
+        flash_runtime=profile.runtime,
+        flash_source=flash_source,
         fits=not reasons,
         why="; ".join(reasons),
         sparse_kernels_used=any(p.sparse for p in per_layer),

@@ -1,8 +1,8 @@
-"""The size of a model as deployed, measured on its ONNX bytes (one code path for every strategy).
+"""The size of a model as stored, measured on its ONNX bytes (one code path for every strategy).
 
 Parameters
     :func:`count_params` counts the elements of the weight and bias tensors the
-    deployed graph stores (its initializers), float or integer alike. Left out:
+    exported graph stores (its initializers), float or integer alike. Left out:
     quantization scales and zero points (initializers used only as the scale or
     zero-point input of a quantize/dequantize/QLinear operator) and integer
     index/shape constants (``int64``, ``uint64``, ``bool``, ``string``
@@ -23,9 +23,11 @@ Formats
     - ``sparse``: :func:`encode_sparse`, pruned weights stored without their zeros;
     - ``*_zlib`` / ``*_zstd``: either of those, compressed losslessly.
 
-    ``deployable_bytes`` in :func:`size_report` is the smallest of them, so a
-    pruned model gets credit only for bytes a device could actually store. The
-    sparse format stores zero bit patterns for free; :func:`canonical_zeros`
+    ``storage_bytes`` in :func:`size_report` is the smallest of them (in
+    ``storage_format``): what an over-the-air update sends or a disk stores. A
+    device must decode it before running it, so it is never a flash figure;
+    the bytes a runtime executes in place are :mod:`ecgbench.measure.flash`'s.
+    The sparse format stores zero bit patterns for free; :func:`canonical_zeros`
     turns the ``-0.0`` weights that pruning leaves into ``+0.0`` first.
 """
 
@@ -318,10 +320,10 @@ def canonical_zeros(onnx_bytes: bytes) -> bytes:
 
 
 def size_report(onnx_bytes: bytes) -> dict:
-    """Bytes of the model in every loadable format, the smallest (``deployable_bytes``) and the parameter counts.
+    """Bytes of the model in every loadable format, the smallest (``storage_bytes``, ``storage_format``) and the parameter counts.
 
     Sizes are those of :func:`canonical_zeros` of the model (the same outputs); callers
-    that deploy should store that model.
+    that store the model should store that one.
     """
     onnx_bytes = canonical_zeros(onnx_bytes)
     sparse = encode_sparse(onnx_bytes)
@@ -335,8 +337,8 @@ def size_report(onnx_bytes: bytes) -> dict:
     total, nonzero = count_params(onnx_bytes)
     return {
         **sizes,
-        "deployable_bytes": sizes[best],
-        "deployable_format": best,
+        "storage_bytes": sizes[best],
+        "storage_format": best,
         "total_params": total,
         "nonzero_params": nonzero,
     }

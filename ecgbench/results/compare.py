@@ -9,7 +9,7 @@ Exit codes of ``ecgbench compare``:
 
 - 0 (:data:`EXIT_OK`): every cell of BASE is done in CURRENT within the thresholds;
 - 1 (:data:`EXIT_REGRESSION`): a cell's test challenge F1 dropped by more than
-  ``max_f1_drop_points`` or its deployable bytes grew by more than ``max_size_growth``;
+  ``max_f1_drop_points`` or its storage bytes grew by more than ``max_size_growth``;
 - 2: BASE or CURRENT cannot be read (an unknown run, a file that is not a JSON report);
 - 3 (:data:`EXIT_MISSING`): a cell done in BASE is missing, failed or unfinished in
   CURRENT (takes precedence over 1: the comparison is incomplete).
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgbench.errors import ConfigError, StoreError
-from ecgbench.measure.schema import Metric, formatter, lookup, number, schema
+from ecgbench.measure.schema import Metric, formatter, lookup, number, schema, upgrade_metrics
 from ecgbench.run.store import CellRow, ResultStore, RunResults, RunRow
 
 EXIT_OK = 0
@@ -36,7 +36,7 @@ JSON_REPORT_NAME = "results.json"  # written by the json reporter (ecgbench_plug
 CellKey = tuple[str, str, str, int]
 
 # The built-in figures CellDiff names (base_f1, base_bytes, ...), by their schema path.
-F1, BYTES, HOST_MS = "test.challenge_f1", "size.deployable_bytes", "latency.host_median_ms"
+F1, BYTES, HOST_MS = "test.challenge_f1", "size.storage_bytes", "latency.host_median_ms"
 
 
 # --- loading --------------------------------------------------------------------------
@@ -53,6 +53,8 @@ def load_json_report(path: Path) -> RunResults:
     try:
         run = RunRow(**{k: v for k, v in document["run"].items() if k in run_fields})
         cells = [CellRow(**{k: v for k, v in cell.items() if k in cell_fields}) for cell in document["cells"]]
+        for cell in cells:
+            cell.metrics = upgrade_metrics(cell.metrics)  # a report written by an older version
     except TypeError as exc:
         raise ConfigError(f"{path}: a run or cell entry lacks a field ({exc}); regenerate it with `ecgbench report RUN --format json`") from None
     return RunResults(run, cells)
@@ -146,7 +148,7 @@ class CellDiff:
 
     @property
     def size_growth(self) -> float | None:
-        """Relative growth of deployable bytes (0.05 = 5 % larger)."""
+        """Relative growth of storage bytes (0.05 = 5 % larger)."""
         if self.base_bytes is None or self.current_bytes is None or self.base_bytes <= 0:
             return None
         return self.current_bytes / self.base_bytes - 1
@@ -247,7 +249,7 @@ def compare_runs(
     """Match cells by (dataset, model, pipeline, seed) and judge each against the thresholds.
 
     Every metric declared with a gate is judged: test F1 with ``max_f1_drop_points``,
-    deployable bytes with ``max_size_growth``, any other with its declared threshold
+    storage bytes with ``max_size_growth``, any other with its declared threshold
     unless ``thresholds`` (by path) says otherwise.
     """
     metrics = compared_metrics(base, current)

@@ -46,6 +46,9 @@ CSV_SKIPPED_KEYS = ("compute.per_layer",)
 # Left out of every flat row: the plugin metrics' declarations describe columns, they are not values.
 ROW_SKIPPED_KEYS = (DECLARATIONS_SECTION,)
 
+STORAGE = "size.storage_bytes"
+"""The size figure the budget verdict and the size plot use: the smallest lossless file."""
+
 IDENTITY_COLUMNS = ("cell_id", "dataset", "model", "pipeline", "seed", "status", "outcome", "error_line")
 
 # --- lookups and formatting -----------------------------------------------------------
@@ -198,7 +201,7 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
     plugin metrics follow. ``devices`` limits the device columns (default: every
     device of the run). With ``f1_budget_points``, pipelines whose mean ΔF1 is below
     minus that budget are marked "over budget", and the largest compression ratio
-    and smallest deployable bytes among the others (per dataset and model) are set in bold.
+    and smallest storage bytes among the others (per dataset and model) are set in bold.
     """
     groups = pipeline_groups(results)
     several = len({(g.dataset, g.model) for g in groups}) > 1
@@ -220,8 +223,8 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
         winner = best.get((g.dataset, g.model), {})
         if winner.get("ratio") is g and "size.compression_ratio" in paths:
             strong.add((i, offset + paths.index("size.compression_ratio")))
-        if winner.get("bytes") is g and "size.deployable_bytes" in paths:
-            strong.add((i, offset + paths.index("size.deployable_bytes")))
+        if winner.get("bytes") is g and STORAGE in paths:
+            strong.add((i, offset + paths.index(STORAGE)))
         over = f1_budget_points is not None and g.stat("delta_f1_points") is not None and not within_budget(g, f1_budget_points)
         done = [c.metrics or {} for c in g.done]
         row = ([g.dataset, g.model] if several else []) + [g.pipeline + (" (over budget)" if over else "")]
@@ -261,23 +264,23 @@ def within_budget(group: PipelineGroup, f1_budget_points: float) -> bool:
 
 
 def budget_winners(groups: list[PipelineGroup], f1_budget_points: float) -> dict[tuple[str, str], dict[str, PipelineGroup]]:
-    """Per (dataset, model): the pipeline within budget with the largest compression ratio and the one with the fewest deployable bytes."""
+    """Per (dataset, model): the pipeline within budget with the largest compression ratio and the one with the fewest storage bytes."""
     winners: dict[tuple[str, str], dict[str, PipelineGroup]] = {}
     for g in groups:
         if not within_budget(g, f1_budget_points):
             continue
         best = winners.setdefault((g.dataset, g.model), {})
         ratio_ = g.stat("size.compression_ratio")
-        size = g.stat("size.deployable_bytes")
+        size = g.stat(STORAGE)
         if ratio_ is not None and ("ratio" not in best or ratio_.mean > best["ratio"].stat("size.compression_ratio").mean):
             best["ratio"] = g
-        if size is not None and ("bytes" not in best or size.mean < best["bytes"].stat("size.deployable_bytes").mean):
+        if size is not None and ("bytes" not in best or size.mean < best["bytes"].stat(STORAGE).mean):
             best["bytes"] = g
     return winners
 
 
 def budget_summary(results, f1_budget_points: float) -> list[str]:
-    """One sentence per (dataset, model): which pipeline wins compression ratio and deployable bytes within the budget."""
+    """One sentence per (dataset, model): which pipeline wins compression ratio and storage bytes within the budget."""
     lines = []
     for (dataset, model), best in budget_winners(pipeline_groups(results), f1_budget_points).items():
         parts = []
@@ -286,7 +289,7 @@ def budget_summary(results, f1_budget_points: float) -> list[str]:
             parts.append(f"largest compression ratio: {g.pipeline} ({ratio(g.stat('size.compression_ratio').mean)})")
         if "bytes" in best:
             g = best["bytes"]
-            parts.append(f"smallest deployable model: {g.pipeline} ({human_bytes(g.stat('size.deployable_bytes').mean)})")
+            parts.append(f"smallest stored model: {g.pipeline} ({human_bytes(g.stat(STORAGE).mean)})")
         lines.append(f"Within {f1_budget_points:g} point{'s' if f1_budget_points != 1 else ''} of test challenge F1 below dense ({dataset} / {model}): " + "; ".join(parts) + ".")
     return lines
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ecgbench.errors import StoreError
+from ecgbench.measure.schema import upgrade_metrics
 
 SCHEMA_VERSION = 2  # 2: runs.planned, runs.heartbeat_at, leases (1 is migrated on open)
 
@@ -360,7 +361,7 @@ class ResultStore:
             seed=row[4],
             config=json.loads(row[5]),
             status=row[6],
-            metrics=json.loads(row[7]) if row[7] else {},
+            metrics=upgrade_metrics(json.loads(row[7])) if row[7] else {},  # rows of older versions in today's keys
             timings=json.loads(row[8]) if row[8] else {},
             artifacts=json.loads(row[9]) if row[9] else {},
             error=row[10],

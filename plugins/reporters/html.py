@@ -35,7 +35,7 @@ figure { margin: 1.5em 0; }
 def plot_inputs(results) -> dict[str, Any]:
     """The numbers every plot draws: size/F1 and latency/F1 points with their Pareto flags, lottery rounds."""
     return {
-        "size_f1": _table.tradeoff_points(results, "size.deployable_bytes"),
+        "size_f1": _table.tradeoff_points(results, _table.STORAGE),
         "latency_f1": {device: _table.tradeoff_points(results, f"devices.{device}.latency_ms") for device in _table.device_names(results)},
         "lottery": _table.lottery_trajectories(results),
     }
@@ -85,12 +85,12 @@ def _tradeoff_axes(ax, points: list[dict[str, Any]], xlabel: str) -> None:
 
 
 def size_plot(points: list[dict[str, Any]]):
-    """F1 versus deployable bytes, Pareto front ringed; None without points."""
+    """F1 versus storage bytes, Pareto front ringed; None without points."""
     if not points:
         return None
     fig = _figure()
     ax = fig.add_subplot()
-    _tradeoff_axes(ax, points, "deployable bytes")
+    _tradeoff_axes(ax, points, "storage bytes (smallest lossless file)")
     ax.set_title("accuracy vs size (ringed: Pareto front)")
     return fig
 
@@ -182,7 +182,7 @@ def html_report(results, out_dir: Path, fmt: str = "html", settings: _table.Tabl
     parts += skipped_records_html(results)
     parts += dropped_windows_html(results)
     parts.append("<h2>Trade-offs</h2>")
-    parts.append(_figure_html(size_plot(data["size_f1"]), "test challenge F1 versus deployable bytes", "Accuracy versus deployable size"))
+    parts.append(_figure_html(size_plot(data["size_f1"]), "test challenge F1 versus storage bytes", "Accuracy versus storage size"))
     parts.append(_figure_html(latency_plot(data["latency_f1"]), "test challenge F1 versus simulated latency", "Accuracy versus simulated device latency"))
     parts.append(_figure_html(lottery_plot(data["lottery"]), "validation F1 versus sparsity per round", "Lottery-ticket rounds"))
     parts += ["<h2>Columns</h2>", "<dl>"]

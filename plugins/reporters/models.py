@@ -26,17 +26,17 @@ def model_stem(cell) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=,()-]", "_", cell.pipeline)
 
 
-def smallest_fitting(onnx_bytes: bytes, max_bytes: int, deployable_format: str | None = None) -> tuple[str, bytes] | None:
+def smallest_fitting(onnx_bytes: bytes, max_bytes: int, storage_format: str | None = None) -> tuple[str, bytes] | None:
     """``(format, data)``: plain ONNX when it fits in ``max_bytes``, else the model's smallest format if that fits, else None.
 
-    ``deployable_format`` is the smallest format as the cell's measurement found it
-    (``size.deployable_format``); it is measured again only when a store lacks it.
+    ``storage_format`` is the smallest format as the cell's measurement found it
+    (``size.storage_format``); it is measured again only when a store lacks it.
     """
     from ecgbench.measure.sizing import canonical_zeros, save_format, size_report
 
     if len(onnx_bytes) <= max_bytes:
         return "onnx", onnx_bytes
-    fmt = deployable_format or size_report(onnx_bytes)["deployable_format"]
+    fmt = storage_format or size_report(onnx_bytes)["storage_format"]
     data = save_format(canonical_zeros(onnx_bytes), fmt)
     return (fmt, data) if len(data) <= max_bytes else None
 
@@ -68,7 +68,7 @@ class ModelsReporter(Reporter):
                 entry["missing"] = str(source)
             else:
                 onnx_bytes = source.read_bytes()
-                fitting = smallest_fitting(onnx_bytes, self.config.max_bytes, (cell.metrics.get("size") or {}).get("deployable_format"))
+                fitting = smallest_fitting(onnx_bytes, self.config.max_bytes, (cell.metrics.get("size") or {}).get("storage_format"))
                 if fitting is None:
                     entry["not_copied"] = f"{len(onnx_bytes)} bytes as ONNX, more than {self.config.max_bytes} in every format"
                 else:
