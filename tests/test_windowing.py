@@ -278,6 +278,15 @@ def test_device_figures_are_per_window_and_per_record(windowed_run):
     assert cell.metrics["latency"]["host_median_ms_per_record"] == pytest.approx(3 * cell.metrics["latency"]["host_median_ms"])
 
 
+def test_a_windowed_cell_fills_every_builtin_metric(windowed_run):
+    from ecgbench.measure.builtin_metrics import BUILTIN_METRICS
+    from ecgbench.measure.schema import expand, lookup
+
+    metrics = windowed_run["windowed"]["half"].metrics
+    for metric in expand(BUILTIN_METRICS, ["nrf52840"]):
+        assert lookup(metrics, metric.path) is not None, metric.path
+
+
 def test_whole_record_cells_are_measured_as_before(windowed_run):
     from ecgbench.train.export import read_metadata
 

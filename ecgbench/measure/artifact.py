@@ -62,6 +62,14 @@ class MeasureConfig(PluginConfig):
     latency_repeats: int = Field(30, ge=1, description="timed runs of host latency (median and 95th percentile reported)")
     screening_interval_min: float = Field(5.0, gt=0, description="energy per day assumes one input_s recording classified every N minutes")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _hop_of_one_window_is_the_default(cls, data: Any) -> Any:
+        """``deploy_hop_s`` equal to the window is the default spelt out: the same cell identity."""
+        if isinstance(data, dict) and data.get("deploy_hop_s") is not None and data.get("deploy_hop_s") == data.get("deploy_window_s"):
+            return {k: v for k, v in data.items() if k != "deploy_hop_s"}
+        return data
+
     @model_validator(mode="after")
     def _window_settings_need_a_window(self) -> "MeasureConfig":
         if self.deploy_window_s is None:

@@ -116,14 +116,6 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("devices.{device}.latency_ms", "{device} sim ms", DEVICE_DEFINITION, unit="ms", term=DEVICE_TERM, format="number", higher_is_better=False),
     Metric("devices.{device}.energy_mj", "{device} mJ", DEVICE_DEFINITION, unit="mJ", term=DEVICE_TERM, format="number", higher_is_better=False),
     Metric(
-        "devices.{device}.latency_ms_per_record", "{device} ms/record", PER_RECORD_DEFINITION,
-        unit="ms", term=PER_RECORD_TERM, format="number", higher_is_better=False, optional=True,
-    ),
-    Metric(
-        "devices.{device}.energy_mj_per_record", "{device} mJ/record", PER_RECORD_DEFINITION,
-        unit="mJ", term=PER_RECORD_TERM, format="number", higher_is_better=False, optional=True,
-    ),
-    Metric(
         "devices.{device}.flash_bytes",
         "flash on {device}",
         FLASH_DEFINITION,
@@ -134,6 +126,14 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
         detail=("devices.{device}.flash_format", "devices.{device}.flash_runtime"),
     ),
     Metric("devices.{device}.fits", "{device} fits", DEVICE_DEFINITION, term=DEVICE_TERM, aggregate="all_true"),
+    Metric(
+        "devices.{device}.latency_ms_per_record", "{device} ms/record", PER_RECORD_DEFINITION,
+        unit="ms", term=PER_RECORD_TERM, format="number", higher_is_better=False, optional=True,
+    ),
+    Metric(
+        "devices.{device}.energy_mj_per_record", "{device} mJ/record", PER_RECORD_DEFINITION,
+        unit="mJ", term=PER_RECORD_TERM, format="number", higher_is_better=False, optional=True,
+    ),
     # Measured and stored, not in the summary table (CSV/JSON carry them).
     Metric(
         "data.dropped_total",
@@ -150,9 +150,9 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("compute.effective_macs", "effective MACs", format="number", higher_is_better=False, summary=False),
     Metric("devices.{device}.energy_per_day_j", "{device} J/day", unit="J", format="number", higher_is_better=False, summary=False),
     Metric("devices.{device}.peak_ram_bytes", "{device} peak RAM", unit="bytes", format="bytes", higher_is_better=False, summary=False),
-    Metric("devices.{device}.latency_ms_per_window", "{device} ms/window", unit="ms", format="number", higher_is_better=False, summary=False),
-    Metric("devices.{device}.energy_mj_per_window", "{device} mJ/window", unit="mJ", format="number", higher_is_better=False, summary=False),
-    Metric("windowing.windows_per_record", "windows per record", format=",.0f", summary=False),
-    Metric("latency.host_median_ms_per_record", "measured host ms/record", unit="ms", format="number", higher_is_better=False, summary=False),
+    Metric("devices.{device}.latency_ms_per_window", "{device} ms/window", unit="ms", format="number", higher_is_better=False, summary=False, optional=True),
+    Metric("devices.{device}.energy_mj_per_window", "{device} mJ/window", unit="mJ", format="number", higher_is_better=False, summary=False, optional=True),
+    Metric("windowing.windows_per_record", "windows per record", format=",.0f", summary=False, optional=True),
+    Metric("latency.host_median_ms_per_record", "measured host ms/record", unit="ms", format="number", higher_is_better=False, summary=False, optional=True),
 )
 """Every built-in metric, in summary-table order; per-device ones carry ``{device}``."""

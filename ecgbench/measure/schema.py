@@ -196,8 +196,8 @@ class Metric:
     - ``format``: a name of :data:`FORMATS` or a format spec; ``std_format`` for the ± part.
     - ``higher_is_better``; ``aggregate``: ``mean_std`` across seeds, or ``all_true`` for booleans.
     - ``compare``: column (and gate) in ``ecgbench compare``, or None; ``summary``: a column of
-      the default summary table; ``optional``: that column only when a cell of the run has a value
-      (figures some settings produce, e.g. per-record figures of windowed deployment).
+      the default summary table; ``optional``: a value only some settings produce (e.g. the per-record
+      figures of windowed deployment), so a summary column only when a cell of the run has one.
     - ``detail``: paths of text values shown in brackets after the summary value, each path's
       distinct values joined by ``/`` (``"size.storage_format"``: ``12.5 kB (sparse_zstd)``);
       ``{device}`` is filled in as in ``path``.
