@@ -400,3 +400,19 @@ def test_devices_simulate_one_window(eval_setup, capsys):
     for model, extra, samples in (("plain.onnx", [], 3000), ("windowed.onnx", [], 100), ("plain.onnx", ["--input-s", "5"], 500)):
         assert main(["devices", "simulate", str(tmp / model), "--device", "nrf52840", "--json", *extra]) == 0
         assert json.loads(capsys.readouterr().out)["graph"]["input_shape"] == [1, 1, samples]
+
+
+def test_paired_bootstrap_interval_of_a_difference():
+    from ecgbench.measure.scores import bootstrap_challenge_ci, paired_bootstrap_delta_ci
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 300)
+    good = np.where(rng.random(300) < 0.9, y, rng.integers(0, 4, 300))
+    assert paired_bootstrap_delta_ci(y, good, good, 200) == (0.0, 0.0)  # a model against itself
+    worse = np.where(rng.random(300) < 0.7, good, rng.integers(0, 4, 300))
+    lo, hi = paired_bootstrap_delta_ci(y, worse, good, 500, seed=1)
+    delta = challenge_f1(y, worse) - challenge_f1(y, good)
+    assert lo < delta < hi < 0  # clearly worse: the interval excludes 0
+    # pairing: narrower than the difference of the two unpaired intervals' widths would allow
+    a_lo, a_hi = bootstrap_challenge_ci(y, worse, 500, 1)
+    assert hi - lo < (a_hi - a_lo)

@@ -87,6 +87,39 @@ def bootstrap_challenge_ci(
     return (float(lo), float(hi))
 
 
+def paired_bootstrap_delta_ci(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``challenge_f1(pred_a) - challenge_f1(pred_b)``, both scored on the
+    same resampled records each time (paired: the records' difficulty cancels out)."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    n = len(y_true)
+    if n == 0:
+        return (0.0, 0.0)
+    k = len(CLASSES)
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(resamples)
+    cells = [y_true * k + np.asarray(p, dtype=np.int64) for p in (pred_a, pred_b)]
+    chunk = max(1, 1_000_000 // n)
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        offsets = (np.arange(stop - start) * k * k)[:, None]
+        scores = []
+        for cell in cells:
+            cms = np.bincount((cell[idx] + offsets).ravel(), minlength=(stop - start) * k * k).reshape(stop - start, k, k)
+            scores.append(f1_from_confusion(cms)[:, list(CHALLENGE_CLASSES)].mean(axis=1))
+        deltas[start:stop] = scores[0] - scores[1]
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(deltas, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value) across seeds."""
     arr = np.asarray(values, dtype=np.float64)
