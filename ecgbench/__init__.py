@@ -34,6 +34,7 @@ _KINDS = {
     "Record": "ecgbench.kinds.dataset",
     "DeviceProfile": "ecgbench.kinds.device",
     "Executor": "ecgbench.kinds.executor",
+    "Logger": "ecgbench.kinds.logger",
     "Compared": "ecgbench.measure.schema",
     "Gate": "ecgbench.measure.schema",
     "Measurement": "ecgbench.measure.schema",

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ecgbench.kinds.dataset import Dataset
     from ecgbench.kinds.device import DeviceProfile
     from ecgbench.kinds.executor import Executor
+    from ecgbench.kinds.logger import Logger
     from ecgbench.kinds.model import ModelFamily
     from ecgbench.kinds.reporter import Reporter
     from ecgbench.measure.schema import Metric
@@ -205,6 +206,31 @@ def ecgbench_register_executors(register: Callable[[type[Executor]], None]) -> N
     """
 
 
+@hookspec
+def ecgbench_register_loggers(register: Callable[[type[Logger]], None]) -> None:
+    """Register experiment loggers: call ``register(cls)`` for each ``ecgbench.kinds.logger.Logger`` subclass.
+
+    When it runs: when a registry is built (see the registration section); a logger is made once per run that enables it (a suite's ``loggers:`` or ``ecgbench run --log NAME``) and receives that run's lifecycle events.
+
+    :param register: call it once per logger class; its ``suite_started``, ``cell_finished`` and ``suite_finished`` methods get the lifecycle hooks' arguments, and a failing logger is warned about and switched off, never failing the run.
+    :return: nothing; the return value is ignored.
+
+    Example::
+
+        from ecgbench import Logger, hookimpl
+
+        class Printer(Logger):
+            name = "print"
+
+            def cell_finished(self, cell, run_id, status, metrics, error, artifacts):
+                print(cell.title(), status, artifacts.get("onnx"))
+
+        @hookimpl
+        def ecgbench_register_loggers(register):
+            register(Printer)
+    """
+
+
 # --- metrics -------------------------------------------------------------
 # Called once when a plugin manager builds its registries, like the
 # registration hooks above; the metrics' names are their paths.
@@ -292,7 +318,9 @@ def ecgbench_cell_started(cell: CellSpec, run_id: str) -> None:
 
 
 @hookspec
-def ecgbench_cell_finished(cell: CellSpec, run_id: str, status: str, metrics: dict[str, Any], error: str | None) -> None:
+def ecgbench_cell_finished(
+    cell: CellSpec, run_id: str, status: str, metrics: dict[str, Any], error: str | None, artifacts: dict[str, str]
+) -> None:
     """Called after a cell is stored, or when it is skipped as already done.
 
     When it runs: in the driving process, once per selected cell: first for the skipped cells, then
@@ -303,6 +331,7 @@ def ecgbench_cell_finished(cell: CellSpec, run_id: str, status: str, metrics: di
     :param status: ``done``, ``failed`` or ``skipped``.
     :param metrics: the cell's stored metrics JSON; empty when the cell failed or was skipped.
     :param error: the traceback text of a failed cell; ``None`` otherwise.
+    :param artifacts: the cell's stored files by kind (``onnx``: the exported model, ``split``: its records' split); empty when it failed. An implementation may leave this parameter out (pluggy passes only the ones it names).
     :return: nothing; the return value is ignored.
 
     Example::

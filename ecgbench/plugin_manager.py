@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ecgbench_plugins.executors.local",
     "ecgbench_plugins.executors.processes",
     "ecgbench_plugins.executors.ray_executor",
+    "ecgbench_plugins.loggers.mlflow_logger",
     "ecgbench_plugins.metrics.builtin",
 )
 

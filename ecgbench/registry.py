@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "devices": "ecgbench_register_devices",
     "reporters": "ecgbench_register_reporters",
     "executors": "ecgbench_register_executors",
+    "loggers": "ecgbench_register_loggers",
     "metrics": "ecgbench_register_metrics",
 }
 
@@ -28,6 +29,7 @@ SINGULAR = {
     "devices": "device",
     "reporters": "reporter",
     "executors": "executor",
+    "loggers": "logger",
     "metrics": "metric",
 }
 

@@ -1,12 +1,12 @@
 """A test plugin implementing every hook: a tiny dataset and model (so a suite runs in a second), a device
-profile, a reporter, an executor, a metric, and the lifecycle hooks. Registered on a fresh plugin manager by the tests
+profile, a reporter, an executor, a metric, a logger, and the lifecycle hooks. Registered on a fresh plugin manager by the tests
 that use it; the example package (tests/example_plugin) covers compressors."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ecgbench import Executor, Metric, SingleFileReporter, hookimpl
+from ecgbench import Executor, Logger, Metric, PluginConfig, SingleFileReporter, hookimpl
 from ecgbench.kinds.device import load_profile
 from ecgbench.testing import TinyDataset, TinyNetFamily
 from ecgbench_plugins.devices.builtin_profiles import PROFILE_DIR
@@ -47,10 +47,12 @@ class TinyFamily(TinyNetFamily):
 
 class KindsPlugin:
     """Registers ``tiny_records``, ``tiny_net``, ``slow_nrf52840``, the ``cell_lines`` reporter, the
-    ``reversed`` executor and the ``plugin_metrics.test_records`` metric; records lifecycle events in ``events``."""
+    ``reversed`` executor, the ``plugin_metrics.test_records`` metric and the ``event_log`` logger; records
+    lifecycle events in ``events``, and what the logger of a run that enables it receives in ``logged``."""
 
     def __init__(self) -> None:
         self.events: list[tuple] = []
+        self.logged: list[tuple] = []
 
     @hookimpl
     def ecgbench_register_datasets(self, register):
@@ -103,6 +105,29 @@ class KindsPlugin:
     @hookimpl
     def ecgbench_register_metrics(self, register):
         register(Metric(TEST_RECORDS_METRIC, "test records", "records of the test split the model was scored on.", compute=count_test_records))
+
+    @hookimpl
+    def ecgbench_register_loggers(self, register):
+        logged = self.logged
+
+        class EventLog(Logger):
+            """Appends what it receives, with its ``tag`` setting, to ``KindsPlugin.logged``."""
+
+            name = "event_log"
+
+            class Config(PluginConfig):
+                tag: str = ""
+
+            def suite_started(self, suite, run_id, cells, home):
+                logged.append((self.config.tag, "suite_started", len(cells)))
+
+            def cell_finished(self, cell, run_id, status, metrics, error, artifacts):
+                logged.append((self.config.tag, "cell_finished", cell.pipeline, status, sorted(artifacts)))
+
+            def suite_finished(self, suite, run_id, summary):
+                logged.append((self.config.tag, "suite_finished", summary))
+
+        register(EventLog)
 
     @hookimpl
     def ecgbench_suite_started(self, suite, run_id, cells):

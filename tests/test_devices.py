@@ -119,7 +119,7 @@ def test_optional_rates_and_their_fallbacks(tmp_path):
     nrf = load_profile(PROFILE_DIR / "nrf52840.yaml")
     assert nrf.macs_per_cycle.int8_dynamic is None  # microcontroller runtimes have no dynamic quantization
     rate, note = nrf.resolve_rate("int8_dynamic", "conv")
-    assert rate == nrf.rate("int8", "conv") == 0.5 and "no int8_dynamic rates" in note and "nrf52840" in note
+    assert rate == nrf.rate("int8", "conv") == 0.303 and "no int8_dynamic rates" in note and "nrf52840" in note
     assert nrf.resolve_rate("fp32", "depthwise_conv_strided") == (0.15, "")  # strided falls back to depthwise_conv
     host = load_profile(PROFILE_DIR / "host.yaml")
     dynamic = host.macs_per_cycle.int8_dynamic

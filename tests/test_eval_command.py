@@ -250,3 +250,82 @@ def test_bad_records_stop_eval_unless_skipped_and_are_then_reported(capsys, mode
     out = capsys.readouterr().out
     assert "skipped 1 record(s) (--on-bad-record skip):" in out and "1 flat (signal is constant (lead off or empty)): T0003" in out
     assert eval_json(capsys, model_file, folder)["skipped"] == {}
+
+
+# --- dataset settings: --dataset NAME --set KEY=VALUE, --dataset-file -----------------------
+SECONDS = 12  # each annotated record: N for 6 s, then AF; cut into 4-s windows, the middle one spans the change
+
+
+@pytest.fixture(scope="module")
+def rhythm_folder(tmp_path_factory):
+    """Unlabelled WFDB records with rhythm annotations (``atr``): N then AF, changing at 6 s."""
+    folder = tmp_path_factory.mktemp("rhythm")
+    rng = np.random.default_rng(1)
+    names = [f"R{i}" for i in range(4)]
+    t = np.arange(int(SECONDS * FS_FILE_HZ)) / FS_FILE_HZ
+    for name in names:
+        signal = 0.5 * np.sin(2 * np.pi * np.where(t < 6, 1.0, 3.0) * t) + rng.normal(0, 0.2, size=t.size)
+        wfdb.wrsamp(name, fs=FS_FILE_HZ, units=["mV"], sig_name=["II"], p_signal=signal[:, None], fmt=["16"], adc_gain=[1000.0], baseline=[0], write_dir=str(folder))
+        wfdb.wrann(name, "atr", np.array([0, int(6 * FS_FILE_HZ)]), symbol=["+", "+"], aux_note=["(N", "(AFIB"], write_dir=str(folder))
+    (folder / "RECORDS").write_text("".join(f"{n}\n" for n in names))
+    return folder
+
+
+def test_set_configures_the_dataset_and_json_names_the_settings(capsys, model_file, rhythm_folder):
+    argv = ["--dataset", "wfdb", "--set", "annotation=atr", "--set", "window_s=4", "--set", "lead=II"]
+    result = eval_json(capsys, model_file, rhythm_folder, *argv)
+    settings = result["dataset_settings"]
+    assert settings["name"] == "wfdb" and result["dataset"] == "wfdb"
+    assert settings["settings"]["annotation"] == "atr" and settings["settings"]["window_s"] == 4.0 and settings["settings"]["lead"] == "II"
+    assert settings["settings"]["path"] == str(rhythm_folder.resolve())
+    assert result["n_records"] == 4 * 2  # first and last window of each record
+    assert result["class_counts"] == {"N": 4, "A": 4, "O": 0, "~": 0}
+    assert result["dropped"] == {"rhythm_change": 4}  # the middle window of each record
+    assert run_eval([str(model_file), "--data", str(rhythm_folder), *argv]) == 0
+    out = capsys.readouterr().out
+    assert 'dataset wfdb: lead="II"' in out and '"annotation": ' not in out and 'annotation="atr"' in out
+    assert "dropped by the dataset's settings: 4 (4 rhythm_change)" in out
+    assert "O –  ~ –" in out and "absent from the data: O, ~" in out
+
+
+def test_set_errors_name_the_flag_and_the_key(model_file, rhythm_folder):
+    base = [str(model_file), "--data", str(rhythm_folder), "--dataset", "wfdb"]
+    with pytest.raises(ConfigError, match=re.escape("--set anotation=...: dataset 'wfdb' has no setting 'anotation'; did you mean 'annotation'?")):
+        run_eval([*base, "--set", "anotation=atr"])
+    with pytest.raises(ConfigError, match=re.escape("--set 'window_s': expected KEY=VALUE")):
+        run_eval([*base, "--set", "window_s"])
+    with pytest.raises(ConfigError, match=r"--dataset wfdb\.window_s: .*greater than 0"):
+        run_eval([*base, "--set", "annotation=atr", "--set", "window_s=-4"])
+    with pytest.raises(ConfigError, match="set exactly one of labels_csv"):
+        run_eval(base)  # wfdb needs a label source
+    with pytest.raises(ConfigError, match="unknown dataset 'wfbd' in --dataset; did you mean 'wfdb'"):
+        run_eval([str(model_file), "--data", str(rhythm_folder), "--dataset", "wfbd"])
+
+
+def test_dataset_file(capsys, model_file, rhythm_folder, tmp_path):
+    from ecgbench.config.dataset_ref import load_dataset_file
+
+    path = tmp_path / "rhythms.yaml"
+    path.write_text("wfdb: {annotation: atr, window_s: 4}\n")
+    assert load_dataset_file(path).params() == {"annotation": "atr", "window_s": 4.0}
+    result = eval_json(capsys, model_file, rhythm_folder, "--dataset-file", str(path))
+    assert result["dataset_settings"]["settings"]["window_s"] == 4.0 and result["dropped"] == {"rhythm_change": 4}
+    # --set overrides the file's settings: 6-s windows, of which only the first and last 6 s are whole rhythms
+    wider = eval_json(capsys, model_file, rhythm_folder, "--dataset-file", str(path), "--set", "window_s=6")
+    assert wider["dataset_settings"]["settings"]["window_s"] == 6.0 and wider["n_records"] == 8 and wider["dropped"] == {}
+
+    path.write_text("wfdb: {anotation: atr, window_s: 4}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path} at wfdb.anotation: unknown key 'anotation'; did you mean 'annotation'?")):
+        run_eval([str(model_file), "--data", str(rhythm_folder), "--dataset-file", str(path)])
+    path.write_text("wfdb: {annotation: atr}\n")
+    with pytest.raises(ConfigError, match="--dataset cinc2017 disagrees with"):
+        run_eval([str(model_file), "--data", str(rhythm_folder), "--dataset-file", str(path), "--dataset", "cinc2017"])
+
+
+def test_set_values_are_read_as_yaml():
+    from ecgbench.config.dataset_ref import parse_assignments
+
+    parsed = parse_assignments(["window_s=30", "lead=II", "rhythm_map={(AFIB: A, (N: N}", "fs_hz=2.5e2", "labels_csv=", "x=[1, 2]"])
+    assert parsed == {"window_s": 30, "lead": "II", "rhythm_map": {"(AFIB": "A", "(N": "N"}, "fs_hz": 250.0, "labels_csv": None, "x": [1, 2]}
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_assignments(["a=1", "a=2"])

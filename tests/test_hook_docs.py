@@ -81,7 +81,7 @@ def test_docs_page_is_the_generated_one():
 
 def test_docs_page_shows_every_signature_of_the_code():
     assert hookdocs.check_documented_signatures(hookdocs.DOCS_PAGE.read_text(encoding="utf-8")) == []
-    assert "`ecgbench_cell_finished(cell: CellSpec, run_id: str, status: str, metrics: dict[str, Any], error: str | None) -> None`" in (
+    assert "`ecgbench_cell_finished(cell: CellSpec, run_id: str, status: str, metrics: dict[str, Any], error: str | None, artifacts: dict[str, str]) -> None`" in (
         hookdocs.DOCS_PAGE.read_text(encoding="utf-8")
     )
 

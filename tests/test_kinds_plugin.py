@@ -1,5 +1,5 @@
 """A suite runs on a plugin's executor, is simulated on a plugin's device profile and written by a plugin's
-reporter, while the plugin's lifecycle hooks follow the run (tests/kinds_plugin.py)."""
+reporter, while the plugin's lifecycle hooks and logger follow the run (tests/kinds_plugin.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ matrix:
   devices: [nrf52840, {SLOW_BOARD}]
 executor: reversed
 report: {{formats: [cell_lines]}}
+loggers: {{event_log: {{tag: kinds}}}}
 """
 
 
@@ -37,7 +38,7 @@ def kinds(plugin_manager):
 
 def test_registrations_come_from_the_plugin(kinds):
     _plugin, registry = kinds
-    for kind, name in [("datasets", "tiny_records"), ("models", "tiny_net"), ("devices", SLOW_BOARD)]:
+    for kind, name in [("datasets", "tiny_records"), ("models", "tiny_net"), ("devices", SLOW_BOARD), ("loggers", "event_log")]:
         assert registry.providers[kind][name] == "kinds-plugin"
     assert registry.providers["reporters"]["cell_lines"] == "kinds-plugin"
     assert registry.providers["executors"]["reversed"] == "kinds-plugin"
@@ -64,6 +65,12 @@ def test_a_suite_runs_on_the_plugins_executor_device_and_reporter(kinds, plugin_
     finished = [e for e in plugin.events if e[0] == "cell_finished"]
     assert finished == [("cell_finished", p, "done", ["nrf52840", SLOW_BOARD]) for p in ("half", "dense")]
     assert plugin.events[-1] == ("suite_finished", {"done": 2, "failed": 0, "skipped": 0})
+    # The suite's logger, with its settings, received the run and each cell's exported files.
+    assert plugin.logged == [
+        ("kinds", "suite_started", 2),
+        *[("kinds", "cell_finished", p, "done", ["onnx", "split"]) for p in ("half", "dense")],
+        ("kinds", "suite_finished", {"done": 2, "failed": 0, "skipped": 0}),
+    ]
 
     # Half the clock and half the bandwidth: exactly twice the nrf52840's simulated latency.
     results = store.run_results(summary.run_id)
@@ -86,3 +93,4 @@ def test_a_suite_runs_on_the_plugins_executor_device_and_reporter(kinds, plugin_
     assert (again.done, again.skipped) == (0, 2)
     assert [e[0] for e in plugin.events if e[0] == "cell_started"] == []
     assert [e[2] for e in plugin.events if e[0] == "cell_finished"] == ["skipped", "skipped"]
+    assert [e[3:] for e in plugin.logged if e[1] == "cell_finished"][2:] == [("skipped", ["onnx", "split"])] * 2

@@ -165,13 +165,14 @@ def test_compare_shows_and_gates_the_metric(run, tmp_path, capsys):
 
 
 def test_eval_computes_and_prints_the_metric(plugin_manager):
-    from ecgbench.cli.eval import _plugin_metrics, summary_text
+    from ecgbench.cli.eval import summary_text
+    from ecgbench.measure.model_eval import plugin_metrics
 
     plugin_manager.register(AfSensitivityPlugin(), name="af-sensitivity")
     labels = np.array([1, 1, 1, 1] + [0] * 10)
     logits = np.zeros((14, 4))
     logits[:, 1] = [3.0, 2.5, 0.0, 4.0] + [-3, -2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3.5]  # AF probability orders like these
-    values, declarations = _plugin_metrics(build_registry(plugin_manager), labels, logits, {"storage_bytes": 10})
+    values, declarations = plugin_metrics(build_registry(plugin_manager), labels, logits, {"storage_bytes": 10})
     assert values == {"af_sensitivity_at_90_specificity": pytest.approx(3 / 4)}  # 3.0, 2.5, 4.0 above the 9th non-AF (2.0)
     result = {
         "model": "m.onnx", "n_records": 14, "data": "d", "dataset": "cinc2017", "challenge_f1": 0.5, "challenge_f1_ci": [0.4, 0.6],

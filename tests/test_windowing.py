@@ -298,6 +298,13 @@ def test_whole_record_cells_are_measured_as_before(windowed_run):
     assert read_metadata(windowed_run["windowed"]["half"].artifacts["onnx"])["deploy"] == {"window_s": 1.5, "hop_s": 1.0, "aggregate": "mean_prob"}
 
 
+def test_eval_run_rescores_windowed_cells_as_they_were_measured(windowed_run):
+    from ecgbench.results.rescore import rescore_run
+
+    rescored = rescore_run(windowed_run["windowed_results"], "test", cache_dir=windowed_run["home"] / "data", registry=windowed_run["registry"])
+    assert len(rescored) == 2 and all(r.to_dict()["matches_stored"] for r in rescored)
+
+
 def test_the_report_shows_the_window_and_per_record_columns(windowed_run, tmp_path):
     from ecgbench.results.table import report_facts, summary_table
 
@@ -339,22 +346,28 @@ def eval_setup(tmp_path_factory):
     return tmp, folder
 
 
-def _eval(tmp, folder, model, **kwargs):
-    from ecgbench.cli.eval import evaluate_model_file
+def _cinc(folder):
+    from ecgbench.config.dataset_ref import dataset_ref
+    from ecgbench.registry import process_registry
 
-    return evaluate_model_file(tmp / model, folder, cache_dir=tmp / "cache", threads=1, **kwargs)
+    return dataset_ref("cinc2017", {"path": str(folder)}, "test", process_registry())
+
+
+def _eval(tmp, folder, model, **windows):
+    from ecgbench.measure.model_eval import evaluate_model_file
+
+    return evaluate_model_file(tmp / model, _cinc(folder), tmp / "cache", threads=1, windows=windows)
 
 
 def _hand_eval_f1(tmp, folder, window: int, rule: str) -> float:
     import onnxruntime as ort
 
-    from ecgbench.cli.eval import _load_records, data_config_from_metadata
-    from ecgbench.plugin_manager import make_plugin_manager
-    from ecgbench.registry import build_registry
-    from ecgbench.train.export import read_metadata
+    from ecgbench.measure.model_eval import load_dataset_records
+    from ecgbench.measure.model_file import read_model_file
+    from ecgbench.registry import process_registry
 
-    data = data_config_from_metadata(read_metadata(tmp / "plain.onnx"), tmp / "plain.onnx")
-    signals = _load_records(build_registry(make_plugin_manager()), "cinc2017", folder, None, data, tmp / "cache").signals
+    data = read_model_file(tmp / "plain.onnx").data_config()
+    signals = load_dataset_records(process_registry(), _cinc(folder), data, tmp / "cache").signals
     session = ort.InferenceSession(str(tmp / "plain.onnx"), providers=["CPUExecutionProvider"])
     predicted = []
     for i in range(len(signals)):
@@ -372,10 +385,10 @@ def test_eval_applies_the_windowing_in_the_models_metadata(eval_setup):
     result = _eval(tmp, folder, "windowed.onnx")
     assert result["windowing"] == {"window_s": 1.0, "hop_s": 1.0, "aggregate": "max_prob"}
     assert result["challenge_f1"] == pytest.approx(_hand_eval_f1(tmp, folder, 100, "max_prob"))
-    overridden = _eval(tmp, folder, "windowed.onnx", deploy_window_s=2.0, aggregate="mean_prob")
+    overridden = _eval(tmp, folder, "windowed.onnx", window_s=2.0, aggregate="mean_prob")
     assert overridden["windowing"] == {"window_s": 2.0, "hop_s": 2.0, "aggregate": "mean_prob"}
     assert overridden["challenge_f1"] == pytest.approx(_hand_eval_f1(tmp, folder, 200, "mean_prob"))
-    whole = _eval(tmp, folder, "windowed.onnx", deploy_window_s="whole")
+    whole = _eval(tmp, folder, "windowed.onnx", window_s="whole")
     assert whole["windowing"] is None
     assert whole["challenge_f1"] == pytest.approx(_eval(tmp, folder, "plain.onnx")["challenge_f1"])
 

@@ -3,11 +3,18 @@
     ecgbench devices                                    # name, core, clock, runtime, flash, RAM, source
     ecgbench devices calibrate [--out PATH]             # measure this machine -> host profile YAML
     ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--json]
+    ecgbench devices simulate MODEL.onnx --device path/to/my_board.yaml      # a profile file, no plugin needed
     ecgbench devices simulate MODEL.onnx --device nrf52840 --input-s 10   # one 10-s window at the model's rate
 
+``--device`` takes a registered profile name, or a path to a profile YAML
+(anything ending in ``.yaml``/``.yml`` or containing a path separator), e.g. the
+measured boards in ``plugins/devices/profiles/mlperf_tiny/``.
+
 ``simulate --json`` prints ``{"schema": "ecgbench.simulation/1", "model": path,
-"graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
-(the schemas are documented in ``ecgbench.measure.onnx_graph`` and ``ecgbench.measure.simulator``).
+"unshaped_ops": [...], "graph": <ecgbench.graph/1>, "devices": {name: <ecgbench.device-prediction/1>}}``
+(the schemas are documented in ``ecgbench.measure.onnx_graph`` and ``ecgbench.measure.simulator``);
+``unshaped_ops`` lists, at the top, every operator whose output shape could not be inferred
+(its MACs may be wrong), ``[]`` when none.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("simulate", help="predict latency, energy, RAM and flash fit of an ONNX model on device profiles")
     s.add_argument("model", type=Path, help="ONNX model file")
-    s.add_argument("--device", action="append", default=[], metavar="NAME", help="device profile (repeatable; default: every profile)")
-    s.add_argument("--input-shape", metavar="N,C,L", help="shape of one inference for a model with dynamic axes, e.g. 1,1,3000")
+    s.add_argument("--device", action="append", default=[], metavar="NAME|FILE.yaml",
+                   help="device profile name or profile YAML file (repeatable; default: every registered profile)")
+    s.add_argument("--input-shape", metavar="N,C,...", help="shape of one inference for a model with dynamic axes, one size per input dimension, e.g. 1,1,3000")
     s.add_argument("--input-s", type=float, metavar="S", help="seconds of ECG per inference at the model's sampling rate (default: its deploy window, else 30)")
     s.add_argument(
         "--flash-bytes", type=int,
@@ -110,23 +118,48 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _shape_from_metadata(model, input_s: float | None = None) -> tuple[int, ...] | None:
-    """One inference at the sampling rate an ecgbench export records in its metadata: ``input_s`` seconds,
-    else the model's deploy window (``ecgbench.deploy``), else a 30-s record."""
+    """One inference at the sampling rate an ecgbench export records in its metadata (for a [N, C, L] input only):
+    ``input_s`` seconds, else the model's deploy window (``ecgbench.deploy``), else a 30-s record."""
     from ecgbench.measure.windowing import Windowing
     from ecgbench.train.export import read_metadata
 
     try:
         metadata = read_metadata(model)
         fs_hz = metadata.get("preprocessing", {}).get("fs_hz")
+        rank = _input_rank(model)
     except Exception:  # not an ecgbench export: analyze_onnx asks for --input-shape
-        metadata, fs_hz = {}, None
-    if not fs_hz:
+        metadata, fs_hz, rank = {}, None, None
+    if not fs_hz or rank != 3:
         if input_s is not None:
-            raise ConfigError(f"--input-s needs the sampling rate in the model's ecgbench metadata, and {model} has none; give --input-shape 1,1,SAMPLES")
+            raise ConfigError(f"--input-s needs a [N, C, L] input and the sampling rate in the model's ecgbench metadata, and {model} lacks them; give --input-shape")
         return None
     windowing = Windowing.from_metadata(metadata)
     seconds = input_s if input_s is not None else (windowing.window_s if windowing else 30.0)
     return (1, 1, max(1, int(round(seconds * fs_hz))))
+
+
+def _input_rank(model) -> int | None:
+    """Number of dimensions of the model's first non-initializer input."""
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False)
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    return len(inputs[0].type.tensor_type.shape.dim) if inputs else None
+
+
+def is_profile_path(value: str) -> bool:
+    """Whether a --device value names a profile file rather than a registered profile."""
+    return value.endswith((".yaml", ".yml")) or "/" in value or "\\" in value
+
+
+def resolve_devices(values: list[str], registry, profiles: dict) -> list:
+    """DeviceProfiles for --device values: registered names, or profile YAML files loaded by path."""
+    from ecgbench.kinds.device import load_profile
+
+    if not values:
+        return [profiles[name] for name in sorted(profiles, key=lambda n: (n == "host", n))]
+    return [load_profile(v) if is_profile_path(v) else registry.get("devices", v, "--device") for v in values]
 
 
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
@@ -150,8 +183,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from ecgbench.measure.simulator import simulate
 
     registry, profiles = _profiles()
-    names = args.device or sorted(profiles, key=lambda n: (n == "host", n))
-    chosen = [registry.get("devices", name, "--device") for name in names]
+    chosen = resolve_devices(args.device, registry, profiles)
     if args.input_s is not None and (args.input_shape is not None or not args.input_s > 0):
         raise ConfigError("--input-s takes positive seconds and excludes --input-shape; give one of them")
     graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model, args.input_s))
@@ -167,6 +199,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         doc = {
             "schema": SIMULATION_SCHEMA,
             "model": str(args.model),
+            "unshaped_ops": list(graph.unshaped),
             "graph": graph.to_dict(),
             "devices": {p.device: p.to_dict() for p in predictions},
         }

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address for the ray executor (e.g. auto)")
     _data_dir_arg(p)
     p.add_argument("--smoke", action="store_true", help="1 epoch of 2 batches per training, 64 records scored: checks a suite runs end to end")
+    p.add_argument(
+        "--log", action="append", default=[], metavar="LOGGER",
+        help="also log this run with an experiment logger, e.g. mlflow (repeatable; settings from the suite's loggers:, else defaults)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a suite without running anything")
@@ -156,8 +160,11 @@ def cmd_validate(args) -> int:
     from ecgbench.run.cell import expand_cells
     from ecgbench.config.suite import load_suite
 
+    from ecgbench.run.loggers import make_loggers
+
     _pm, registry = _registry()
     suite = load_suite(args.suite, registry, _overrides(args.data_dir))
+    make_loggers(suite.loggers, registry)  # a logger's missing package is a configuration error
     cells = expand_cells(suite, registry)
     factors = " x ".join(
         _count(n, noun) for n, noun in ((len(suite.datasets), "dataset"), (len(suite.models), "model"), (len(suite.pipelines), "pipeline"), (len(suite.seeds), "seed"))
@@ -171,13 +178,15 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_run(args) -> int:
-    from ecgbench.config.suite import PluginRef, load_suite
+    from ecgbench.config.suite import PluginRef, load_suite, with_loggers
     from ecgbench.run.runner import default_home, plan_cells, run_suite
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: must be 1 or more (the number of cells run at once); omit it for the suite's executor")
     pm, registry = _registry()
     suite = load_suite(args.suite, registry, _overrides(args.data_dir))
+    if args.log:
+        suite = with_loggers(suite, args.log, registry)
     if args.smoke:
         suite = _smoke(suite)
     plan_cells(suite, registry, args.only)  # an empty plan fails here, before a store or folder is created

@@ -49,3 +49,25 @@ def load_dataset_file(path: str | Path, registry: Registry | None = None, overri
         raise ConfigError(f"{path} at {name}: expected a mapping of settings, got {params!r}; e.g. `{EXAMPLE}`")
     config = parse_config(cls.Config, {**params, **(overrides or {})}, f"{path} at {name}")
     return PluginRef("datasets", name, config)
+
+
+def parse_assignments(items: list[str], flag: str = "--set") -> dict[str, Any]:
+    """``["annotation=atr", "window_s=30"]`` -> ``{"annotation": "atr", "window_s": 30}``: values read as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} window_s=30 (values are read as YAML)")
+        if key in out:
+            raise ConfigError(f"{flag} {key}=...: given twice; keep one")
+        out[key] = parse_yaml(value, f"{flag} {item}") if value.strip() else None
+    return out
+
+
+def dataset_ref(name: str, params: dict[str, Any], where: str, registry: Registry | None = None) -> PluginRef:
+    """The dataset plugin ``name`` with ``params``, validated (errors name ``where`` and the key)."""
+    from ecgbench.registry import process_registry
+
+    cls = (registry or process_registry()).get("datasets", name, where)
+    return PluginRef("datasets", name, parse_config(cls.Config, params, where))

@@ -25,6 +25,7 @@ PyTorch-only step after a quantizer, duplicate pipeline labels.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,9 @@ class SuiteSpec(_Strict):
     matrix: MatrixSpec
     executor: Any = "local"
     report: ReportSpec = ReportSpec()
+    loggers: dict[str, dict[str, Any] | None] = Field(
+        default_factory=dict, description="experiment loggers enabled for every run, by name with their settings, e.g. {mlflow: {experiment: quick}}"
+    )
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class Suite:
     seeds: tuple[int, ...]
     executor: PluginRef
     report: ReportSpec
+    loggers: tuple[PluginRef, ...] = ()  # experiment loggers enabled for its runs; not part of any result's identity
     raw: dict = field(default_factory=dict, compare=False)
 
 
@@ -215,6 +220,7 @@ def build_suite(raw: Any, path: Path, registry: Registry, overrides: dict[str, d
         if fmt not in spec.report.formats:
             raise ConfigError(f"{where} at report.settings.{fmt}: '{fmt}' is not in report.formats {spec.report.formats}; add it there or remove its settings")
         registry.get("reporters", fmt, f"{where} at report.settings").from_params(settings, f"{where} at report.settings.{fmt}")
+    loggers = tuple(_plugin_ref("loggers", {name: settings}, f"{where} at loggers", registry) for name, settings in spec.loggers.items())
     return Suite(
         path=path,
         name=spec.name,
@@ -229,8 +235,19 @@ def build_suite(raw: Any, path: Path, registry: Registry, overrides: dict[str, d
         seeds=tuple(matrix.seeds),
         executor=executor,
         report=spec.report,
+        loggers=loggers,
         raw=raw,
     )
+
+
+def with_loggers(suite: Suite, names: list[str], registry: Registry) -> Suite:
+    """The suite with the loggers ``names`` enabled too (``ecgbench run --log NAME``): at default settings
+    unless the suite lists them with its own."""
+    refs = list(suite.loggers)
+    for name in names:
+        if all(ref.name != name for ref in refs):
+            refs.append(_plugin_ref("loggers", name, "--log", registry))
+    return dataclasses.replace(suite, loggers=tuple(refs))
 
 
 def _split_entry(entry: Any, where: str) -> tuple[str, Any]:

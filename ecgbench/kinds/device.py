@@ -32,6 +32,13 @@ stack has no such kernel:
   omit it; a dynamic layer then runs at the ``int8`` rates and the prediction's
   notes say so.
 
+Profiles of measured boards (MLPerf Tiny systems: a board under one
+inference engine, named in ``runtime``) live in
+``plugins/devices/profiles/mlperf_tiny/``; they are not registered, and
+``ecgbench devices simulate MODEL --device path/to/profile.yaml`` runs on any
+profile file. Their int8 rates and power are calibrated by
+``benchmarks/bench_mcu_validation.py`` (:mod:`ecgbench.measure.mcu_calibration`).
+
 The ``host`` profile describes the machine running ecgbench with onnxruntime;
 ``ecgbench devices calibrate`` measures it and writes
 :func:`default_host_profile_path` (or the file ``$ECGBENCH_HOST_PROFILE``

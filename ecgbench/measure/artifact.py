@@ -214,14 +214,22 @@ def predict_split(onnx_bytes: bytes, trainer: "Trainer", split: str, config: Mea
 def score_split(onnx_bytes: bytes, trainer: "Trainer", split: str, config: MeasureConfig) -> tuple[dict, "np.ndarray", "np.ndarray"]:
     """``(scores, labels, logits)`` of the model on the records ``trainer`` holds for ``split``: the
     record-level classification scores (windowed as ``config`` says) with a bootstrap interval of the
-    challenge score (``challenge_f1_ci``)."""
+    challenge score (``challenge_f1_ci``).
+
+    A cell's test scores are computed here, and so are ``ecgbench eval --run``'s: the same
+    records, predictions and interval settings give the same figures.
+    """
     labels = trainer.split(split).labels  # the records predict_split scores
     logits = predict_split(onnx_bytes, trainer, split, config)
-    predicted = logits.argmax(axis=1)
+    return scores_with_interval(labels, logits.argmax(axis=1), config), labels, logits
+
+
+def scores_with_interval(labels: "np.ndarray", predicted: "np.ndarray", config: MeasureConfig) -> dict:
+    """:func:`classification_scores` plus ``challenge_f1_ci``, the percentile bootstrap interval ``config`` sets."""
     scores = classification_scores(labels, predicted)
     lo, hi = bootstrap_challenge_ci(labels, predicted, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
     scores["challenge_f1_ci"] = [lo, hi]
-    return scores, labels, logits
+    return scores
 
 
 def per_record_figures(figures: dict, windows: int) -> dict:

@@ -494,11 +494,31 @@ def _fix_input_shape(proto: onnx.ModelProto, input_shape: tuple[int, ...] | None
         dynamic = [axis for axis, dim in enumerate(dims) if not dim.HasField("dim_value") or dim.dim_value < 1]
         if dynamic:
             labels = [d.dim_param or "?" if not d.HasField("dim_value") else str(d.dim_value) for d in dims]
+            example = input_shape_hint(dims)
             raise ConfigError(
                 f"input '{value.name}' has dynamic dimensions [{', '.join(labels)}]; pass the shape of one inference, "
-                "e.g. --input-shape 1,1,3000 (input_shape=(1, 1, 3000))"
+                f"{len(dims)} sizes, e.g. --input-shape {example} (input_shape=({example.replace(',', ', ')}))"
             )
     return inputs[0]
+
+
+def input_shape_hint(dims) -> str:
+    """An --input-shape example with the input's rank: fixed sizes kept, a dynamic batch axis 1, other dynamic axes named.
+
+    An [N, C, L] signal input with a dynamic length gets 3000 (10 s at 300 Hz):
+    [batch, 1, samples] -> '1,1,3000'; [batch, 640] -> '1,640'; [batch, 3, h, w] -> '1,3,H,W'.
+    """
+    parts = []
+    for axis, dim in enumerate(dims):
+        if dim.HasField("dim_value") and dim.dim_value >= 1:
+            parts.append(str(dim.dim_value))
+        elif axis == 0:
+            parts.append("1")
+        elif len(dims) == 3 and axis == 2:
+            parts.append("3000")
+        else:
+            parts.append((dim.dim_param or f"D{axis}").upper())
+    return ",".join(parts)
 
 
 class _Analysis:

@@ -17,6 +17,7 @@ from ecgbench.run.cell import CellJob, CellResult, CellSpec, execute_job, expand
 from ecgbench.config.suite import PluginRef, Suite
 from ecgbench.errors import ConfigError
 from ecgbench.registry import Registry
+from ecgbench.run.loggers import attached, make_loggers
 from ecgbench.run.store import ResultStore
 
 log = logging.getLogger("ecgbench")
@@ -51,7 +52,12 @@ def select_cells(cells: list[CellSpec], only: str | None) -> list[CellSpec]:
     """Cells whose ``dataset/model/pipeline/seedN`` title or id matches the glob ``only``."""
     if not only:
         return cells
-    return [c for c in cells if fnmatch.fnmatch(c.title(), only) or fnmatch.fnmatch(c.pipeline, only) or c.cell_id.startswith(only)]
+    return [c for c in cells if matches_only(c.title(), c.pipeline, c.cell_id, only)]
+
+
+def matches_only(title: str, pipeline: str, cell_id: str, only: str | None) -> bool:
+    """``--only``: a glob on the ``dataset/model/pipeline/seedN`` title or the pipeline label, or a cell id prefix."""
+    return not only or fnmatch.fnmatch(title, only) or fnmatch.fnmatch(pipeline, only) or cell_id.startswith(only)
 
 
 def plan_cells(suite: Suite, registry: Registry, only: str | None = None) -> list[CellSpec]:
@@ -89,9 +95,27 @@ def run_suite(
 
     Each cell is leased before it runs; cells another live run holds are
     waited for at the end and counted from that run's results (``poll_s``:
-    how often to look), so no cell is computed twice.
+    how often to look), so no cell is computed twice. The suite's loggers
+    (``suite.loggers``) receive this run's lifecycle hooks.
     """
     cells = plan_cells(suite, registry, only)
+    loggers = make_loggers(suite.loggers, registry)  # a missing package fails here, before the run is recorded
+    with attached(pm, loggers, home):
+        return _run_cells(suite, cells, registry, pm, store, home, force, executor, progress, poll_s)
+
+
+def _run_cells(
+    suite: Suite,
+    cells: list[CellSpec],
+    registry: Registry,
+    pm: pluggy.PluginManager,
+    store: ResultStore,
+    home: Path,
+    force: bool,
+    executor: PluginRef | None,
+    progress: bool,
+    poll_s: float,
+) -> RunSummary:
     run_id = store.start_run(suite.name, str(suite.path), suite.raw, ecgbench.__version__, planned=len(cells))
     store.plan(run_id, [(c.position, c.cell_id, c.labels(), c.config()) for c in cells], ecgbench.__version__)
     summary = RunSummary(run_id)
@@ -199,15 +223,15 @@ class _CellRunner:
 
     def store_result(self, cell: CellSpec, result: CellResult) -> None:
         self.store.finish_cell(self.run_id, cell.cell_id, result.status, result.metrics, result.timings, result.artifacts, result.error)
-        self._count(cell, result.status, result.metrics, result.error)
+        self._count(cell, result.status, result.metrics, result.error, result.artifacts)
 
     def finish_elsewhere(self, cell: CellSpec, outcome: str) -> None:
         """Count a cell this run did not compute: ``skipped`` (done) or ``failed`` (by another run, during this one)."""
         self.store.link(self.run_id, cell.cell_id, cell.position, outcome)
         row = self.store.get_cell(cell.cell_id)
-        self._count(cell, outcome, row.metrics if row else {}, row.error if row else None)
+        self._count(cell, outcome, row.metrics if row else {}, row.error if row else None, row.artifacts if row else {})
 
-    def _count(self, cell: CellSpec, outcome: str, metrics: dict, error: str | None) -> None:
+    def _count(self, cell: CellSpec, outcome: str, metrics: dict, error: str | None, artifacts: dict) -> None:
         if outcome == "done":
             self.summary.done += 1
         elif outcome == "skipped":
@@ -217,7 +241,9 @@ class _CellRunner:
             last = (error or "").strip().splitlines()[-1:] or ["unknown error"]
             self.summary.failures.append((cell.title(), last[0]))
         self.bar.update(1)
-        _call_hook(self.pm.hook.ecgbench_cell_finished, cell=cell, run_id=self.run_id, status=outcome, metrics=metrics, error=error)
+        _call_hook(
+            self.pm.hook.ecgbench_cell_finished, cell=cell, run_id=self.run_id, status=outcome, metrics=metrics, error=error, artifacts=artifacts
+        )
 
 
 def _await_holders(store: ResultStore, run: _CellRunner, held: list[CellSpec], since: float, poll_s: float) -> list[CellSpec]:

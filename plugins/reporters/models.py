@@ -7,6 +7,9 @@ than ``max_bytes`` is written in its smallest lossless format instead (a
 pruned model's zeros cost nothing there), e.g. ``lth_ecg.onnx.sparse.zst``;
 ``ecgbench eval`` reads every format. Models that do not fit even then are
 listed in ``index.json`` but not copied: repositories are no place for big binaries.
+Each ``index.json`` entry names the pipeline, cell and seed, and the cell's test
+``test_challenge_f1`` and ``test_af_f1`` (what ``ecgbench eval --out`` compares
+with the models' scores on another dataset).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class ModelsReporter(Reporter):
             if several:
                 stem += f".{cell.dataset}.{cell.model}.seed{cell.seed}"
             source = Path(cell.artifacts["onnx"])
-            entry = {"pipeline": cell.pipeline, "cell_id": cell.cell_id, "seed": cell.seed}
+            entry = {"pipeline": cell.pipeline, "cell_id": cell.cell_id, "seed": cell.seed, **_test_scores(cell)}
             if not source.exists():
                 entry["missing"] = str(source)
             else:
@@ -80,6 +83,12 @@ class ModelsReporter(Reporter):
             index.append(entry)
         atomic.write_text(folder / "index.json", json.dumps({"run": results.run.run_id, "models": index}, indent=1), hint="pass another --out")
         return written + [folder / "index.json"]
+
+
+def _test_scores(cell) -> dict[str, float]:
+    """The cell's in-distribution test scores, for cross-dataset reports of the published models."""
+    test = cell.metrics.get("test") or {}
+    return {f"test_{key}": test[key] for key in ("challenge_f1", "af_f1") if isinstance(test.get(key), (int, float))}
 
 
 @hookimpl
