@@ -8,6 +8,11 @@ plus the values of plugin metrics (``plugin_metrics.<name>``, with their
 declarations under ``metric_declarations``).
 Because the ONNX file is the only input, a pruned PyTorch model, an int8
 ONNX model and the dense baseline go through exactly the same code.
+
+With ``deploy_window_s`` (windowed deployment, :mod:`ecgbench.measure.windowing`)
+records are scored window by window and aggregated to record-level scores; MACs,
+host latency and device figures are for one window, with ``..._per_window`` and
+``..._per_record`` device keys and a ``windowing`` section saying how.
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ FLASH_DEFINITION = (
 PER_RECORD_DEFINITION = (
     "with windowed deployment (measure.deploy_window_s): simulated latency and energy of classifying one record of "
     "measure.input_s seconds, i.e. per window x windows in that record (devices.<device>.windows_per_record); "
-    "peak RAM and fit stay per window, as the device runs one window at a time."
+    "peak RAM and fit stay per window, as the device runs one window at a time; energy per day counts every window of "
+    "each screened recording."
 )
 PER_RECORD_TERM = "device ms/record / mJ/record"
 DEVICE_TERM = "device sim ms / mJ / fits"
