@@ -211,7 +211,8 @@ def render(rows: list[Row], checks: dict, mismatched: list[str], n_test: int, ar
         "- ΔF1: record-level challenge F1 minus the dense model's at the same window, in points, with a paired bootstrap 95% interval "
         f"({args.resamples} resamples of the test records, both models scored on each resample)",
         f"- devices: simulated (`ecgbench.measure.simulator`, not measured on boards) for one inference of the window ({RECORD_S:g} s when whole); "
-        f"per record = per window x windows in a {RECORD_S:g}-s record. Peak RAM is per window (activations + scratch, no runtime); "
+        f"per record = per window x windows in a {RECORD_S:g}-s record. Peak RAM is per window (activations, the window's input "
+        "and scratch; not the runtime, nor a second buffer filling with the next window while one is classified: 4 bytes a sample); "
         "flash is the form TFLite Micro + CMSIS-NN executes in place (dense fp32 or int8; neither device has sparse kernels). "
         f"Fits = flash and peak RAM within the device's ({nrf}: 1 MB flash, 256 KB RAM; {imp}: 256 KB flash, 32 KB RAM)",
         f"- run time {seconds:.0f} s on one thread",
@@ -257,8 +258,9 @@ def verdict(rows: list[Row]) -> list[str]:
             out.append(f"  Of these, within {BUDGET_POINTS:g} point of the whole-record dense F1 ({whole_f1:.3f}): {', '.join(near_whole) or 'none'}.")
             out.append(f"  Of these, with the 95% interval of ΔF1 wholly above -{BUDGET_POINTS:g} point: {', '.join(sure) or 'none'}.")
         else:
-            smallest_ram = min(rows, key=lambda r: r.devices[device]["peak_ram_bytes"])
-            smallest_flash = min(rows, key=lambda r: r.devices[device]["flash_bytes"])
+            candidates = [r for r in rows if not r.devices[device]["notes"]] or rows
+            smallest_ram = min(candidates, key=lambda r: r.devices[device]["peak_ram_bytes"])
+            smallest_flash = min(candidates, key=lambda r: r.devices[device]["flash_bytes"])
             why = (
                 f"the models that fit ({', '.join(f'{r.pipeline} at {r.window}' for r in runnable)}) lose more than {BUDGET_POINTS:g} point"
                 if runnable else
