@@ -150,9 +150,9 @@ def challenge(labels, pred) -> float:
 
 
 def paired_ci(labels, pred, dense, resamples: int) -> tuple[float, float]:
-    from ecgbench.measure.scores import paired_bootstrap_delta_ci
+    from ecgbench.measure.scores import bootstrap_delta_ci
 
-    return paired_bootstrap_delta_ci(labels, pred, dense, resamples, seed=0, level=0.95)
+    return bootstrap_delta_ci(labels, pred, dense, resamples, seed=0, level=0.95)
 
 
 def simulate_on_devices(onnx: bytes, seconds: float, fs_hz: float) -> dict:

@@ -74,6 +74,13 @@ def ensure_dir(folder: str | os.PathLike, hint: str = "") -> Path:
     return folder
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file (0o666 less the umask); ``mkstemp`` alone gives 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_bytes(path: str | os.PathLike, data: bytes, hint: str = "") -> Path:
     """Write ``data`` to ``path`` atomically (deferred to the end of an :func:`all_or_nothing` block inside one)."""
     path = Path(path)
@@ -82,6 +89,7 @@ def write_bytes(path: str | os.PathLike, data: bytes, hint: str = "") -> Path:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         tmp = Path(name)
         try:
+            os.fchmod(fd, _file_mode())
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()

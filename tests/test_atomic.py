@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import stat
 
 import pytest
 
@@ -57,3 +59,12 @@ def test_ensure_dir_names_the_file_in_the_way(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(atomic.WriteError, match=f"cannot write into {tmp_path / 'f'}: it is a file, not a folder"):
         atomic.ensure_dir(tmp_path / "f" / "g" / "h")
+
+
+def test_written_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic.write_bytes(tmp_path / "report.md", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

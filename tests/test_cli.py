@@ -58,7 +58,7 @@ def test_run_twice_then_runs_and_report(suite, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4 done, 0 already done, 0 failed" in out
     report = (tmp_path / "reports" / "cli-test" / "report.md").read_text()
-    assert "| magnitude(sparsity=0.5,finetune_epochs=1) |" in report
+    assert "| magnitude-s0.5-fe1 |" in report
     models = tmp_path / "reports" / "cli-test" / "models"
     assert (models / "dense.onnx").exists() and (models / "int8_dynamic.onnx").exists()
     from ecgbench.train.export import read_metadata
@@ -75,8 +75,11 @@ def test_run_twice_then_runs_and_report(suite, tmp_path, capsys):
     listing = capsys.readouterr().out
     assert listing.count("cli-test-") == 2 and "done 0, failed 0, skipped 4 of 4" in listing, listing
     assert main(["runs", "cli-test"]) == 0
-    cells = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
-    assert len(cells) == 4 and all(line.split()[0] == "skipped" for line in cells)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["pipeline", "seed", "status", "test", "F1", "compress", "kB", "time", "cell"]
+    cells = lines[3:7]
+    assert [line.split()[:3] for line in cells] == [[p, "0", "skipped"] for p in ("dense", "magnitude-s0.5-fe1", "magnitude-s0.7-fe1", "int8_dynamic")]
+    assert all(float(line.split()[3]) > 0 for line in cells) and max(len(line) for line in lines[1:]) <= 100
     assert main(["report", "cli-test", "--format", "csv", "--out", str(tmp_path / "r2")]) == 0
     assert (tmp_path / "r2" / "results.csv").exists()
     assert main(["report", "cli-test", "--format", "pdf"]) == 2
@@ -88,14 +91,15 @@ def test_models_too_big_as_onnx_are_written_in_their_smallest_format(suite, tmp_
 
     assert main(["run", str(suite)]) == 0
     models = tmp_path / "reports" / "cli-test" / "models"
-    pruned_onnx = models / "magnitude(sparsity=0.7,finetune_epochs=1).onnx"
+    pruned_onnx = models / "magnitude-s0.7-fe1.onnx"
     limit = pruned_onnx.stat().st_size - 1
     out = tmp_path / "small"
     assert main(["report", "cli-test", "--format", "models", "--set", f"models.max_bytes={limit}", "--out", str(out)]) == 0
     index = {e["pipeline"]: e for e in json.loads((out / "models" / "index.json").read_text())["models"]}
-    pruned = index["magnitude(sparsity=0.7,finetune_epochs=1)"]
+    pruned = index["magnitude-s0.7-fe1"]
+    assert pruned["steps"] == [{"name": "magnitude", "params": {"sparsity": 0.7, "finetune_epochs": 1}}]  # every setting
     assert pruned["format"].startswith("sparse") and pruned["bytes"] <= limit
-    assert pruned["file"] == "magnitude(sparsity=0.7,finetune_epochs=1)" + FORMAT_SUFFIXES[pruned["format"]]
+    assert pruned["file"] == "magnitude-s0.7-fe1" + FORMAT_SUFFIXES[pruned["format"]]
     assert load_any((out / "models" / pruned["file"]).read_bytes()) == canonical_zeros(pruned_onnx.read_bytes())
     for entry in index.values():  # plain ONNX whenever it fits
         original = models / (entry["pipeline"] + ".onnx")

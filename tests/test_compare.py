@@ -58,8 +58,11 @@ def test_improvement_exits_0(store, capsys):
     current = store_run(store, "current", better)
     code, out = run_compare([base, current, "--db", str(store.path)], capsys)
     assert code == EXIT_OK == 0
-    assert "synthetic/hannun34/magnitude/seed0  0.790 -> 0.820" in out and "+3.00" in out
-    assert "40,000 -> 42,000" in out and "+5.0%" in out
+    row = next(line for line in out.splitlines() if line.startswith("magnitude/seed0 "))
+    assert "0.790 -> 0.820" in row and "+3.00" in row and row.endswith(" ok")
+    dense = next(line for line in out.splitlines() if line.startswith("dense/seed0 "))
+    assert "40.0 -> 42.0" in dense and "+5.0%" in dense  # storage kB
+    assert "cells of synthetic/hannun34; each figure: base -> current" in out and "1 kB = 1000 bytes" in out
     assert out.strip().endswith("exit 0")
 
 
@@ -94,6 +97,24 @@ def test_missing_or_failed_cells_exit_3(store, capsys):
     assert code == EXIT_MISSING == 3
     assert "missing: failed in current: CompressionError: boom" in out
     assert "synthetic/hannun34/magnitude/seed1" in out and "missing in current" in out
+
+
+LONG = "magnitude-global-unstructured-sparsity0.95-finetune_epochs12"
+
+
+def test_output_fits_100_columns_with_long_labels_told_apart(store, capsys):
+    labels = [LONG + "-lr1e-3", LONG + "-lr1e-4", "lth_ecg-max_f1_drop_points3-initial_rate0.5+int8_static", "dense"]
+    base = store_run(store, "base", {(label, 0): metrics(0.8, 40000) for label in labels})
+    worse = {(label, 0): metrics(0.7, 90000) for label in labels}
+    current = store_run(store, "current", worse)
+    code, out = run_compare([base, current, "--db", str(store.path)], capsys)
+    assert code == EXIT_REGRESSION  # the verdict does not depend on the layout
+    assert max(len(line) for line in out.splitlines()) <= 100, out
+    names = [line.split()[0] for line in out.splitlines() if line.endswith(" regression")]
+    assert len(names) == 4 and len(set(names)) == 4  # cut, still distinct
+    assert any("…" in name for name in names) and "dense" in names
+    for label in labels:  # each problem names its cell in full
+        assert f"synthetic/hannun34/{label}/seed0 regression: F1 dropped 10.00 pts > 0.5" in out.replace("\n    ", " ")
 
 
 def test_missing_takes_precedence_over_regression(store):
@@ -132,7 +153,7 @@ def test_an_older_json_report_with_deployable_bytes_is_gated_on_storage_bytes(st
     path.write_text(json.dumps(doc))
     current = store_run(store, "current", {**BASE, ("dense", 0): metrics(0.800, 42400)})  # +6 %
     code, out = run_compare([str(path), current, "--db", str(store.path)], capsys)
-    assert code == EXIT_REGRESSION and "40,000 -> 42,400" in out
+    assert code == EXIT_REGRESSION and "40.0 -> 42.4" in out
 
 
 def test_unknown_refs_are_config_errors_exit_2(store, tmp_path):

@@ -36,7 +36,7 @@ def write(tmp_path, text, name="suite.yaml"):
 def test_good_suite_is_typed(tmp_path, registry):
     suite = load_suite(write(tmp_path, GOOD), registry)
     assert suite.training.lr == 1e-3  # YAML 1.1 would read 1e-3 as a string
-    assert [p.label for p in suite.pipelines] == ["dense", "magnitude(sparsity=0.5)", "magnitude+int8_static", "mag9"]
+    assert [p.label for p in suite.pipelines] == ["dense", "magnitude-s0.5", "magnitude+int8_static", "mag9"]
     assert suite.pipelines[1].steps[0].config.sparsity == 0.5
     assert suite.seeds == (0, 1) and suite.devices == ("nrf52840",)
 
@@ -52,7 +52,8 @@ def test_good_suite_is_typed(tmp_path, registry):
         (("magnitude: {sparsity: 0.5}", "magnitude: {sparsity: high}"), "{path} at matrix.compressors[1].magnitude.sparsity"),
         (("models: [dscnn: {width: 4}]", "models: []"), "{path} at matrix.models: List should have at least 1 item"),
         (("[magnitude, int8_static]", "[int8_static, magnitude]"), "'magnitude' works on PyTorch models but follows 'int8_static'"),
-        (("{label: mag9, steps: [magnitude: {sparsity: 0.9}]}", "{label: dense, steps: [dense]}"), "pipeline label 'dense' appears twice"),
+        (("{label: mag9, steps: [magnitude: {sparsity: 0.9}]}", "{label: dense, steps: [dense]}"), "pipeline 'dense' appears twice"),
+        (("{label: mag9, steps: [magnitude: {sparsity: 0.9}]}", "{label: mag9, steps: [fp16]}\n    - {label: mag9, steps: [int8_static]}"), "pipeline label 'mag9' appears twice"),
         (("  seeds: [0, 1]", "  seeds: [0, 1]\nreport: {formats: [md], settings: {models: {max_bytes: 9}}}"), "{path} at report.settings.models: 'models' is not in report.formats"),
         (("  seeds: [0, 1]", "  seeds: [0, 1]\nreport: {formats: [models], settings: {models: {max_byte: 9}}}"), "{path} at report.settings.models.max_byte: unknown key 'max_byte'; did you mean 'max_bytes'?"),
     ],
@@ -120,7 +121,7 @@ def test_known_cell_ids_are_pinned(tmp_path, registry, monkeypatch):
     cells = expand_cells(load_suite(write(tmp_path, GOOD), registry), registry)
     assert [(c.pipeline, c.cell_id) for c in cells[:3]] == [
         ("dense", "57e32e1021d396b1"),
-        ("magnitude(sparsity=0.5)", "94f265ff2fd76ede"),
+        ("magnitude-s0.5", "94f265ff2fd76ede"),  # was labelled magnitude(sparsity=0.5): labels are not identity
         ("magnitude+int8_static", "9dc6d8d199670f95"),
     ]
     assert cells[0].baseline_key == "9715bd967aadc0ea"

@@ -164,7 +164,7 @@ def test_cli_lists_profiles(capsys):
     out = capsys.readouterr().out
     for name in BUILTIN:
         assert name in out
-    assert "nrf52840" in out and "64 MHz" in out and "1 MB" in out and "256 KB" in out
+    assert "nrf52840" in out and "64 MHz" in out and "1.05 MB" in out and "262.1 kB" in out and "1 kB = 1000 bytes" in out
     assert "TFLite Micro + CMSIS-NN" in out and "onnxruntime (CPU)" in out  # each profile's runtime
     assert "uncalibrated" in out
 
@@ -207,10 +207,73 @@ def test_cli_simulate_json(tiny_onnx, capsys):
 def test_cli_simulate_tables_and_errors(tiny_onnx, capsys):
     assert main(["devices", "simulate", str(tiny_onnx), "--device", "implant_m0plus", "--input-shape", "1,1,9000"]) == 0
     out = capsys.readouterr().out
-    assert "== implant_m0plus" in out and "DOES NOT FIT: needs" in out and "RAM, has 32 KB" in out
+    assert "== implant_m0plus" in out and "DOES NOT FIT: needs" in out and "RAM, has 32.8 kB" in out
     assert main(["devices", "simulate", str(tiny_onnx), "--device", "nrf52840"]) == 2
     assert "--input-shape 1,1,3000" in capsys.readouterr().err
     assert main(["devices", "simulate", str(tiny_onnx), "--device", "nrf5284", "--input-shape", "1,1,300"]) == 2
     assert "did you mean 'nrf52840'" in capsys.readouterr().err
     assert main(["devices", "simulate", str(tiny_onnx), "--input-shape", "1,one,300"]) == 2
     assert "--input-shape expects" in capsys.readouterr().err
+
+
+def _layer_rows(out: str) -> list[str]:
+    """The rows under the layer table's rule."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("layer ")) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        rows.append(line)
+    return rows
+
+
+@pytest.fixture
+def deep_onnx(tmp_path):
+    """Eight convolutions: more layers than the summary shows."""
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv1d(1, 4, 5, padding=2)]
+    for _ in range(7):
+        layers += [torch.nn.ReLU(), torch.nn.Conv1d(4, 4, 5, padding=2)]
+    model = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool1d(1), torch.nn.Flatten(), torch.nn.Linear(4, 4)).eval()
+    path = tmp_path / "deep.onnx"
+    path.write_bytes(to_onnx(model, 400))
+    return path
+
+
+def test_cli_simulate_prints_a_summary_and_layers_on_request(deep_onnx, capsys):
+    from ecgbench.measure.onnx_graph import analyze_onnx
+
+    layers = analyze_onnx(deep_onnx, input_shape=(1, 1, 3000)).layers
+    args = ["devices", "simulate", str(deep_onnx), "--device", "nrf52840", "--input-shape", "1,1,3000"]
+    assert main(args) == 0
+    summary = capsys.readouterr().out
+    assert "MACs" in summary and "peak RAM" in summary and "flash" in summary and "fits" in summary
+    assert "5 slowest layers" in summary and "1 kB = 1000 bytes" in summary and "--layers" in summary
+    device_row = next(line for line in summary.splitlines() if line.startswith("nrf52840 "))
+    assert device_row.split()[-1] in ("yes", "NO")
+    top = _layer_rows(summary)
+    assert len(top) == 5 < len(layers)
+    ms = [float(row.split()[4]) for row in top]
+    assert ms == sorted(ms, reverse=True)  # the slowest first
+    assert max(len(line) for line in summary.splitlines()[1:]) <= 100  # the first names the model file
+
+    assert main([*args, "--layers"]) == 0
+    detailed = capsys.readouterr().out
+    assert "every layer" in detailed and len(_layer_rows(detailed)) > 5
+
+
+def test_cli_simulate_names_unshaped_operators_first(tiny_onnx, capsys, monkeypatch):
+    import ecgbench.measure.onnx_graph as onnx_graph
+
+    real = onnx_graph.analyze_onnx
+
+    def with_unshaped(*a, **k):
+        graph = real(*a, **k)
+        graph.unshaped = ["Mystery"]
+        return graph
+
+    monkeypatch.setattr(onnx_graph, "analyze_onnx", with_unshaped)
+    assert main(["devices", "simulate", str(tiny_onnx), "--device", "nrf52840", "--input-shape", "1,1,3000"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "output shape is unknown" in lines[2] and lines[3] == "    Mystery"

@@ -100,7 +100,7 @@ def test_every_report_format_shows_the_dropped_counts(run):
     assert "## Dropped windows" in text and "- dropping: 7 window(s)" in text
     assert "  - 5 before_first_rhythm (before the record's first rhythm annotation (set the dataset's default_rhythm to keep it))" in text
     assert "  - 2 rhythm_change (spans a change of rhythm)" in text
-    [page] = HtmlReporter().write(results, out)
+    page, _ = HtmlReporter().write(results, out)  # and plotly.min.js
     html = page.read_text()
     assert "<h2>Dropped windows</h2>" in html and "dropping: 7 window(s)" in html and "<li>2 rhythm_change (spans a change of rhythm)</li>" in html
     [csv_path] = CsvReporter().write(results, out)

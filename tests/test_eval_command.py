@@ -144,7 +144,7 @@ def test_human_summary(capsys, model_file, folder):
     out = capsys.readouterr().out
     assert f"{N_RECORDS} records" in out
     assert "challenge F1 (mean of N, A, O)" in out and "95% CI" in out
-    assert "bytes stored (onnx_zstd, the smallest lossless file)" in out and "deployable" not in out
+    assert " kB stored (onnx_zstd, the smallest lossless file; 1 kB = 1000 bytes)" in out and "deployable" not in out
 
 
 def test_model_without_ecgbench_metadata_is_a_clear_error(tmp_path, folder, capsys):

@@ -62,7 +62,7 @@ def test_example_plugin_is_discovered_and_used_in_a_run(installed_example, tmp_p
     summary = run_suite(suite, registry, pm, store, tmp_path, progress=False)
     assert (summary.done, summary.failed) == (2, 0)
     cells = {c.pipeline: c for c in store.run_results(summary.run_id).cells}
-    pruned = cells["random_prune(sparsity=0.6)"].metrics
+    pruned = cells["random_prune-s0.6"].metrics
     assert pruned["compression"]["steps"][0]["record"] == {"sparsity": 0.6}
     dense_nonzero = cells["dense"].metrics["size"]["nonzero_params"]
     assert pruned["size"]["nonzero_params"] < 0.7 * dense_nonzero

@@ -111,6 +111,20 @@ def test_latency_is_timed_against_the_dense_model(dense_metrics, trainer, config
     latency = m["latency"]
     assert latency["host_vs_dense"] == pytest.approx(latency["host_median_ms"] / latency["dense_host_median_ms"])
     assert latency["repeats"] == config.latency_repeats
+    assert m["delta_f1_ci_points"] == [0.0, 0.0]  # the same model as its dense baseline: a paired interval of nothing
+
+
+def test_delta_interval_is_paired_with_the_dense_predictions(dense_metrics, trainer, config):
+    from ecgbench.measure.scores import bootstrap_delta_ci
+
+    dense_onnx, pruned_onnx = to_onnx(two_layer(False), SAMPLES), to_onnx(two_layer(True), SAMPLES)
+    m = measure_artifact(pruned_onnx, trainer, config, devices=[], dense=dense_metrics, dense_onnx=dense_onnx)
+    labels = trainer.splits.test.labels
+    pruned, dense = (trainer.predict_onnx(b, "test").argmax(axis=1) for b in (pruned_onnx, dense_onnx))
+    lo, hi = bootstrap_delta_ci(labels, pruned, dense, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
+    assert m["delta_f1_ci_points"] == pytest.approx([lo * 100, hi * 100])
+    assert lo * 100 <= m["delta_f1_points"] <= hi * 100
+    assert "delta_f1_ci_points" not in measure_artifact(pruned_onnx, trainer, config, devices=[], dense=dense_metrics)  # no dense model given
 
 
 def test_scores_match_in_process_evaluation(dense_metrics, trainer):

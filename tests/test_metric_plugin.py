@@ -93,7 +93,7 @@ def run(tmp_path_factory):
     summary = run_suite(load_suite(tmp / "suite.yaml", registry), registry, pm, store, tmp / "home", progress=False)
     assert summary.ok, summary
     results = store.run_results(summary.run_id)
-    for reporter in (MarkdownReporter(), CsvReporter(), JsonReporter(), HtmlReporter()):
+    for reporter in (MarkdownReporter.from_params({"columns": "all"}), CsvReporter(), JsonReporter(), HtmlReporter()):
         reporter.write(results, tmp / "report")
     return results, tmp / "report"
 
@@ -118,8 +118,11 @@ def test_the_metric_appears_in_every_report(run):
         assert any(line.startswith(f"| {pipeline} |") and line.endswith(f"| {text} |") for line in md.splitlines())
     assert f"- **{LABEL}**: {DEFINITION}" in md
 
+    key_only = MarkdownReporter().render(results, out)  # the default key columns leave it to the other reports
+    assert LABEL not in next(line for line in key_only.splitlines() if line.startswith("| pipeline"))
+
     page = (out / "report.html").read_text()
-    assert f"<th>{LABEL}</th>" in page and f"<dt>{LABEL}</dt>" in page
+    assert f'<button type="button">{LABEL}</button></th>' in page and f"<dt>{LABEL}</dt>" in page
 
     with (out / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -149,7 +152,9 @@ def test_compare_shows_and_gates_the_metric(run, tmp_path, capsys):
     current.write_text(json.dumps(worse))
 
     code, text = _compare([str(base), str(base)], capsys)
-    assert code == 0 and "AF sens base -> current" in text.splitlines()[1]
+    headers = [line for line in text.splitlines() if line.startswith(("pipeline ", "cell "))]
+    assert code == 0 and any(" AF sens " in line + " " for line in headers) and "each figure: base -> current" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
     assert "AF sensitivity drop <= 2 pts" in text
 
     code, text = _compare([str(base), str(current)], capsys)

@@ -9,6 +9,8 @@ import pytest
 
 from ecgbench.measure.scores import (
     bootstrap_challenge_ci,
+    bootstrap_delta_ci,
+    bootstrap_scores,
     challenge_f1,
     classification_scores,
     confusion_matrix,
@@ -122,3 +124,39 @@ def test_mean_std_across_seeds():
     assert mean_std([0.7]) == (0.7, 0.0)
     mean, std = mean_std([])
     assert math.isnan(mean) and math.isnan(std)
+
+
+def _agreeing_models(n: int = 400, changed: int = 8, seed: int = 3):
+    """Labels, a reference model right on 75 % of records, and a model that differs from it on ``changed`` records only."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    reference = np.where(rng.random(n) < 0.75, y, (y + 1) % 3)
+    model = reference.copy()
+    model[:changed] = y[:changed]  # fixes a few of the reference's errors (or keeps them right)
+    return y, model, reference
+
+
+def test_paired_delta_interval_is_much_narrower_than_an_unpaired_one():
+    y, model, reference = _agreeing_models()
+    delta = challenge_f1(y, model) - challenge_f1(y, reference)
+    lo, hi = bootstrap_delta_ci(y, model, reference, 1000, 0, 0.95)
+    assert lo <= delta <= hi
+    # Unpaired: each model on its own resamples, as if the two were scored on different test sets.
+    own, other = bootstrap_scores(y, [model], 1000, 0)[0], bootstrap_scores(y, [reference], 1000, 1)[0]
+    u_lo, u_hi = np.quantile(own - other, [0.025, 0.975])
+    assert u_lo < 0 < u_hi  # the unpaired interval cannot tell the models apart
+    assert (hi - lo) < 0.25 * (u_hi - u_lo)
+    assert lo >= 0  # the paired one sees that the model never does worse: it only fixes errors
+
+
+def test_paired_delta_interval_of_identical_models_is_zero_and_rows_share_resamples():
+    y, model, _ = _agreeing_models()
+    assert bootstrap_delta_ci(y, model, model, 200, 5) == (0.0, 0.0)
+    scores = bootstrap_scores(y, [model, model], 50, 5)
+    assert np.array_equal(scores[0], scores[1])  # the same records in every resample
+    assert bootstrap_challenge_ci(y, model, 50, 5) == tuple(np.quantile(scores[0], [0.025, 0.975]))
+
+
+def test_paired_delta_interval_needs_predictions_of_the_same_records():
+    with pytest.raises(ValueError, match="same records: 3, 3, 2"):
+        bootstrap_delta_ci(np.array([0, 1, 2]), np.array([0, 1, 2]), np.array([0, 1]))

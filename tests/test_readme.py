@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
+
+import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,3 +42,16 @@ def test_readme_command_runs_the_fast_tests_and_ci_then_the_slow_ones():
     ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
     readme_at = next(i for i, line in enumerate(ci_lines) if line.startswith(_commands()[1].strip()))
     assert "pytest -m slow" in ci_lines[readme_at + 1 :]
+
+
+def test_the_quick_start_report_goes_where_git_ignores_it():
+    """The README's first command leaves a clean checkout: its report folder is git-ignored."""
+    out = yaml.safe_load((REPO / "suites" / "quick.yaml").read_text())["report"]["out"]
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    probe = f"{out}/report.md"
+    result = subprocess.run(["git", "check-ignore", "-q", "--no-index", probe], cwd=REPO)
+    assert result.returncode == 0, f"{probe} (suites/quick.yaml report.out) is not git-ignored; add it to .gitignore"
+    assert not out.startswith("reports/")  # the committed, published report stays as published
+    text = (REPO / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert f"`{out}/`" in text.replace("\n", " ")

@@ -20,9 +20,9 @@ from ecgbench_plugins.reporters.tabular import CsvReporter, JsonReporter
 VERSION = "0.1.0"
 
 
-def cell_metrics(f1, ci, delta, ratio, storage, fmt, reduction, host_ms, nrf_ms, nrf_mj, fits, synthetic=True, steps=()):
-    """A done cell's metrics in the schema of ecgbench.measure.artifact plus cell.run_cell's sections."""
-    return {
+def cell_metrics(f1, ci, delta, ratio, storage, fmt, reduction, host_ms, nrf_ms, nrf_mj, fits, synthetic=True, steps=(), delta_ci=None):
+    """A done cell's metrics in the schema of ecgbench.measure.artifact plus cell.run_cell's sections (``delta_ci``: absent as in older stores)."""
+    metrics = {
         "val": {"challenge_f1": f1 + 0.01, "f1": {"N": 0.9, "A": 0.7, "O": 0.6, "~": 0.3}, "n_records": 40},
         "test": {"challenge_f1": f1, "f1": {"N": 0.9, "A": 0.7, "O": 0.6, "~": 0.3}, "af_f1": 0.7, "challenge_f1_ci": list(ci), "n_records": 50,
                  "confusion": [[10, 0, 0, 0], [0, 5, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1]]},
@@ -38,6 +38,9 @@ def cell_metrics(f1, ci, delta, ratio, storage, fmt, reduction, host_ms, nrf_ms,
         "baseline": {"val_challenge_f1": 0.82, "test_challenge_f1": 0.8},
         "data": {"dataset": "synthetic", "synthetic": synthetic},
     }
+    if delta_ci is not None:
+        metrics["delta_f1_ci_points"] = list(delta_ci)
+    return metrics
 
 
 LTH_ROUNDS = [
@@ -56,7 +59,8 @@ CELLS = [
         0,
         "done",
         cell_metrics(0.805, (0.75, 0.86), 0.5, 1 / 0.72, 30000, "sparse_zlib", 1.3, 2.0, 1500.0, 15.0, True,
-                     steps=[{"name": "lth_ecg", "params": {}, "seconds": 3.0, "record": {"min_val_challenge_f1": 0.81, "rounds": LTH_ROUNDS}}]),
+                     steps=[{"name": "lth_ecg", "params": {}, "seconds": 3.0, "record": {"min_val_challenge_f1": 0.81, "rounds": LTH_ROUNDS}}],
+                     delta_ci=(-0.7, 1.8)),
         None,
     ),
     ("int8", 0, "failed", {}, "Traceback (most recent call last):\n  File \"x.py\", line 1\nCompressionError: int8_static needs calibration data\n"),
@@ -91,7 +95,7 @@ def row_of(table, pipeline):
 def test_summary_table_values_match_the_stored_metrics(results):
     table = _table.summary_table(results)
     assert table.headers == [
-        "pipeline", "test challenge F1 [95% CI]", "ΔF1 (pts)", "compression ratio", "storage", "size reduction", "measured host ms",
+        "pipeline", "test challenge F1 [95% CI]", "ΔF1 pts [95% CI]", "compression ratio", "storage", "size reduction", "measured host ms",
         "host vs dense", "nrf52840 sim ms", "nrf52840 mJ", "flash on nrf52840", "nrf52840 fits",
     ]
     assert [r[0] for r in table.rows] == ["dense", "magnitude-80", "lth_ecg", "int8"]
@@ -100,7 +104,8 @@ def test_summary_table_values_match_the_stored_metrics(results):
         "40.0 kB (fp32, TFLite Micro + CMSIS-NN)", "no",
     ]
     lth = row_of(table, "lth_ecg")
-    assert lth["compression ratio"] == "1.4x" and lth["storage"] == "30.0 kB (sparse_zlib)" and lth["ΔF1 (pts)"] == "+0.50"
+    assert lth["compression ratio"] == "1.4x" and lth["storage"] == "30.0 kB (sparse_zlib)"
+    assert lth["ΔF1 pts [95% CI]"] == "+0.50 [-0.70, +1.80]"  # the stored paired interval
     failed = row_of(table, "int8")
     assert failed["test challenge F1 [95% CI]"] == "failed" and failed["storage"] == "-" and failed["flash on nrf52840"] == "-"
 
@@ -146,7 +151,7 @@ def test_several_seeds_are_mean_and_sample_std(results):
     # F1 0.79, 0.81: mean 0.800, sample std sqrt(2 * 0.01**2 / 1) = 0.01414
     assert mag["test challenge F1 [95% CI]"] == "0.800 ± 0.014 (2 seeds)"
     # delta -1.0, -0.5: mean -0.75, std 0.3536; bytes 12000, 13000: mean 12.5 kB, std 707 B
-    assert mag["ΔF1 (pts)"] == "-0.75 ± 0.35"
+    assert mag["ΔF1 pts [95% CI]"] == "-0.75 ± 0.35"
     assert mag["storage"] == "12.5 kB ± 707 B (sparse_zstd)"
     assert mag["flash on nrf52840"] == "40.0 kB (fp32, TFLite Micro + CMSIS-NN)"  # pruned fp32 weights run dense
     assert mag["measured host ms"] == "2.10 ± 0.14" and mag["nrf52840 fits"] == "yes"
@@ -183,16 +188,17 @@ def test_markdown_report(results, tmp_path):
     assert "> **Warning: synthetic data: not clinical results" in text
     assert f"`ecgbench report {results.run.run_id} --format md --out {tmp_path / 'out'} --db {results.store_path}`" in text
     assert "- suite: quick (suites/quick.yaml)" in text and f"- ecgbench: {VERSION}" in text
-    assert (
-        "| dense | 0.800 [0.750, 0.850] | +0.00 | 1.0x | 40.0 kB (onnx) | 1.0x | 2.00 | 1.00x | 1500 | 15.0 | "
-        "40.0 kB (fp32, TFLite Micro + CMSIS-NN) | no |"
-    ) in text
-    assert "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" in text
-    assert "- **storage**: bytes of the smallest lossless file" in text
+    assert "- dense test challenge F1: 0.800" in text  # what every ΔF1 is measured from
+    # The key columns only: pipeline, ΔF1 with its interval, compression, the first device's flash bytes, latency and fit.
+    assert "| pipeline | ΔF1 pts [95% CI] | compression ratio | flash on nrf52840 | nrf52840 sim ms | nrf52840 fits |" in text
+    assert "|---|---:|---:|---:|---:|---|" in text
+    assert "| dense | +0.00 | 1.0x | 40.0 kB (fp32, TFLite Micro + CMSIS-NN) | 1500 | no |" in text
+    assert "| lth_ecg | +0.50 [-0.70, +1.80] | 1.4x | 40.0 kB (fp32, TFLite Micro + CMSIS-NN) | 1500 | yes |" in text
+    assert "`--set md.columns=all` puts every column here" in text
     assert "- **flash on <device>**: bytes of the model's weights in the form the device's runtime executes in place" in text
     assert "- `synthetic/hannun34/int8/seed0`: CompressionError: int8_static needs calibration data" in text
-    assert "mean F1 of the classes N (normal), A (atrial fibrillation) and O" in text
     assert "non-zero parameters of the dense baseline / non-zero parameters" in text
+    assert "mean F1 of the classes N (normal)" not in text and "measured host ms" not in text  # defined where shown
 
 
 def test_markdown_has_no_warning_on_real_data(tmp_path):
@@ -239,22 +245,170 @@ def test_json_keeps_run_metadata_rows_and_nested_metrics(results, tmp_path):
     assert doc["rows"][1]["devices.nrf52840.energy_mj"] == 15.0 and doc["rows"][4]["status"] == "failed"
 
 
-def test_html_is_self_contained_with_embedded_plots(results, tmp_path):
-    [path] = HtmlReporter().write(results, tmp_path)
-    page = path.read_text()
-    assert not re.search(r"https?://", page)
-    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", page)  # every src/href is a data: URI
-    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 3  # size, device latency, lottery rounds
-    import base64
+def two_device_cells():
+    """CELLS with a second device, stm32h7, on which only the dense model is too slow to matter and every model fits."""
+    out = []
+    for pipeline, seed, status, metrics, error in CELLS:
+        if metrics:
+            nrf = metrics["devices"]["nrf52840"]
+            metrics = {**metrics, "devices": {**metrics["devices"], "stm32h7": {**nrf, "latency_ms": nrf["latency_ms"] / 10, "fits": True}}}
+        out.append((pipeline, seed, status, metrics, error))
+    return out
 
-    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
-    assert "<td>dense</td>" in page and '<td class="num">0.800 [0.750, 0.850]</td>' in page
-    assert "Warning: synthetic data: not clinical results" in page
+
+@pytest.fixture
+def two_devices(tmp_path):
+    store, run_id = make_store(tmp_path, two_device_cells())
+    results = store.run_results(run_id)
+    results.run.suite["matrix"]["devices"] = ["stm32h7", "nrf52840"]  # the suite's order decides the default device
+    return results
+
+
+def header(report: str) -> list[str]:
+    line = next(line for line in report.splitlines() if line.startswith("| pipeline"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_md_key_columns_show_the_suites_first_device_or_the_chosen_one(two_devices):
+    assert header(MarkdownReporter().render(two_devices, Path(".")))[-2:] == ["stm32h7 sim ms", "stm32h7 fits"]
+    chosen = MarkdownReporter.from_params({"devices": ["nrf52840"]}).render(two_devices, Path("."))
+    assert header(chosen)[-2:] == ["nrf52840 sim ms", "nrf52840 fits"]
+    both = header(MarkdownReporter.from_params({"devices": ["nrf52840", "stm32h7"]}).render(two_devices, Path(".")))
+    assert both[3:] == ["flash on nrf52840", "nrf52840 sim ms", "nrf52840 fits", "flash on stm32h7", "stm32h7 sim ms", "stm32h7 fits"]  # device by device
+
+
+def test_md_key_columns_are_declared_in_one_place(two_devices, monkeypatch):
+    from ecgbench.measure import builtin_metrics
+
+    monkeypatch.setattr(builtin_metrics, "KEY_COLUMNS", ("size.nonzero_params", "devices.{device}.energy_mj"))
+    assert header(MarkdownReporter().render(two_devices, Path("."))) == ["pipeline", "non-zero parameters", "stm32h7 mJ"]
+
+
+def test_md_all_columns_is_the_full_summary_table(results):
+    text = MarkdownReporter.from_params({"columns": "all"}).render(results, Path("."))
+    assert (
+        "| dense | 0.800 [0.750, 0.850] | +0.00 | 1.0x | 40.0 kB (onnx) | 1.0x | 2.00 | 1.00x | 1500 | 15.0 | "
+        "40.0 kB (fp32, TFLite Micro + CMSIS-NN) | no |"
+    ) in text
+    assert "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" in text
+    assert "- **storage**: bytes of the smallest lossless file" in text
+    assert "mean F1 of the classes N (normal), A (atrial fibrillation) and O" in text
+    assert "puts every column here" not in text
+
+
+def test_md_columns_as_a_list_of_metric_paths(two_devices):
+    reporter = MarkdownReporter.from_params({"columns": ["test.af_f1", "devices.{device}.fits", "devices.nrf52840.latency_ms", "delta_f1_points"]})
+    text = reporter.render(two_devices, Path("."))
+    assert header(text) == ["pipeline", "test AF F1", "stm32h7 fits", "nrf52840 fits", "nrf52840 sim ms", "ΔF1 pts [95% CI]"]
+    assert "| magnitude-80 | 0.700 | yes | yes | 1500 | -0.75 ± 0.35 |" in text
+    assert f"--set 'md.columns=[\"test.af_f1\"" in text  # the regenerate command repeats the setting
+
+
+def test_md_unknown_column_is_a_clear_error(results):
+    with pytest.raises(ConfigError, match=r"report setting md.columns: no metric 'test.f1' in this run; give key, all or a list of metric paths \(test.challenge_f1, "):
+        MarkdownReporter.from_params({"columns": ["test.f1"]}).render(results, Path("."))
+    with pytest.raises(ConfigError):
+        MarkdownReporter.from_params({"columns": "some"})
+
+
+def test_html_loads_only_its_plotly_bundle_from_beside_it(results, tmp_path):
+    from ecgbench_plugins.reporters import plots
+
+    page, script = HtmlReporter().write(results, tmp_path)
+    text = page.read_text()
+    assert script == tmp_path / "plotly.min.js" and script.read_text() == plots.plotly_js()
+    assert not re.search(r"https?://", text)
+    assert re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", text) == ["plotly.min.js"]
+    assert text.index('<script src="plotly.min.js"') < text.index("Plotly.newPlot")  # loaded before the plots draw
+    for div in ("size-plot", "latency-plot", "lottery-plot"):
+        assert f'<div id="{div}" class="plotly-graph-div"' in text
+    assert "Warning: synthetic data: not clinical results" in text
+    mtime = script.stat().st_mtime_ns
+    HtmlReporter().write(results, tmp_path)
+    assert script.stat().st_mtime_ns == mtime  # an unchanged bundle is not written again
+
+
+def test_html_table_has_every_column_sortable_and_a_chooser(results, tmp_path):
+    from ecgbench_plugins.reporters.html import full_table
+
+    page, _ = HtmlReporter().write(results, tmp_path)
+    text = page.read_text()
+    table, shown, key = full_table(results, HtmlReporter().config)
+    assert table.paths[:4] == ["pipeline", "test.challenge_f1", "delta_f1_points", "size.compression_ratio"]
+    assert {"val.challenge_f1", "size.nonzero_params", "devices.nrf52840.peak_ram_bytes"} <= set(table.paths)  # beyond the summary
+    headers = re.findall(r'<th class="c(\d+)" data-col="\1" aria-sort="none" title="([^"]*)"><button type="button">([^<]*)</button></th>', text)
+    assert [h[2] for h in headers] == table.headers
+    boxes = re.findall(r'<input type="checkbox" value="c(\d+)" data-key="([01])"( checked)?>', text)
+    assert len(boxes) == len(table.headers) - 1  # every column but the pipeline
+    hidden = {int(j) for j, _, checked in boxes if not checked}
+    assert hidden == {table.paths.index(p) for p in ("data.dropped_total", "val.challenge_f1", "test.af_f1", "size.nonzero_params", "compute.effective_macs",
+                                                  "devices.nrf52840.energy_per_day_j", "devices.nrf52840.peak_ram_bytes")}
+    assert re.search(r'<table id="results-table" class="([^"]*)"', text).group(1).split() == [f"hide-c{j}" for j in sorted(hidden)]
+    assert {table.paths[j] for j in key} == {"pipeline", "test.challenge_f1", "delta_f1_points", "size.compression_ratio",
+                                             "devices.nrf52840.flash_bytes", "devices.nrf52840.latency_ms", "devices.nrf52840.fits"}
+    # Cells sort by the mean across seeds, flags as 1/0; a failed pipeline has no sort value.
+    ratio_col = table.paths.index("size.compression_ratio")
+    mag = next(r for r in re.findall(r"<tr>(.*?)</tr>", text) if ">magnitude-80<" in r)
+    assert f'<td class="c{ratio_col} num" data-sort="5.0">5.0x</td>' in mag
+    fits_col = table.paths.index("devices.nrf52840.fits")
+    assert f'<td class="c{fits_col}" data-sort="1.0">yes</td>' in mag
+    failed = next(r for r in re.findall(r"<tr>(.*?)</tr>", text) if ">int8<" in r)
+    assert f'<td class="c{ratio_col} num">-</td>' in failed
+
+
+def test_latency_plot_is_one_figure_with_a_device_selector(two_devices):
+    from ecgbench_plugins.reporters.html import figures, plot_inputs
+
+    data = plot_inputs(two_devices)
+    assert data["fits"]["nrf52840"] == {"synthetic/hannun34/dense": "no", "synthetic/hannun34/magnitude-80": "yes", "synthetic/hannun34/lth_ecg": "yes"}
+    fig = dict((div, f) for div, _, f in figures(data))["latency-plot"]
+    [menu] = fig.layout.updatemenus
+    assert [b.label for b in menu.buttons] == ["device: stm32h7", "device: nrf52840"]
+    first = [bool(t.visible) for t in fig.data]
+    assert any(first) and not all(first)
+    for button in menu.buttons:
+        visible = button.args[0]["visible"]
+        names = sorted(t.name for t, v in zip(fig.data, visible) if v and t.name != "Pareto front")
+        assert names == ["dense", "lth_ecg", "magnitude-80"]  # each device shows every pipeline once
+    assert menu.buttons[0].args[0]["visible"] == first  # the first device is shown at first
+    assert "stm32h7" in fig.layout.xaxis.title.text and "nrf52840" in menu.buttons[1].args[1]["xaxis.title.text"]
+    # Only dense does not fit the nrf52840: an open marker there, filled on stm32h7.
+    dense = [t for t in fig.data if t.name == "dense"]
+    assert [t.marker.symbol.endswith("-open") for t in dense] == [False, True]
+
+
+def test_points_at_one_spot_name_each_other_and_keep_their_style(results):
+    from ecgbench_plugins.reporters import plots
+    from ecgbench_plugins.reporters.html import figures, plot_inputs
+
+    data = plot_inputs(results)
+    by_div = {div: f for div, _, f in figures(data)}
+    hovers = {t.name: t.hovertemplate for t in by_div["latency-plot"].data if t.name != "Pareto front"}
+    # dense, magnitude-80 and lth_ecg all simulate 1500 ms; magnitude (0.800) and dense (0.800) share the spot.
+    assert "same spot: magnitude-80" in hovers["dense"] and "same spot: dense" in hovers["magnitude-80"]
+    assert "same spot" not in hovers["lth_ecg"]
+    size = {t.name: (t.marker.color, t.marker.symbol) for t in by_div["size-plot"].data if t.name != "Pareto front"}
+    latency = {t.name: (t.marker.color, t.marker.symbol.removesuffix("-open")) for t in by_div["latency-plot"].data if t.name != "Pareto front"}
+    assert size == latency and len(set(size.values())) == 3
+    assert all(t.mode == "markers" and not t.text for t in by_div["size-plot"].data if t.name != "Pareto front")  # no labels to collide
+
+
+def test_identical_lottery_trajectories_are_told_apart():
+    from ecgbench_plugins.reporters.plots import lottery_figure
+
+    twin = {"rounds": LTH_ROUNDS, "min_val_challenge_f1": 0.81, "label": ""}
+    fig = lottery_figure([{**twin, "label": "lth seed0"}, {**twin, "label": "lth seed1"}])
+    accepted = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in accepted] == ["lth seed0", "lth seed1"]
+    a, b = accepted
+    assert a.line.color != b.line.color and a.line.dash != b.line.dash and a.marker.symbol != b.marker.symbol
+    assert b.x[0] - a.x[0] == pytest.approx(0.004)  # drawn beside, not on top
+    assert [c[1] for c in b.customdata] == [0.2, 0.28]  # the hover keeps the true sparsity
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["lth seed0", "lth seed1"]
 
 
 def test_html_embeds_the_plotted_numbers(results, tmp_path):
-    [path] = HtmlReporter().write(results, tmp_path)
+    path, _ = HtmlReporter().write(results, tmp_path)
     payload = re.search(r'<script type="application/json" id="plot-data">(.*?)</script>', path.read_text(), re.S).group(1)
     data = json.loads(payload)
     [trajectory] = data["lottery"]

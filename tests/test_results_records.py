@@ -55,7 +55,7 @@ def test_markdown_and_html_reports_carry_the_section(tmp_path):
     text = md.read_text()
     assert "## Skipped records" in text and "- synthetic: 8 record(s)" in text
     assert text.index("## Skipped records") < text.index("## Columns")
-    [page] = HtmlReporter().write(results, tmp_path / "out")
+    page, _ = HtmlReporter().write(results, tmp_path / "out")
     assert "<h2>Skipped records</h2>" in page.read_text()
     (tmp_path / "plain").mkdir()
     plain, run_plain = make_store(tmp_path / "plain", CELLS)

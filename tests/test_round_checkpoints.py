@@ -251,8 +251,10 @@ def test_runs_shows_the_progress_a_running_cell_reported(tmp_path, monkeypatch, 
     # The search (step 1 of the pipeline) saved its progress in its own cache entry.
     RoundCheckpoints(tmp_path / STEP_KIND / _prefix_key("b1", steps[:1])).progress("lth round 3: 8.0x, val F1 0.801")
     assert main(["runs", run_id]) == 0
-    line = [row for row in capsys.readouterr().out.splitlines() if "c0" in row]
-    assert len(line) == 1 and line[0].startswith("  running") and line[0].endswith("lth round 3: 8.0x, val F1 0.801")
+    out = capsys.readouterr().out
+    line = [row for row in out.splitlines() if " c0 " in row]
+    assert out.splitlines()[1].split()[-1] == "progress"
+    assert len(line) == 1 and line[0].split()[:3] == ["lth+int8", "0", "running"] and line[0].endswith("lth round 3: 8.0x, val F1 0.801")
 
 
 def test_lth_ecg_reports_each_round_with_its_reduction(tmp_path):

@@ -119,7 +119,7 @@ def test_too_large_model_does_not_fit_and_says_why():
     graph = analyze_onnx(chain_model(10))
     prediction = simulate(graph, make_profile(), flash_bytes=2_000_000)
     assert not prediction.fits
-    assert prediction.why == "needs 1.91 MB flash, has 1 MB"
+    assert prediction.why == "needs 2.00 MB flash, has 1.05 MB"
     assert prediction.flash_source == "given" and prediction.flash_format == ""
     tiny_ram = simulate(graph, make_profile(ram_bytes=300))
     assert not tiny_ram.fits and tiny_ram.why == "needs 336 B RAM, has 300 B"
@@ -254,7 +254,7 @@ def test_to_dict_schema():
     assert sum(layer["latency_ms"] for layer in doc["per_layer"]) == pytest.approx(doc["latency_ms"])
 
 
-def test_human_bytes():
-    assert human_bytes(1024 * 1024) == "1 MB"
-    assert human_bytes(262144) == "256 KB"
+def test_sizes_are_decimal_as_everywhere_else():
+    assert human_bytes(1024 * 1024) == "1.05 MB"
+    assert human_bytes(262144) == "262.1 kB"
     assert human_bytes(300) == "300 B"

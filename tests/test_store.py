@@ -175,3 +175,15 @@ def test_a_read_only_open_never_creates_a_store(tmp_path):
     with pytest.raises(MissingStoreError, match=r"no result store at .*typo.sqlite; pass the --db") as caught:
         ResultStore.open_existing(tmp_path / "typo.sqlite")
     assert caught.value.exit_code == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_a_stored_cell_takes_the_label_of_the_run_that_plans_it_again(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    first = store.start_run("s", "s.yaml", {}, "0.1.0", planned=1)
+    store.plan(first, [(0, "c1", {**LABELS, "pipeline": "magnitude(sparsity=0.8)"}, {})], "0.1.0")
+    store.mark_running(first, 0, "c1", {**LABELS, "pipeline": "magnitude(sparsity=0.8)"}, {}, "0.1.0")
+    store.finish_cell(first, "c1", "done", {"test": {"challenge_f1": 0.8}}, {}, {}, None)
+    second = store.start_run("s", "s.yaml", {}, "0.1.0", planned=1)
+    store.plan(second, [(0, "c1", {**LABELS, "pipeline": "magnitude-s0.8"}, {})], "0.1.0")
+    cell = store.run_results(second).cells[0]
+    assert cell.pipeline == "magnitude-s0.8" and cell.status == "done" and cell.metrics == {"test": {"challenge_f1": 0.8}}

@@ -252,6 +252,16 @@ def test_delta_f1_compares_with_the_dense_model_at_the_same_window(windowed_run)
     assert dense["delta_f1_points"] == pytest.approx(0.0)
     assert half["baseline"]["test_challenge_f1"] == pytest.approx(dense["test"]["challenge_f1"])
     assert half["delta_f1_points"] == pytest.approx((half["test"]["challenge_f1"] - dense["test"]["challenge_f1"]) * 100)
+    # its paired interval resamples the two models' windowed predictions
+    from ecgbench.measure.artifact import MeasureConfig
+    from ecgbench.measure.scores import bootstrap_delta_ci
+
+    test = _test_split(windowed_run)
+    cells = windowed_run["windowed"]
+    half_pred, dense_pred = (_hand_windowed_predictions(cells[p].artifacts["onnx"], test) for p in ("half", "dense"))
+    config = MeasureConfig()
+    lo, hi = bootstrap_delta_ci(test.labels, half_pred, dense_pred, 50, config.bootstrap_seed, config.ci_level)
+    assert half["delta_f1_ci_points"] == pytest.approx([lo * 100, hi * 100])
     # the whole-record run, sharing the cached baseline, still compares with whole-record dense scores
     whole = windowed_run["whole"]["half"].metrics
     assert whole["baseline"]["test_challenge_f1"] == pytest.approx(windowed_run["whole"]["dense"].metrics["test"]["challenge_f1"])
@@ -313,6 +323,11 @@ def test_the_report_shows_the_window_and_per_record_columns(windowed_run, tmp_pa
     assert "1.5-s windows every 1 s, record class by mean_prob, 3 windows per 4-s record" in facts["deployment"]
     headers = summary_table(results).headers
     assert "nrf52840 ms/record" in headers and "nrf52840 mJ/record" in headers
+    from ecgbench_plugins.reporters.markdown import markdown_report
+
+    page = markdown_report(results, tmp_path)  # the key columns
+    assert "nrf52840 ms/record" in page and "- deployment: 1.5-s windows every 1 s" in page
+    assert "ms/record" not in markdown_report(windowed_run["whole_results"], tmp_path)
 
 
 def test_whole_record_reports_have_no_per_record_columns(windowed_run):
@@ -413,19 +428,3 @@ def test_devices_simulate_one_window(eval_setup, capsys):
     for model, extra, samples in (("plain.onnx", [], 3000), ("windowed.onnx", [], 100), ("plain.onnx", ["--input-s", "5"], 500)):
         assert main(["devices", "simulate", str(tmp / model), "--device", "nrf52840", "--json", *extra]) == 0
         assert json.loads(capsys.readouterr().out)["graph"]["input_shape"] == [1, 1, samples]
-
-
-def test_paired_bootstrap_interval_of_a_difference():
-    from ecgbench.measure.scores import bootstrap_challenge_ci, paired_bootstrap_delta_ci
-
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 4, 300)
-    good = np.where(rng.random(300) < 0.9, y, rng.integers(0, 4, 300))
-    assert paired_bootstrap_delta_ci(y, good, good, 200) == (0.0, 0.0)  # a model against itself
-    worse = np.where(rng.random(300) < 0.7, good, rng.integers(0, 4, 300))
-    lo, hi = paired_bootstrap_delta_ci(y, worse, good, 500, seed=1)
-    delta = challenge_f1(y, worse) - challenge_f1(y, good)
-    assert lo < delta < hi < 0  # clearly worse: the interval excludes 0
-    # pairing: narrower than the difference of the two unpaired intervals' widths would allow
-    a_lo, a_hi = bootstrap_challenge_ci(y, worse, 500, 1)
-    assert hi - lo < (a_hi - a_lo)

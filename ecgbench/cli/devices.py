@@ -2,9 +2,13 @@
 
     ecgbench devices                                    # name, core, clock, runtime, flash, RAM, source
     ecgbench devices calibrate [--out PATH]             # measure this machine -> host profile YAML
-    ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--json]
+    ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--layers] [--json]
     ecgbench devices simulate MODEL.onnx --device path/to/my_board.yaml      # a profile file, no plugin needed
     ecgbench devices simulate MODEL.onnx --device nrf52840 --input-s 10   # one 10-s window at the model's rate
+
+``simulate`` prints a summary: the model's MACs and parameters, any operator
+whose shape or cost is guessed, one row per device (latency, energy, peak RAM,
+flash, fit) and each device's five slowest layers; ``--layers`` prints every layer.
 
 ``--device`` takes a registered profile name, or a path to a profile YAML
 (anything ending in ``.yaml``/``.yml`` or containing a path separator), e.g. the
@@ -24,6 +28,7 @@ import json
 from pathlib import Path
 
 from ecgbench.errors import ConfigError
+from ecgbench.text import KB_NOTE, WIDTH, ellipsize, human_bytes, kb, render_table, shorten_unique, wrap, wrap_items
 
 SIMULATION_SCHEMA = "ecgbench.simulation/1"
 
@@ -51,6 +56,7 @@ def register(subparsers) -> None:
         help="flash need in bytes instead of the model's executable form on each device's runtime (dense fp32, int8, or a sparse layout the profile runs)",
     )
     s.add_argument("--interval-min", type=float, default=5.0, help="minutes between screened recordings for energy per day (default 5)")
+    s.add_argument("--layers", action="store_true", help="print every layer of every device, not only the five slowest")
     s.add_argument("--json", action="store_true", help="print JSON (schema ecgbench.simulation/1) instead of tables")
     s.set_defaults(func=cmd_simulate)
 
@@ -64,35 +70,28 @@ def _profiles():
     return registry, registry.tables.get("devices", {})
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(headers, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
+def _table(headers: list[str], rows: list[list[str]], right=()) -> str:
+    return render_table(headers, rows, right=right)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print one line per registered device profile."""
-    from ecgbench.measure.simulator import human_bytes
-
     _registry, profiles = _profiles()
     rows = []
     for name in sorted(profiles, key=lambda n: (n == "host", n)):
         p = profiles[name]
         source = "calibrated: " + p.calibration if p.calibration else p.sources[0]
-        rows.append([
-            name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", p.runtime, human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), _clip(source, 60),
-        ])
-    print(_table(["name", "core / clock", "runtime", "flash", "RAM", "source"], rows))
+        rows.append([name, f"{p.core.split(' (')[0]} @ {p.clock_hz / 1e6:g} MHz", p.runtime, human_bytes(p.flash_bytes), human_bytes(p.ram_bytes), source])
+    headers = ["name", "core / clock", "runtime", "flash", "RAM", "source"]
+    used = sum(max(len(str(x)) for x in column) + 2 for column in zip(headers[:-1], *(row[:-1] for row in rows)))
+    for row in rows:  # the source gets what is left of the width
+        row[-1] = ellipsize(row[-1], max(WIDTH - used, 12))
+    print(_table(headers, rows))
+    print(KB_NOTE)
     host = profiles.get("host")
     if host is not None and not host.calibration:
         print("\nhost: uncalibrated defaults; run `ecgbench devices calibrate` to measure this machine")
     return 0
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -206,25 +205,45 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     print(_graph_summary(args.model, graph))
+    print()
+    print(_devices_table(predictions))
     for prediction in predictions:
         print()
-        print(_prediction_text(graph, prediction))
+        print(_prediction_text(graph, prediction, all_layers=args.layers))
+    print(f"\n{KB_NOTE}" + ("" if args.layers else "; --layers prints every layer, --json everything"))
     return 0
 
 
-def _graph_summary(model: Path, graph) -> str:
-    from ecgbench.measure.simulator import human_bytes
+TOP_LAYERS = 5
 
-    text = (
-        f"{model}: input {list(graph.input_shape)}, {len(graph.layers)} layers, {graph.macs:,} MACs "
-        f"({graph.effective_macs:,} on non-zero weights), {graph.params:,} parameters "
-        f"({graph.nonzero_params:,} non-zero, {human_bytes(graph.param_bytes)} stored)"
-    )
-    if graph.unsupported:
-        text += f"\n  unsupported operators, costed as 1 op per output element: {', '.join(graph.unsupported)}"
+
+def _graph_summary(model: Path, graph) -> str:
+    """The model's size and work, led by the operators whose figures are guesses."""
+    text = f"{model}\n  input {list(graph.input_shape)}, {len(graph.layers)} layers"
     if graph.unshaped:
-        text += f"\n  operators whose output shape is unknown (assumed equal to the input's; MACs may be wrong): {', '.join(graph.unshaped)}"
+        text += "\n  WARNING operators whose output shape is unknown (assumed equal to the input's; MACs may be wrong):"
+        text += "\n" + wrap_items(graph.unshaped, indent="    ")
+    if graph.unsupported:
+        text += "\n  unsupported operators, costed as 1 op per output element:\n" + wrap_items(graph.unsupported, indent="    ")
+    text += (
+        f"\n  {graph.macs:,} MACs ({graph.effective_macs:,} on non-zero weights)"
+        f"\n  {graph.params:,} parameters ({graph.nonzero_params:,} non-zero, {human_bytes(graph.param_bytes)} stored)"
+    )
     return text
+
+
+def _devices_table(predictions) -> str:
+    """One row per device: latency, energy, peak RAM and flash against capacity, fit."""
+    rows = [
+        [
+            p.device, f"{p.latency_ms:.3f}", f"{p.energy_mj:.4g}", f"{p.energy_per_day_j:.4g}",
+            f"{human_bytes(p.peak_ram_bytes)} of {human_bytes(p.ram_capacity_bytes)}",
+            f"{human_bytes(p.flash_bytes)} of {human_bytes(p.flash_capacity_bytes)}",
+            "yes" if p.fits else "NO",
+        ]
+        for p in predictions
+    ]
+    return _table(["device", "latency ms", "mJ", "J/day", "peak RAM", "flash", "fits"], rows, right=range(1, 6))
 
 
 def _flash_form(prediction) -> str:
@@ -234,22 +253,22 @@ def _flash_form(prediction) -> str:
     return "given by --flash-bytes" if prediction.flash_source == "given" else "stored parameter bytes"
 
 
-def _prediction_text(graph, prediction) -> str:
-    from ecgbench.measure.simulator import human_bytes
-
-    rows = []
-    for layer, p in zip(graph.layers, prediction.per_layer):
-        if p.bound == "free":
-            continue
-        rows.append([
-            _clip(p.name, 40), p.op_type, p.op_class, p.precision, f"{p.work:,}", f"{p.latency_ms:.3f}", p.bound, human_bytes(p.live_bytes),
-        ])
+def _prediction_text(graph, prediction, all_layers: bool = False) -> str:
+    """A device's verdict, notes and its layers: the five slowest, or every one with ``all_layers``."""
+    layers = [p for p in prediction.per_layer if p.bound != "free"]
+    if not all_layers:
+        layers = sorted(layers, key=lambda p: -p.latency_ms)[:TOP_LAYERS]
+    total = prediction.latency_ms or 1.0
+    names = shorten_unique((p.name for p in layers), 28)
+    rows = [
+        [names[p.name], p.op_type, p.precision, f"{p.work:,}", f"{p.latency_ms:.3f}", f"{p.latency_ms / total:.0%}", p.bound, kb(p.live_bytes)]
+        for p in layers
+    ]
     verdict = "fits" if prediction.fits else f"DOES NOT FIT: {prediction.why}"
-    header = (
-        f"== {prediction.device}: {prediction.latency_ms:.3f} ms, {prediction.energy_mj:.4g} mJ per inference, "
-        f"{prediction.energy_per_day_j:.4g} J per day ({prediction.inferences_per_day:g} inferences), "
-        f"peak RAM {human_bytes(prediction.peak_ram_bytes)} of {human_bytes(prediction.ram_capacity_bytes)}, "
-        f"flash {human_bytes(prediction.flash_bytes)} of {human_bytes(prediction.flash_capacity_bytes)} ({_flash_form(prediction)}): {verdict}"
+    what = "every layer" if all_layers else f"{len(layers)} slowest layers"
+    header = wrap(
+        f"== {prediction.device}: {verdict}; {prediction.inferences_per_day:g} inferences a day, flash: {_flash_form(prediction)}; {what}",
+        indent="   ",
     )
-    notes = "".join(f"\nnote: {note}" for note in getattr(prediction, "notes", []))
-    return header + notes + "\n" + _table(["layer", "op", "class", "precision", "work", "ms", "bound", "live RAM"], rows)
+    notes = "".join("\n" + wrap(f"note: {note}", indent="  ") for note in getattr(prediction, "notes", []))
+    return header + notes + "\n" + _table(["layer", "op", "precision", "work", "ms", "share", "bound", "live kB"], rows, right=(3, 4, 5, 7))

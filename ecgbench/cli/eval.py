@@ -172,6 +172,7 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
 def summary_text(result: dict[str, Any]) -> str:
     """A few lines for people: score with interval, per-class F1, dataset settings, dropped pieces, size."""
     from ecgbench.measure.schema import stored_declarations
+    from ecgbench.text import KB_NOTE, human_bytes
 
     lo, hi = result["challenge_f1_ci"]
     counts = result.get("class_counts") or {}
@@ -188,7 +189,7 @@ def summary_text(result: dict[str, Any]) -> str:
     if absent:
         lines.append(f"absent from the data: {', '.join(absent)} (not scored; the challenge F1 counts an absent N, A or O as 0, AF F1 does not)")
     lines += [
-        f"size: {result['storage_bytes']:,} bytes stored ({result['storage_format']}, the smallest lossless file); "
+        f"size: {human_bytes(result['storage_bytes'])} stored ({result['storage_format']}, the smallest lossless file; {KB_NOTE}); "
         f"{result['nonzero_params']:,} of {result['total_params']:,} parameters non-zero",
         *plugin_lines,
         *_dropped_text(result.get("dropped") or {}),

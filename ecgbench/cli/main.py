@@ -14,6 +14,7 @@ from ecgbench.errors import ConfigError, EcgbenchError
 
 # Subcommand modules beside the core ones; each has register(subparsers).
 COMMAND_MODULES = (
+    "ecgbench.cli.runs",
     "ecgbench.cli.data",
     "ecgbench.cli.devices",
     "ecgbench.cli.eval",
@@ -88,11 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list plugins, what they register and where they come from")
     p.add_argument("-v", "--verbose", action="store_true", help="also say what each registered thing does")
     p.set_defaults(func=cmd_plugins)
-
-    p = sub.add_parser("runs", help="list past runs, or the cells of one run with their errors")
-    p.add_argument("run", nargs="?", help="run id, id prefix or suite name")
-    _store_args(p)
-    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("report", help="write reports of a stored run")
     p.add_argument("run", help="run id, id prefix or suite name (its latest run)")
@@ -277,45 +273,6 @@ def cmd_report(args) -> int:
     for path in _write_reports(registry, store, results.run.run_id, formats, out, settings):
         print(f"wrote {path}")
     return 0
-
-
-def cmd_runs(args) -> int:
-    store = _open_store(args)
-    if args.run:
-        results = store.run_results(args.run)
-        run = results.run
-        print(f"{run.run_id}  suite {run.suite_name} ({run.suite_path})  {run.status}  {_counts(run)}")
-        for cell in results.cells:
-            f1 = cell.metrics.get("test", {}).get("challenge_f1")
-            score = f"test challenge F1 {f1:.3f}" if isinstance(f1, float) else ""
-            if cell.outcome == "running":
-                score = _running_progress(args, cell.config)
-            print(f"  {cell.outcome or cell.status:<11} {cell.cell_id}  {cell.dataset}/{cell.model}/{cell.pipeline}/seed{cell.seed}  {score}")
-            if cell.status == "failed" and cell.error:
-                print("    " + cell.error.rstrip().replace("\n", "\n    "))
-        return 0
-    runs = store.list_runs()
-    if not runs:
-        print(f"no runs in {store.path}")
-    for run in runs:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at))
-        print(f"{run.run_id:<40} {when}  {run.status:<11} {_counts(run)}")
-    return 0
-
-
-def _running_progress(args, config: dict) -> str:
-    """A running cell's last reported progress (e.g. ``lth round 3: 4.2x, ...``), from the artifact cache ``run`` uses."""
-    from ecgbench.run.cell import step_progress
-    from ecgbench.run.runner import default_home
-
-    home = Path(os.environ.get("ECGBENCH_HOME", args.db.parent if args.db else default_home()))
-    return step_progress(home, config) or ""
-
-
-def _counts(run) -> str:
-    """``done 4, skipped 2, not run 4 of 10``: a run's cells by outcome, against the cells it planned."""
-    counts = ", ".join(f"{k} {v}" for k, v in run.summary.items()) or "-"
-    return counts + (f" of {run.planned}" if run.planned is not None else "")
 
 
 def cmd_plugins(args) -> int:

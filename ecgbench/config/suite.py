@@ -35,6 +35,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ecgbench.config.labels import pipeline_label, settings_text, unique
 from ecgbench.errors import ConfigError
 from ecgbench.kinds.base import PluginConfig, format_validation_error, parse_config
 from ecgbench.registry import Registry
@@ -203,10 +204,9 @@ def build_suite(raw: Any, path: Path, registry: Registry, overrides: dict[str, d
         for i, entry in enumerate(matrix.datasets)
     )
     models = tuple(_plugin_ref("models", entry, f"{where} at matrix.models[{i}]", registry) for i, entry in enumerate(matrix.models))
-    pipelines = tuple(_pipeline(entry, f"{where} at matrix.compressors[{i}]", registry) for i, entry in enumerate(matrix.compressors))
-    _check_unique([p.label for p in pipelines], f"{where} at matrix.compressors", "pipeline label", "give each a distinct 'label'")
-    _check_unique([auto_label((d,)) for d in datasets], f"{where} at matrix.datasets", "dataset", "remove the duplicate")
-    _check_unique([auto_label((m,)) for m in models], f"{where} at matrix.models", "model", "remove the duplicate")
+    pipelines = _labelled([_pipeline(entry, f"{where} at matrix.compressors[{i}]", registry) for i, entry in enumerate(matrix.compressors)], where)
+    _check_unique([settings_text(_named((d,))) for d in datasets], f"{where} at matrix.datasets", "dataset", "remove the duplicate")
+    _check_unique([settings_text(_named((m,))) for m in models], f"{where} at matrix.models", "model", "remove the duplicate")
     devices = []
     for i, name in enumerate(matrix.devices):
         registry.get("devices", name, f"{where} at matrix.devices[{i}]")
@@ -302,16 +302,28 @@ def _pipeline(entry: Any, where: str, registry: Registry) -> Pipeline:
             )
         if cls.produces_onnx:
             onnx_from = step.name
-    return Pipeline(label or auto_label(steps), steps)
+    return Pipeline(label or "", steps)
+
+
+def _named(steps: tuple[PluginRef, ...]) -> list[tuple[str, dict[str, Any]]]:
+    return [(step.name, step.params()) for step in steps]
 
 
 def auto_label(steps: tuple[PluginRef, ...]) -> str:
-    """``magnitude`` for defaults, ``magnitude(sparsity=0.9)`` otherwise, steps joined by ``+``."""
-    parts = []
-    for step in steps:
-        params = step.params()
-        parts.append(step.name if not params else f"{step.name}({','.join(f'{k}={v}' for k, v in params.items())})")
-    return "+".join(parts)
+    """``magnitude`` for defaults, ``magnitude-s0.9`` otherwise, steps joined by ``+`` (:mod:`ecgbench.config.labels`)."""
+    return pipeline_label(_named(steps))
+
+
+def _labelled(pipelines: list[Pipeline], where: str) -> tuple[Pipeline, ...]:
+    """Pipelines with their labels: chosen ones checked for duplicates, automatic ones made distinct (``-2``)."""
+    automatic = [not p.label for p in pipelines]
+    _check_unique([p.label for p in pipelines if p.label], f"{where} at matrix.compressors", "pipeline label", "give each a distinct 'label'")
+    _check_unique(
+        [settings_text(_named(p.steps)) for p in pipelines],
+        f"{where} at matrix.compressors", "pipeline", "remove the duplicate (the same steps and settings make the same cells)",
+    )
+    labels = unique([p.label or auto_label(p.steps) for p in pipelines], automatic)
+    return tuple(Pipeline(label, p.steps) for label, p in zip(labels, pipelines))
 
 
 def _check_unique(values: list[str], where: str, what: str, fix: str) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from pydantic import Field, model_validator
 
-from ecgbench.measure.scores import bootstrap_challenge_ci, classification_scores
+from ecgbench.measure.scores import bootstrap_challenge_ci, bootstrap_delta_ci, classification_scores
 from ecgbench.kinds.base import PluginConfig
 from ecgbench.measure.schema import DECLARATIONS_SECTION, PLUGIN_SECTION, Measurement, Metric, compute_plugin_metrics
 from ecgbench.measure.flash import flash_figure
@@ -97,7 +97,9 @@ def measure_artifact(
     """The metrics JSON of one model; ``dense`` is the dense baseline's own measure_artifact dict.
 
     With ``dense_onnx`` (the dense baseline's ONNX), host latency is timed in
-    alternation with it and ``latency.host_vs_dense`` is the ratio of the medians.
+    alternation with it and ``latency.host_vs_dense`` is the ratio of the medians;
+    both models also score the test records, and ``delta_f1_ci_points`` is the paired
+    bootstrap interval of the test ΔF1 (same resampled records for both, in points).
     Each of ``metrics`` with a ``compute`` function (the registry's ``metrics``)
     is computed from a :class:`~ecgbench.measure.schema.Measurement` of the model.
 
@@ -169,6 +171,11 @@ def measure_artifact(
         compute["windows_per_record"] = windows
         latency["host_median_ms_per_record"] = timing.median_ms * windows
     delta = (test["challenge_f1"] - dense["test"]["challenge_f1"]) * 100 if dense is not None else 0.0
+    delta_ci = None
+    if dense_onnx is not None:
+        dense_pred = predict_split(dense_onnx, trainer, "test", config).argmax(axis=1)  # at the same window
+        lo, hi = bootstrap_delta_ci(test_labels, test_logits.argmax(axis=1), dense_pred, config.bootstrap_resamples, config.bootstrap_seed, config.ci_level)
+        delta_ci = [lo * 100, hi * 100]
     out = {
         "val": val,
         "test": test,
@@ -188,6 +195,8 @@ def measure_artifact(
             "windows_per_record": windows,
             "test_windows": int(sum(len(window_starts(int(n), window, hop)) for n in trainer.split("test").lengths())),
         }
+    if delta_ci is not None:
+        out["delta_f1_ci_points"] = delta_ci
     if computing:
         measurement = Measurement(
             classes=tuple(trainer.splits.classes),

@@ -25,6 +25,18 @@ def challenge_f1_text(metrics: list[dict], n_cells: int) -> str:
     return text
 
 
+def delta_f1_text(metrics: list[dict], n_cells: int) -> str:
+    """Test ΔF1 in points with its paired interval (one seed) or mean ± std (several)."""
+    delta = stat(lookup(m, "delta_f1_points") for m in metrics)
+    if delta is None:
+        return "-"
+    if delta.n > 1:
+        return f"{delta.mean:+.2f} ± {delta.std:.2f}"
+    ci = lookup(metrics[0], "delta_f1_ci_points")
+    lo, hi = (number(ci[0]), number(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+    return f"{delta.mean:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else "")
+
+
 DEVICE_DEFINITION = (
     "simulated latency and energy of one inference on the device profile, and whether the model's flash bytes "
     "(below) and peak RAM fit the device (simulated figures, not measurements on a board). With windowed deployment "
@@ -49,7 +61,7 @@ DEVICE_TERM = "device sim ms / mJ / fits"
 F1_COMPARED = Compared("test F1", ".3f", Gate(0.5, "points", 100.0, "F1"))
 """``compare`` gates test F1 on a drop of more than 0.5 points (``--max-f1-drop``)."""
 
-SIZE_COMPARED = Compared("storage bytes", ",.0f", Gate(0.05, "relative", 1.0, "size"))
+SIZE_COMPARED = Compared("storage kB", "kb", Gate(0.05, "relative", 1.0, "size"))
 """``compare`` gates storage bytes on a growth of more than 5% (``--max-size-growth``)."""
 
 BUILTIN_METRICS: tuple[Metric, ...] = (
@@ -66,11 +78,15 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         "delta_f1_points",
-        "ΔF1 (pts)",
-        "test challenge F1 of the cell minus that of its own dense baseline (same data, model and seed), in points (x100).",
+        "ΔF1 pts [{ci_level} CI]",
+        "test challenge F1 of the cell minus that of its own dense baseline (same data, model and seed), in points (x100). "
+        "Brackets: paired percentile bootstrap interval (both models scored on the same resampled test records, one seed). "
+        "With several seeds: mean ± sample standard deviation across seeds.",
+        term="ΔF1 (pts)",
         unit="pts",
         format="signed_points",
         std_format="points",
+        text=delta_f1_text,
     ),
     Metric(
         "size.compression_ratio",
@@ -157,3 +173,16 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("latency.host_median_ms_per_record", "measured host ms/record", unit="ms", format="number", higher_is_better=False, summary=False, optional=True),
 )
 """Every built-in metric, in summary-table order; per-device ones carry ``{device}``."""
+
+KEY_COLUMNS: tuple[str, ...] = (
+    "delta_f1_points",
+    "size.compression_ratio",
+    "devices.{device}.flash_bytes",
+    "devices.{device}.latency_ms",
+    "devices.{device}.latency_ms_per_record",  # windowed deployment only (optional: shown when a cell has it)
+    "devices.{device}.fits",
+)
+"""Paths of the metrics that decide, in order: the default columns of ``report.md`` (``md.columns: key``).
+
+The per-device ones are shown for one device (the reporter's ``devices``, default the run's first).
+"""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
 from ecgbench.errors import PluginError
+from ecgbench.text import human_bytes, kb
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -92,17 +93,6 @@ def fits_text(values: list[Any]) -> str:
 
 
 # --- formats ------------------------------------------------------------------------------
-def human_bytes(n: float | None) -> str:
-    """Bytes in decimal units: ``812 B``, ``45.2 kB``, ``1.23 MB``."""
-    if n is None:
-        return "-"
-    if abs(n) < 1000:
-        return f"{n:.0f} B"
-    if abs(n) < 1_000_000:
-        return f"{n / 1000:.1f} kB"
-    return f"{n / 1_000_000:.2f} MB"
-
-
 def human_number(value: float) -> str:
     """Three significant figures without exponent: ``1.23``, ``12.3``, ``123``, ``1234``."""
     if abs(value) >= 100:
@@ -119,6 +109,7 @@ def ratio(value: float) -> str:
 
 FORMATS: dict[str, Callable[[float], str]] = {
     "bytes": human_bytes,
+    "kb": kb,
     "number": human_number,
     "ratio": ratio,
     "times": lambda v: f"{v:.2f}x",

@@ -58,6 +58,40 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
+def bootstrap_scores(y_true: np.ndarray, predictions: list[np.ndarray], resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Challenge scores ``[len(predictions), resamples]``: every prediction scored on the same resampled records.
+
+    Each resample draws ``len(y_true)`` records with replacement; row ``k`` holds
+    the scores of ``predictions[k]`` on those draws, so rows are paired.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    preds = [np.asarray(p, dtype=np.int64) for p in predictions]
+    n = len(y_true)
+    scores = np.zeros((len(preds), resamples))
+    if n == 0:
+        return scores
+    k = len(CLASSES)
+    rng = np.random.default_rng(seed)
+    cells = [y_true * k + p for p in preds]
+    chunk = max(1, 2_000_000 // n)  # bound memory of the index matrix
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        offsets = (np.arange(stop - start) * k * k)[:, None]
+        for row, cell in enumerate(cells):
+            flat = cell[idx] + offsets
+            cms = np.bincount(flat.ravel(), minlength=(stop - start) * k * k).reshape(stop - start, k, k)
+            scores[row, start:stop] = f1_from_confusion(cms)[:, list(CHALLENGE_CLASSES)].mean(axis=1)
+    return scores
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap ``values`` (percentile method)."""
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(values, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
 def bootstrap_challenge_ci(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -66,58 +100,32 @@ def bootstrap_challenge_ci(
     level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the challenge score, resampling records with replacement."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    n = len(y_true)
-    if n == 0:
+    if len(y_true) == 0:
         return (0.0, 0.0)
-    k = len(CLASSES)
-    rng = np.random.default_rng(seed)
-    scores = np.empty(resamples)
-    cell = y_true * k + y_pred
-    chunk = max(1, 2_000_000 // n)  # bound memory of the index matrix
-    for start in range(0, resamples, chunk):
-        stop = min(resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        flat = cell[idx] + (np.arange(stop - start) * k * k)[:, None]
-        cms = np.bincount(flat.ravel(), minlength=(stop - start) * k * k).reshape(stop - start, k, k)
-        scores[start:stop] = f1_from_confusion(cms)[:, list(CHALLENGE_CLASSES)].mean(axis=1)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(scores, [alpha, 1 - alpha])
-    return (float(lo), float(hi))
+    return percentile_interval(bootstrap_scores(y_true, [y_pred], resamples, seed)[0], level)
 
 
-def paired_bootstrap_delta_ci(
+def bootstrap_delta_ci(
     y_true: np.ndarray,
-    pred_a: np.ndarray,
-    pred_b: np.ndarray,
+    y_pred: np.ndarray,
+    reference_pred: np.ndarray,
     resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``challenge_f1(pred_a) - challenge_f1(pred_b)``, both scored on the
-    same resampled records each time (paired: the records' difficulty cancels out)."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    n = len(y_true)
-    if n == 0:
+    """Paired percentile bootstrap interval of ``challenge_f1(y_pred) - challenge_f1(reference_pred)``.
+
+    Both models are scored on the same resampled records in every resample, so
+    the records' difficulty, shared by the two, cancels out of the difference:
+    the interval is that of the change, much narrower than one built from two
+    independent intervals when the models mostly agree.
+    """
+    if len(y_pred) != len(y_true) or len(reference_pred) != len(y_true):
+        raise ValueError(f"labels and both predictions must cover the same records: {len(y_true)}, {len(y_pred)}, {len(reference_pred)}")
+    if len(y_true) == 0:
         return (0.0, 0.0)
-    k = len(CLASSES)
-    rng = np.random.default_rng(seed)
-    deltas = np.empty(resamples)
-    cells = [y_true * k + np.asarray(p, dtype=np.int64) for p in (pred_a, pred_b)]
-    chunk = max(1, 1_000_000 // n)
-    for start in range(0, resamples, chunk):
-        stop = min(resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        offsets = (np.arange(stop - start) * k * k)[:, None]
-        scores = []
-        for cell in cells:
-            cms = np.bincount((cell[idx] + offsets).ravel(), minlength=(stop - start) * k * k).reshape(stop - start, k, k)
-            scores.append(f1_from_confusion(cms)[:, list(CHALLENGE_CLASSES)].mean(axis=1))
-        deltas[start:stop] = scores[0] - scores[1]
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(deltas, [alpha, 1 - alpha])
-    return (float(lo), float(hi))
+    scores = bootstrap_scores(y_true, [y_pred, reference_pred], resamples, seed)
+    return percentile_interval(scores[0] - scores[1], level)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -74,6 +74,7 @@ from dataclasses import asdict, dataclass, field
 from ecgbench.kinds.device import DYNAMIC_INT8, STRIDED_DEPTHWISE, DeviceProfile
 from ecgbench.measure.flash import FlashFigure
 from ecgbench.measure.onnx_graph import GraphStats, LayerStats
+from ecgbench.text import human_bytes
 
 SCHEMA = "ecgbench.device-prediction/2"
 SECONDS_PER_DAY = 86_400.0
@@ -254,9 +255,3 @@ def live_bytes_per_layer(graph: GraphStats) -> list[int]:
     return out
 
 
-def human_bytes(n: float) -> str:
-    """Sizes as microcontroller datasheets write them: 1 KB = 1024 bytes, 1 MB = 1024 KB."""
-    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{int(n)} B"

@@ -26,6 +26,7 @@ from typing import Any
 from ecgbench.errors import ConfigError, StoreError
 from ecgbench.measure.schema import Metric, formatter, lookup, number, schema, upgrade_metrics
 from ecgbench.run.store import CellRow, ResultStore, RunResults, RunRow
+from ecgbench.text import KB_NOTE, WIDTH, render_table, shorten_unique, wrap
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -300,31 +301,67 @@ def _change_head(metric: Metric) -> str:
     return "growth" if metric.compare.gate.change == "relative" else f"Δ {_unit(metric)}".strip()
 
 
-def format_comparison(comparison: Comparison) -> str:
-    """A diff table (a column per compared metric, and its change where gated) and a one-line verdict with the exit code."""
-    headers = ["cell"]
+LABEL_WIDTH = 24
+"""Characters a pipeline label (or dataset, model) takes in the diff table; longer ones are cut, still distinct."""
+
+
+def _shared(diffs: list[CellDiff]) -> dict[str, str]:
+    """The title parts every cell has in common: ``{"dataset": "synthetic", "seed": "seed0"}``."""
+    parts = {"dataset": {d.dataset for d in diffs}, "model": {d.model for d in diffs}, "seed": {f"seed{d.seed}" for d in diffs}}
+    return {k: next(iter(v)) for k, v in parts.items() if len(v) == 1}
+
+
+def _cell_names(diffs: list[CellDiff], shared: dict[str, str]) -> list[str]:
+    """Each cell's title without the shared parts, every part cut to :data:`LABEL_WIDTH` but still distinct."""
+    short = {
+        key: shorten_unique((getattr(d, key) for d in diffs), LABEL_WIDTH) for key in ("dataset", "model", "pipeline")
+    }
+    names = []
+    for d in diffs:
+        parts = [short[k][getattr(d, k)] for k in ("dataset", "model") if k not in shared]
+        parts.append(short["pipeline"][d.pipeline])
+        if "seed" not in shared:
+            parts.append(f"seed{d.seed}")
+        names.append("/".join(parts))
+    return names
+
+
+def format_comparison(comparison: Comparison, width: int = WIDTH) -> str:
+    """A diff table within ``width`` columns (a column per compared metric, and its change where gated),
+    each problem in full below it, and a one-line verdict with the exit code."""
+    diffs = comparison.diffs
+    shared = _shared(diffs)
+    headers = ["pipeline" if set(shared) == {"dataset", "model", "seed"} else "cell"]
+    right = []
     for m in comparison.metrics:
-        headers.append(f"{m.compare.label} base -> current")
+        headers.append(m.compare.label)
         if m.compare.gate is not None:
+            right.append(len(headers))
             headers.append(_change_head(m))
     headers.append("verdict")
     rows = []
-    for d in comparison.diffs:
-        row = [d.title]
+    for d, name in zip(diffs, _cell_names(diffs, shared)):
+        row = [name]
         for m in comparison.metrics:
             base, current = d.base.get(m.path), d.current.get(m.path)
             row.append(_pair(base, current, formatter(m.compare.format)))
             if m.compare.gate is not None:
                 row.append(_change_text(m, m.change(base, current)))
-        rows.append(row + [d.verdict + (": " + "; ".join(d.problems) if d.problems else "")])
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers) - 1)]
+        rows.append(row + [d.verdict])
     lines = [f"base {comparison.base}  ->  current {comparison.current}"]
-    for r in [headers, *rows]:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1])
+    common = "/".join(shared[k] for k in ("dataset", "model", "seed") if k in shared)
+    lines.append((f"cells of {common}; " if common else "") + "each figure: base -> current")
+    lines.append(render_table(headers, rows, right=right, max_width=width, rule=False))
+    problems = [d for d in diffs if d.problems]
+    if problems:
+        lines.append("")
+        lines += [wrap(f"{d.title} {d.verdict}: {'; '.join(d.problems)}", width, indent="    ") for d in problems]
     code = comparison.exit_code
     counts = ", ".join(f"{comparison.count(v)} {v}" for v in ("ok", "regression", "missing", "new", "base-failed") if comparison.count(v))
     limits = [m for m in comparison.metrics if m.path in comparison.thresholds]
     thresholds = "thresholds: " + ", ".join(f"{_noun(m)} {_direction(m)[1]} <= {_limit_text(m, comparison.thresholds[m.path])}" for m in limits)
     verdict = {EXIT_OK: "ok", EXIT_REGRESSION: "REGRESSION", EXIT_MISSING: "MISSING CELLS (done in base, not in current)"}[code]
-    lines.append(f"{verdict}: {counts or 'no cells'}; {thresholds}; exit {code}")
+    if any(m.compare.format == "kb" for m in comparison.metrics):
+        lines.append(KB_NOTE)
+    lines.append(wrap(f"{verdict}: {counts or 'no cells'}; {thresholds}; exit {code}", width, indent="  "))
     return "\n".join(lines)

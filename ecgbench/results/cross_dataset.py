@@ -16,6 +16,7 @@ left out, never scored as 0.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,7 @@ def cross_dataset_report(entries: list[ModelEntry], results: list[dict[str, Any]
         "format_version": 1,
         "label": label or first["dataset_settings"]["name"],
         "dataset": first["dataset_settings"],
-        "data": first["data"],
+        "data": _shown_path(first["data"]),
         "headline": metric,
         "classes_present": present,
         "classes_absent": absent,
@@ -240,3 +241,10 @@ def write_cross_dataset_report(report: dict[str, Any], out_dir: str | Path) -> l
         js = atomic.write_text(folder / REPORT_JSON, json.dumps(report, indent=1, sort_keys=False) + "\n", hint="pass another --out")
     return [md, js]
 
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the working folder, so a published report names no machine path."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)

@@ -26,9 +26,12 @@ from ecgbench.kinds.reporter import SingleFileReporter
 from ecgbench.registry import process_registry
 from ecgbench.measure.schema import (  # noqa: F401  (re-exported: the reporters' helpers)
     DECLARATIONS_SECTION,
+    DEVICE,
     Metric,
     Stat,
+    aggregate,
     definitions,
+    fits_text,
     human_bytes,
     lookup,
     number,
@@ -172,12 +175,20 @@ def pipeline_groups(results) -> list[PipelineGroup]:
 # --- the summary table ------------------------------------------------------------------
 @dataclass
 class Table:
-    """A table as text cells, for Markdown and HTML alike; ``numeric`` marks right-aligned columns, ``strong`` (row, column) cells to set in bold."""
+    """A table as text cells, for Markdown and HTML alike.
+
+    ``numeric`` marks right-aligned columns, ``strong`` (row, column) cells to set in bold;
+    ``paths`` names each column (``pipeline``, a metric's path) and ``sort_keys`` holds
+    each cell's value to sort by (a metric's mean across seeds, 1/0 for a flag, the text
+    of a label column; None when missing).
+    """
 
     headers: list[str]
     rows: list[list[str]]
     numeric: list[bool]
     strong: set[tuple[int, int]] = field(default_factory=set)
+    paths: list[str] = field(default_factory=list)
+    sort_keys: list[list[float | str | None]] = field(default_factory=list)
 
 
 class TableSettings(PluginConfig):
@@ -190,35 +201,90 @@ class TableSettings(PluginConfig):
 
 
 def run_schema(results, devices: Iterable[str] | None = None) -> list[Metric]:
-    """The run's metrics: built-in (per-device ones for ``devices``, default every device of the run), then plugin ones."""
-    return schema((c.metrics for c in results.cells), device_names(results) if devices is None else devices)
+    """The run's metrics: built-in (per-device ones for ``devices``, default every device of the run), then plugin ones;
+    an optional metric (e.g. windowed deployment's) only when a cell of the run has it."""
+    metrics = schema((c.metrics for c in results.cells), device_names(results) if devices is None else devices)
+    return [m for m in metrics if _shown(results, m)]
 
 
-def summary_table(results, devices: Iterable[str] | None = None, f1_budget_points: float | None = None) -> Table:
-    """One row per pipeline (per dataset and model): a column per summary metric of the run's schema.
+def checked_devices(results, devices: Iterable[str] | None) -> list[str]:
+    """``devices`` (default: every device of the run), each checked to be one of the run's."""
+    known = device_names(results)
+    devices = known if devices is None else list(devices)
+    unknown = [d for d in devices if d not in known]
+    if unknown:
+        raise ConfigError(f"report setting devices: {', '.join(unknown)} not among the run's devices ({', '.join(known) or 'none'})")
+    return devices
 
-    The built-in columns are accuracy, size, host latency and each device's figures;
-    plugin metrics follow. ``devices`` limits the device columns (default: every
+
+def select_metrics(results, columns: str | list[str], devices: Iterable[str] | None = None, setting: str = "columns") -> list[Metric]:
+    """The metrics of a table's columns: ``"key"``, ``"all"`` or a list of metric paths.
+
+    ``key``: :data:`~ecgbench.measure.builtin_metrics.KEY_COLUMNS`, device ones for
+    ``devices`` (default: the run's first device); ``all``: every summary metric, device
+    ones for ``devices`` (default: every device). A listed path may be any metric of
+    the run, summary or not; consecutive paths with ``{device}`` are repeated for each of
+    ``devices`` (default every device), a device's own path (``devices.nrf52840.fits``)
+    stands alone. ``setting`` names the setting in errors (``md.columns``).
+    """
+    from ecgbench.measure.builtin_metrics import BUILTIN_METRICS, KEY_COLUMNS
+
+    if columns == "all":
+        return [m for m in run_schema(results, checked_devices(results, devices)) if m.summary]
+    if columns == "key":
+        declared = {m.path: m for m in BUILTIN_METRICS}
+        names = [p for p in KEY_COLUMNS if _shown(results, declared[p])]
+        devices = device_names(results)[:1] if devices is None else devices
+    else:
+        names = list(columns)
+    shown = checked_devices(results, devices)
+    templates = {m.path: m for m in BUILTIN_METRICS if m.per_device}
+    plain = {m.path: m for m in run_schema(results, device_names(results))}
+    out: list[Metric] = []
+    pending: list[Metric] = []  # consecutive per-device metrics, shown device by device
+
+    def flush() -> None:
+        out.extend(m.for_device(d) for d in shown for m in pending)
+        pending.clear()
+
+    for name in names:
+        if name in templates:
+            pending.append(templates[name])
+            continue
+        flush()
+        if name not in plain:
+            known = ", ".join([m.path for m in run_schema(results, [])] + list(templates))
+            raise ConfigError(f"report setting {setting}: no metric '{name}' in this run; give key, all or a list of metric paths ({known})")
+        out.append(plain[name])
+    flush()
+    return out
+
+
+def summary_table(
+    results, devices: Iterable[str] | None = None, f1_budget_points: float | None = None, metrics: list[Metric] | None = None
+) -> Table:
+    """One row per pipeline (per dataset and model): a column per metric.
+
+    ``metrics`` are the columns (:func:`select_metrics`); default every summary metric
+    of the run's schema: accuracy, size, host latency and each device's figures, then
+    plugin metrics. ``devices`` limits the default's device columns (default: every
     device of the run). With ``f1_budget_points``, pipelines whose mean ΔF1 is below
     minus that budget are marked "over budget", and the largest compression ratio
     and smallest storage bytes among the others (per dataset and model) are set in bold.
     """
     groups = pipeline_groups(results)
     several = len({(g.dataset, g.model) for g in groups}) > 1
-    known = device_names(results)
-    devices = known if devices is None else list(devices)
-    unknown = [d for d in devices if d not in known]
-    if unknown:
-        raise ConfigError(f"report setting devices: {', '.join(unknown)} not among the run's devices ({', '.join(known) or 'none'})")
+    columns = select_metrics(results, "all", devices) if metrics is None else list(metrics)
     level = ci_level(results.cells[0]) if results.cells else DEFAULT_CI_LEVEL
-    columns = [m for m in run_schema(results, devices) if m.summary and (not m.optional or _has_value(results, m.path))]
-    headers = (["dataset", "model"] if several else []) + ["pipeline"] + [m.label.replace("{ci_level}", f"{level:.0%}") for m in columns]
+    labels = ["dataset", "model"] if several else []
+    headers = labels + ["pipeline"] + [m.label.replace("{ci_level}", f"{level:.0%}") for m in columns]
     numeric = [False] * (3 if several else 1) + [m.aggregate != "all_true" for m in columns]
     paths = [m.path for m in columns]
     best = budget_winners(groups, f1_budget_points) if f1_budget_points is not None else {}
     offset = len(headers) - len(columns)
     strong = set()
     rows = []
+    sort_keys: list[list[float | str | None]] = []
     for i, g in enumerate(groups):
         winner = best.get((g.dataset, g.model), {})
         if winner.get("ratio") is g and "size.compression_ratio" in paths:
@@ -229,11 +295,27 @@ def summary_table(results, devices: Iterable[str] | None = None, f1_budget_point
         done = [c.metrics or {} for c in g.done]
         row = ([g.dataset, g.model] if several else []) + [g.pipeline + (" (over budget)" if over else "")]
         rows.append(row + [m.summarize(done, len(g.cells)) for m in columns])
-    return Table(headers, rows, numeric, strong)
+        sort_keys.append(([g.dataset, g.model] if several else []) + [g.pipeline] + [sort_key(m, done) for m in columns])
+    return Table(headers, rows, numeric, strong, labels + ["pipeline"] + paths, sort_keys)
 
 
-def _has_value(results, path: str) -> bool:
-    return any(lookup(c.metrics, path) is not None for c in results.cells if c.metrics)
+def sort_key(metric: Metric, metrics: list[dict]) -> float | None:
+    """The value a table sorts a metric's cell by: the mean across seeds, 1/0 for flags all true or not, None when missing."""
+    value = aggregate(metric, metrics)
+    if isinstance(value, bool):
+        return float(value)
+    return value.mean if value is not None else None
+
+
+def _shown(results, metric: Metric) -> bool:
+    """Whether a default table shows ``metric``: always, or for an optional one, when a cell of the run has a value
+    (for a per-device one, on any device)."""
+    if not metric.optional:
+        return True
+    cells = [c.metrics for c in results.cells if c.metrics]
+    if metric.per_device:
+        return any(lookup(m, metric.path.replace(DEVICE, d)) is not None for m in cells for d in device_names(results))
+    return any(lookup(m, metric.path) is not None for m in cells)
 
 
 class SummaryReporter(SingleFileReporter):
@@ -250,11 +332,13 @@ class SummaryReporter(SingleFileReporter):
         return type(self).page(results, out_dir, self.name, self.config)
 
 
-def column_definitions(results) -> list[tuple[str, str]]:
-    """(term, definition) for the report's "Columns" section: built-in metrics, then the run's plugin metrics."""
+def column_definitions(results, metrics: Iterable[Metric] | None = None) -> list[tuple[str, str]]:
+    """(term, definition) for a report's "Columns" section: of ``metrics``, default the built-in metrics and the run's plugin metrics."""
     from ecgbench.measure.builtin_metrics import BUILTIN_METRICS
 
-    return definitions([*BUILTIN_METRICS, *stored_declarations(c.metrics for c in results.cells)])
+    if metrics is None:
+        metrics = [*BUILTIN_METRICS, *stored_declarations(c.metrics for c in results.cells)]
+    return definitions(metrics)
 
 
 def within_budget(group: PipelineGroup, f1_budget_points: float) -> bool:

@@ -18,7 +18,9 @@ from ecgbench.config.suite import PluginRef, Suite
 from ecgbench.errors import ConfigError
 from ecgbench.registry import Registry
 from ecgbench.run.loggers import attached, make_loggers
+from ecgbench.run.machine import warn_if_contended
 from ecgbench.run.store import ResultStore
+from ecgbench.train.trainer import resolve_device
 
 log = logging.getLogger("ecgbench")
 
@@ -137,6 +139,8 @@ def _run_cells(
                 held.append(cell)
             else:
                 todo.append(cell)
+        if todo and resolve_device(suite.training.device).type == "cpu":
+            warn_if_contended(suite.training.num_threads)
         held += run.execute(todo)
         while held:  # another run has these: wait, count its results, take over what it dropped
             held = run.execute(_await_holders(store, run, held, started_at, poll_s))

@@ -190,12 +190,15 @@ class ResultStore:
         return run_id
 
     def plan(self, run_id: str, cells: list[tuple[int, str, dict, dict]], version: str) -> None:
-        """Link every cell the run will do, as ``pending``, so counts are against the plan: ``(position, cell_id, labels, config)``."""
+        """Link every cell the run will do, as ``pending``, so counts are against the plan: ``(position, cell_id, labels, config)``.
+
+        A cell stored before keeps its results and takes this run's pipeline label (labels are names, not identity).
+        """
         with self._transaction():
             for position, cell_id, labels, config in cells:
                 self.db.execute(
-                    """INSERT OR IGNORE INTO cells (cell_id, dataset, model, pipeline, seed, config_json, status, ecgbench_version)
-                       VALUES (?,?,?,?,?,?,'pending',?)""",
+                    """INSERT INTO cells (cell_id, dataset, model, pipeline, seed, config_json, status, ecgbench_version)
+                       VALUES (?,?,?,?,?,?,'pending',?) ON CONFLICT(cell_id) DO UPDATE SET pipeline=excluded.pipeline""",
                     (cell_id, labels["dataset"], labels["model"], labels["pipeline"], labels["seed"], json.dumps(config), version),
                 )
                 self.db.execute("INSERT OR IGNORE INTO run_cells VALUES (?,?,?,'pending')", (run_id, cell_id, position))
@@ -294,7 +297,7 @@ class ResultStore:
             self.db.execute(
                 """INSERT INTO cells (cell_id, dataset, model, pipeline, seed, config_json, status, started_at, ecgbench_version)
                    VALUES (?,?,?,?,?,?,'running',?,?)
-                   ON CONFLICT(cell_id) DO UPDATE SET status='running', started_at=excluded.started_at,
+                   ON CONFLICT(cell_id) DO UPDATE SET status='running', started_at=excluded.started_at, pipeline=excluded.pipeline,
                        error=NULL, ecgbench_version=excluded.ecgbench_version""",
                 (cell_id, labels["dataset"], labels["model"], labels["pipeline"], labels["seed"], json.dumps(config), time.time(), version),
             )

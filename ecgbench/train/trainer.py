@@ -43,7 +43,9 @@ class TrainRecipe(PluginConfig):
     class_weighting: bool = Field(True, description="weight the loss by inverse class frequency of the training split")
     patience: int = Field(6, ge=0, description="early stopping: epochs without validation gain (0 = never stop early)")
     grad_clip: float | None = Field(1.0, description="max gradient norm; null disables")
-    num_threads: int = Field(2, ge=1, description="torch.set_num_threads for CPU training")
+    num_threads: int = Field(
+        2, ge=1, description="torch.set_num_threads for CPU training; part of the cell id (it changes the weights); 1 on a shared machine"
+    )
     max_batches_per_epoch: int | None = Field(None, description="cap batches per epoch (smoke runs)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
     amp: bool = Field(True, description="automatic mixed precision on CUDA")

@@ -1,6 +1,7 @@
 """``models``: export each pipeline's final model next to the report, for ``ecgbench eval``.
 
-Files are named after their pipeline (``dense.onnx``, ``lth_ecg+int8_static.onnx``)
+Files are named after their pipeline (``dense.onnx``, ``magnitude-s0.8-fe2.onnx``, ``lth_ecg+int8_static.onnx``;
+``index.json`` gives each file's pipeline steps with every setting)
 and carry their preprocessing settings in ONNX metadata, so anyone can score
 them on their own copy of the data. A model whose plain ONNX file is larger
 than ``max_bytes`` is written in its smallest lossless format instead (a
@@ -15,18 +16,18 @@ with the models' scores on another dataset).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from pydantic import Field
 
 from ecgbench import PluginConfig, atomic, hookimpl
+from ecgbench.config.labels import safe_name
 from ecgbench.kinds.reporter import Reporter
 
 
 def model_stem(cell) -> str:
-    """The pipeline label with characters unsafe in file names replaced (``<stem>.onnx`` is the file)."""
-    return re.sub(r"[^A-Za-z0-9_.+=,()-]", "_", cell.pipeline)
+    """The pipeline label, any character outside ``A-Z a-z 0-9 . _ + -`` replaced (``<stem>.onnx`` is the file)."""
+    return safe_name(cell.pipeline)
 
 
 def smallest_fitting(onnx_bytes: bytes, max_bytes: int, storage_format: str | None = None) -> tuple[str, bytes] | None:
@@ -66,7 +67,9 @@ class ModelsReporter(Reporter):
             if several:
                 stem += f".{cell.dataset}.{cell.model}.seed{cell.seed}"
             source = Path(cell.artifacts["onnx"])
-            entry = {"pipeline": cell.pipeline, "cell_id": cell.cell_id, "seed": cell.seed, **_test_scores(cell)}
+            entry = {
+                "pipeline": cell.pipeline, "cell_id": cell.cell_id, "seed": cell.seed, "steps": (cell.config or {}).get("steps"), **_test_scores(cell),
+            }
             if not source.exists():
                 entry["missing"] = str(source)
             else:
