@@ -33,6 +33,7 @@ from ecgbench.measure.windowing import (
     onnx_session,
     predict_windowed,
     probabilities_as_logits,
+    softmax,  # noqa: F401  (re-exported: ecgbench.measure.model_eval uses it)
     window_starts,
 )
 
@@ -257,12 +258,3 @@ def per_record_figures(figures: dict, windows: int) -> dict:
         "energy_mj_per_window": figures["energy_mj"],
         "energy_mj_per_record": figures["energy_mj"] * windows,
     }
-
-
-def softmax(logits: "np.ndarray") -> "np.ndarray":
-    """Class probabilities of logits ``[records, classes]`` (rows sum to 1)."""
-    import numpy as np
-
-    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)

@@ -125,7 +125,8 @@ def aggregate_window_probs(probs: np.ndarray, rule: str = "mean_prob") -> np.nda
     raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got '{rule}'")
 
 
-def softmax_rows(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of logits ``[records, classes]`` (rows sum to 1)."""
     shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
@@ -149,7 +150,7 @@ def predict_windowed(session, signals: "SignalSet", windowing: Windowing, fs_hz:
         return np.zeros((0, 0)), counts
     stacked = np.concatenate(per_record)
     outputs = [session.run(None, {name: stacked[s : s + batch_size]})[0] for s in range(0, len(stacked), batch_size)]
-    probs = softmax_rows(np.concatenate(outputs))
+    probs = softmax(np.concatenate(outputs))
     bounds = np.concatenate([[0], np.cumsum(counts)])
     records = np.stack([aggregate_window_probs(probs[bounds[i] : bounds[i + 1]], windowing.aggregate) for i in range(len(counts))])
     return records, counts
