@@ -12,6 +12,7 @@ loads by itself once ecgbench is installed (``pytest11`` entry point ``ecgbench`
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -135,5 +136,6 @@ def make_context(
         workdir=Path(tmp_path),
         fs_hz=splits.fs_hz,
         log=lambda msg: None,
+        dense_model=copy.deepcopy(model),
     )
     return model, ctx

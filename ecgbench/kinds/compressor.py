@@ -112,7 +112,9 @@ class CompressionContext:
     - ``trainer.evaluate(model, "val")`` / ``evaluate_onnx(bytes, "val")`` score on validation
       (the test split is never offered for decisions);
     - ``initial_state`` is the dense model's state before training (for rewinding);
-    - ``dense_val_challenge_f1`` is the dense baseline's validation score (for budgets);
+    - ``dense_val_challenge_f1`` is the dense baseline's validation score (for budgets), and
+      ``dense_model`` the trained dense baseline itself (for per-record comparisons such as a paired
+      bootstrap; read-only: copy it before changing it; None where a caller has none);
     - ``checkpoints`` (:class:`RoundCheckpoints`) lets an iterative strategy resume a killed search:
       after each round, ``ctx.checkpoints.save(state)`` with everything needed to continue (round
       index, ``model.state_dict()``, masks, the record so far, the current rate and
@@ -132,6 +134,7 @@ class CompressionContext:
     fs_hz: float
     log: Callable[[str], None] = print
     checkpoints: RoundCheckpoints = field(default_factory=RoundCheckpoints)
+    dense_model: torch.nn.Module | None = None
 
     def progress(self, text: str) -> None:
         """Report a running search's progress, e.g. ``"round 3, 4.2x, val F1 0.801"`` (logged too)."""

@@ -308,6 +308,7 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
         workdir=workdir,
         fs_hz=splits.fs_hz,
         log=lambda msg: None,
+        dense_model=copy.deepcopy(model),
     )
     dense_onnx = to_onnx(copy.deepcopy(model), samples=_input_samples(spec, splits))  # timed beside the compressed model
     dense = _windowed_dense(baseline["dense"], dense_onnx, trainer, spec)

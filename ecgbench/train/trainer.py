@@ -61,7 +61,7 @@ class FitResult:
     best_epoch: int
     epochs_run: int
     seconds: float
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # per epoch: epoch, loss, val_challenge_f1, lr
 
 
 def resolve_device(name: str) -> torch.device:
@@ -147,6 +147,7 @@ class Trainer:
         history: list[dict] = []
         epoch = 0
         for epoch in range(1, epochs + 1):
+            epoch_lr = float(optimizer.param_groups[0]["lr"])  # what this epoch trains with (the schedule steps after it)
             model.train()
             losses = []
             batches = list(self._train_batches(rng))
@@ -170,7 +171,7 @@ class Trainer:
                 _apply_masks(mask_pairs)
                 losses.append(float(loss.detach()))
             val_f1 = self.evaluate(model, "val")["challenge_f1"]
-            row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "val_challenge_f1": val_f1}
+            row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "val_challenge_f1": val_f1, "lr": epoch_lr}
             history.append(row)
             if on_epoch:
                 on_epoch(row)
