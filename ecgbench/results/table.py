@@ -27,6 +27,7 @@ from ecgbench.kinds.reporter import SingleFileReporter
 from ecgbench.registry import process_registry
 from ecgbench.measure.schema import (  # noqa: F401  (re-exported: the reporters' helpers)
     DECLARATIONS_SECTION,
+    DEVICE,
     Metric,
     Stat,
     aggregate,
@@ -215,8 +216,10 @@ class TableSettings(PluginConfig):
 
 
 def run_schema(results, devices: Iterable[str] | None = None) -> list[Metric]:
-    """The run's metrics: built-in (per-device ones for ``devices``, default every device of the run), then plugin ones."""
-    return schema((c.metrics for c in results.cells), device_names(results) if devices is None else devices)
+    """The run's metrics: built-in (per-device ones for ``devices``, default every device of the run), then plugin ones;
+    an optional metric (e.g. windowed deployment's) only when a cell of the run has it."""
+    metrics = schema((c.metrics for c in results.cells), device_names(results) if devices is None else devices)
+    return [m for m in metrics if _shown(results, m)]
 
 
 def checked_devices(results, devices: Iterable[str] | None) -> list[str]:
@@ -244,7 +247,8 @@ def select_metrics(results, columns: str | list[str], devices: Iterable[str] | N
     if columns == "all":
         return [m for m in run_schema(results, checked_devices(results, devices)) if m.summary]
     if columns == "key":
-        names = list(KEY_COLUMNS)
+        declared = {m.path: m for m in BUILTIN_METRICS}
+        names = [p for p in KEY_COLUMNS if _shown(results, declared[p])]
         devices = device_names(results)[:1] if devices is None else devices
     else:
         names = list(columns)
@@ -319,6 +323,17 @@ def sort_key(metric: Metric, metrics: list[dict]) -> float | None:
     if isinstance(value, bool):
         return float(value)
     return value.mean if value is not None else None
+
+
+def _shown(results, metric: Metric) -> bool:
+    """Whether a default table shows ``metric``: always, or for an optional one, when a cell of the run has a value
+    (for a per-device one, on any device)."""
+    if not metric.optional:
+        return True
+    cells = [c.metrics for c in results.cells if c.metrics]
+    if metric.per_device:
+        return any(lookup(m, metric.path.replace(DEVICE, d)) is not None for m in cells for d in device_names(results))
+    return any(lookup(m, metric.path) is not None for m in cells)
 
 
 class SummaryReporter(SingleFileReporter):
@@ -430,7 +445,24 @@ def report_facts(results, fmt: str, out_dir: Path, settings: PluginConfig | None
     ]
     if len(combos) == 1:
         facts.append(("dataset / model", f"{combos[0][0]} / {combos[0][1]}"))
+    deployment = deployment_fact(results)
+    if deployment:
+        facts.append(("deployment", deployment))
     return facts
+
+
+def deployment_fact(results) -> str | None:
+    """How the run's cells were scored when they deploy windows (``metrics.windowing``), else None (whole records)."""
+    seen = list(dict.fromkeys(json.dumps(w, sort_keys=True) for w in (lookup(c.metrics, "windowing") for c in results.cells if c.metrics) if w))
+    if not seen:
+        return None
+    texts = []
+    for entry in map(json.loads, seen):
+        texts.append(
+            f"{entry['window_s']:g}-s windows every {entry['hop_s']:g} s, record class by {entry['aggregate']}, "
+            f"{entry['windows_per_record']} windows per {entry['record_s']:g}-s record"
+        )
+    return "; ".join(texts) + " (device ms, mJ and peak RAM per window; ms/record and mJ/record per record)"
 
 
 def synthetic_warning(results) -> str | None:

@@ -28,6 +28,7 @@ from ecgbench.hashing import stable_hash
 from ecgbench.data.arrays import DataSplits
 from ecgbench.train.export import to_onnx, with_metadata
 from ecgbench.measure.sizing import canonical_zeros
+from ecgbench.measure.windowing import METADATA_KEY as WINDOWING_KEY, Windowing
 from ecgbench.errors import EcgbenchError
 from ecgbench.registry import Registry, process_registry
 from ecgbench.train.trainer import Trainer, TrainRecipe, load_checkpoint, save_checkpoint
@@ -288,10 +289,29 @@ def _write_split_file(splits: DataSplits, path: Path) -> None:
 
 
 def _dense_reference(dense_onnx: bytes, trainer: Trainer, spec: CellSpec) -> dict[str, Any]:
-    """The dense model's figures every compressed cell is compared with (no device simulation)."""
+    """The dense model's figures every compressed cell is compared with (no device simulation).
+
+    Scored on whole records whatever the cell's windowing: the baseline is shared by cells
+    with and without ``deploy_window_s`` (its key leaves the measure settings out), and a
+    windowed cell scores the dense model on its own windows (:func:`_windowed_dense`).
+    """
     from ecgbench.measure.artifact import measure_artifact
 
-    return measure_artifact(dense_onnx, trainer, spec.measure, devices=[], dense=None)
+    whole_records = spec.measure.model_copy(update={"deploy_window_s": None, "deploy_hop_s": None, "aggregate": "mean_prob"})
+    return measure_artifact(dense_onnx, trainer, whole_records, devices=[], dense=None)
+
+
+def _windowed_dense(dense: dict[str, Any], dense_onnx: bytes, trainer: Trainer, spec: CellSpec) -> dict[str, Any]:
+    """The dense reference of a cell: the baseline's, with its scores on the cell's windows when it deploys windows
+    (so ΔF1 compares the two models at the same window)."""
+    from ecgbench.measure.artifact import predict_split, score_split
+    from ecgbench.measure.scores import classification_scores
+
+    if spec.measure.deploy_window_s is None:
+        return dense
+    test, _labels, _logits = score_split(dense_onnx, trainer, "test", spec.measure)
+    val = classification_scores(trainer.split("val").labels, predict_split(dense_onnx, trainer, "val", spec.measure).argmax(axis=1))
+    return {**dense, "test": test, "val": val}
 
 
 def _input_samples(spec: CellSpec, splits: DataSplits) -> int:
@@ -334,6 +354,7 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
         dense_model=copy.deepcopy(model),
     )
     dense_onnx = to_onnx(copy.deepcopy(model), samples=_input_samples(spec, splits))  # timed beside the compressed model
+    dense = _windowed_dense(baseline["dense"], dense_onnx, trainer, spec)
     artifact = ModelArtifact(model=model, spec=models.spec)
     steps = []
     t = time.perf_counter()
@@ -355,7 +376,7 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
         trainer,
         spec.measure,
         devices=devices,
-        dense=baseline["dense"],
+        dense=dense,
         dense_onnx=dense_onnx,
         canonical=True,
         metrics=declared,
@@ -366,7 +387,7 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
     metrics["architecture"] = {**architecture.to_dict(), "changed": architecture != models.spec}
     metrics["baseline"] = {
         "val_challenge_f1": baseline["fit"]["best_val_challenge_f1"],
-        "test_challenge_f1": baseline["dense"]["test"]["challenge_f1"],
+        "test_challenge_f1": dense["test"]["challenge_f1"],
         "epochs": baseline["fit"]["epochs_run"],
         "best_epoch": baseline["fit"]["best_epoch"],
         "train_s": baseline["fit"]["seconds"],
@@ -488,11 +509,14 @@ def export_metadata(spec: CellSpec, splits: DataSplits, precision: str, architec
     """
     preprocessing = spec.data.model_dump(mode="json", exclude={"split"})
     preprocessing["fs_hz"] = splits.fs_hz
+    windowing = Windowing.from_config(spec.measure)
+    deploy = {WINDOWING_KEY: windowing.to_metadata()} if windowing else {}  # absent: whole records (and the bytes of older exports)
     return {
         "version": ecgbench.__version__,
         "preprocessing": preprocessing,
         "classes": list(splits.classes),
-        "window_policy": "whole record, global average pooling over time",
+        "window_policy": f"{windowing.describe()}, global average pooling over time" if windowing else "whole record, global average pooling over time",
+        **deploy,
         "pipeline": spec.pipeline,
         "steps": [_ref_dict(s) for s in spec.steps],
         "model": (architecture or spec.model_spec()).to_dict(),
