@@ -40,6 +40,8 @@ _KINDS = {
     "Measurement": "ecgbench.measure.schema",
     "Metric": "ecgbench.measure.schema",
     "ModelFamily": "ecgbench.kinds.model",
+    "ModelSpec": "ecgbench.kinds.model",
+    "LossInputs": "ecgbench.train.trainer",
     "Reporter": "ecgbench.kinds.reporter",
     "SingleFileReporter": "ecgbench.kinds.reporter",
 }

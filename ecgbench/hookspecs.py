@@ -113,7 +113,7 @@ def ecgbench_register_compressors(register: Callable[[type[Compressor]], None]) 
 
     When it runs: when a registry is built (see the registration section); ``compress`` runs later, in the worker that runs the cell.
 
-    :param register: call it once per compressor class; its ``compress(artifact, ctx)`` takes a ``ModelArtifact`` and a ``CompressionContext`` (the training API, the dense baseline's validation score) and returns a ``StepOutcome``: the compressed artifact plus a JSON record of what it did.
+    :param register: call it once per compressor class; its ``compress(artifact, ctx)`` takes a ``ModelArtifact`` and a ``CompressionContext`` (the training API, with ``fit(..., loss_fn=, teacher=)`` for other objectives; ``model_spec`` and ``build_model(name, settings)`` for the incoming and any other registered architecture; the dense baseline's validation score) and returns a ``StepOutcome``: the compressed artifact (``ModelArtifact(model, spec=spec)`` when it is another architecture) plus a JSON record of what it did.
     :return: nothing; the return value is ignored.
 
     Example::

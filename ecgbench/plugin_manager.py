@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ecgbench_plugins.compressors.structured",
     "ecgbench_plugins.compressors.quantization",
     "ecgbench_plugins.compressors.lottery",
+    "ecgbench_plugins.compressors.distill",
     "ecgbench_plugins.devices.builtin_profiles",
     "ecgbench_plugins.reporters.markdown",
     "ecgbench_plugins.reporters.tabular",

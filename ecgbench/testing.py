@@ -12,6 +12,7 @@ loads by itself once ecgbench is installed (``pytest11`` entry point ``ecgbench`
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,9 @@ import torch
 from ecgbench import CLASSES
 from ecgbench.data.arrays import DataSplits, SignalSet
 from ecgbench.kinds.base import PluginConfig
-from ecgbench.kinds.compressor import CompressionContext
+from ecgbench.kinds.compressor import CompressionContext, ModelBuilder
 from ecgbench.kinds.dataset import Dataset, Record
-from ecgbench.kinds.model import ModelFamily
+from ecgbench.kinds.model import ModelFamily, ModelSpec
 from ecgbench.train.trainer import Trainer, TrainRecipe
 
 
@@ -92,13 +93,25 @@ class TinyDataset(Dataset):
 
 
 class TinyNetFamily(ModelFamily):
-    """A model family plugin for tests: :class:`TinyNet` at width 4."""
+    """A model family plugin for tests: :class:`TinyNet`, width 4 unless its ``width`` setting says otherwise."""
 
     name = "tinynet"
     min_samples = 16
 
+    class Config(PluginConfig):
+        width: int = 4
+
     def build(self, n_classes):
-        return TinyNet(4, n_classes)
+        return TinyNet(self.config.width, n_classes)
+
+
+def model_families(name: str) -> type[ModelFamily]:
+    """``tinynet`` (:class:`TinyNetFamily`), else the installed model family of that name (for ``ctx.build_model``)."""
+    if name == TinyNetFamily.name:
+        return TinyNetFamily
+    from ecgbench.registry import process_registry
+
+    return process_registry().get("models", name)
 
 
 def fast_recipe(**overrides) -> TrainRecipe:
@@ -115,7 +128,11 @@ def make_context(
     seed: int = 0,
     width: int = 8,
 ) -> tuple[torch.nn.Module, CompressionContext]:
-    """A trained TinyNet and the CompressionContext a compressor receives for it."""
+    """A trained TinyNet and the CompressionContext a compressor receives for it.
+
+    ``ctx.model_spec`` is ``tinynet`` at ``width``; ``ctx.build_model(name, settings)`` builds
+    ``tinynet`` or any installed model family (:func:`model_families`).
+    """
     splits = splits or make_random_splits(seed=seed)
     trainer = Trainer(splits, recipe or fast_recipe(), seed=seed)
 
@@ -128,12 +145,14 @@ def make_context(
     result = trainer.fit(model)
     ctx = CompressionContext(
         trainer=trainer,
-        build_model=build,
+        build_model=ModelBuilder(build, families=model_families, n_classes=len(splits.classes), seed=seed),
+        model_spec=ModelSpec.of(TinyNetFamily(TinyNetFamily.Config(width=width))),
         initial_state=initial,
         dense_val_challenge_f1=result.best_val_challenge_f1,
         seed=seed,
         workdir=Path(tmp_path),
         fs_hz=splits.fs_hz,
         log=lambda msg: None,
+        dense_model=copy.deepcopy(model),
     )
     return model, ctx

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,7 +13,18 @@ from ecgbench.errors import CompressionError, ConfigError
 from ecgbench.testing import fast_recipe, make_context, make_random_splits
 from ecgbench.train.trainer import Trainer
 from ecgbench_plugins.compressors import lottery
-from ecgbench_plugins.compressors.lottery import GoalDrivenTicketSearch, LotteryTicket, LthEcg, Ticket, late_rewind_state
+from ecgbench.measure.scores import challenge_f1
+from ecgbench_plugins.compressors.lottery import (
+    GoalDrivenTicketSearch,
+    LotteryTicket,
+    LthEcg,
+    PairedBootstrapRule,
+    PointRule,
+    Ticket,
+    ValScore,
+    late_rewind_state,
+    paper_rates,
+)
 
 PRUNABLE = ("conv1.weight", "conv2.weight", "fc.weight")  # 72 + 576 + 32 = 680 weights in TinyNet(8)
 
@@ -78,6 +90,43 @@ def test_late_rewinding_restores_the_weights_after_k_epochs(tmp_path):
     assert out.record["rewind"] == "iteration" and out.record["rewind_epochs"] == 1
 
 
+def test_lr_rewinding_retrains_the_trained_survivors_with_the_schedule_restarted(tmp_path):
+    torch.set_num_threads(1)
+    model, ctx = make_context(tmp_path, recipe=fast_recipe(epochs=3, lr_schedule="cosine"))
+    trained_state = {k: v.clone() for k, v in model.state_dict().items()}
+    entering, leaving, histories = [], [], []
+    real_fit = ctx.trainer.fit
+
+    def watched_fit(net, **kwargs):
+        entering.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+        result = real_fit(net, **kwargs)
+        leaving.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+        histories.append(result.history)
+        return result
+
+    ctx.trainer.fit = watched_fit
+    out = LotteryTicket.from_params({"rounds": 2, "rate": 0.3, "rewind": "lr", "train_epochs": 3}).run(ModelArtifact(model), ctx)
+    assert len(entering) == 2  # one retraining per round and no rewinding fit
+    first_masks = {n: (entering[0][n] != 0).float() for n in PRUNABLE}
+    for name in PRUNABLE:
+        keep = first_masks[name] == 1
+        # round 1 starts from the trained weights, pruned: not the initial ones
+        assert torch.equal(entering[0][name][keep], trained_state[name][keep])
+        assert not torch.equal(entering[0][name][keep], ctx.initial_state[name][keep])
+        assert int((~keep).sum()) > 0
+    assert torch.equal(entering[0]["conv1.bias"], trained_state["conv1.bias"])
+    for name in PRUNABLE:  # round 2 starts from round 1's retrained weights, pruned further
+        keep = entering[1][name] != 0
+        assert torch.equal(entering[1][name][keep], leaving[0][name][keep])
+    assert sum(int((entering[1][n] != 0).sum()) for n in PRUNABLE) < sum(int((leaving[0][n] != 0).sum()) for n in PRUNABLE)
+    # the recipe's cosine schedule over the round's 3 epochs, restarted in each round: lr, lr (1 + cos(pi/3)) / 2, lr / 4
+    expected = [3e-2, 3e-2 * 0.75, 3e-2 * 0.25]
+    for history in histories:
+        assert [row["lr"] for row in history] == pytest.approx(expected)
+    assert out.record["rewind"] == "lr" and out.record["rewind_epochs"] == 0
+    _assert_masked_weights_zero(out.artifact)
+
+
 def test_lth_stops_at_the_target_sparsity(trained):
     model, ctx = trained
     settings = {"rounds": 10, "rate": 0.5, "target_sparsity": 0.8, "train_epochs": 0}
@@ -140,6 +189,145 @@ def test_search_stops_after_max_rounds():
     assert result.best == pytest.approx(1 - 0.8**3)
 
 
+# --- accept rules, scripted -------------------------------------------------------------------------
+
+
+def _val_set(n, seed=0):
+    """Labels of ``n`` records over the four classes and a dense model right on about 80 % of them."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, size=n)
+    dense = np.where(rng.random(n) < 0.8, labels, (labels + 1) % 4)
+    return labels, dense
+
+
+def _worse_by(labels, dense, points, seed=1):
+    """The dense predictions with records made wrong, one by one, until F1 is ``points`` below dense, and the ΔF1."""
+    target = challenge_f1(labels, dense) - points / 100
+    candidate = dense.copy()
+    for i in np.random.default_rng(seed).permutation(np.flatnonzero(dense == labels)):
+        if challenge_f1(labels, candidate) <= target:
+            break
+        candidate[i] = (labels[i] + 1) % 4
+    return candidate, challenge_f1(labels, candidate) - challenge_f1(labels, dense)
+
+
+def _rules(labels, dense, budget_points=1.0, seed=0):
+    point = PointRule(challenge_f1(labels, dense) - budget_points / 100)
+    paired = PairedBootstrapRule(labels, dense, budget_points / 100, alpha=0.1, resamples=1000, seed=seed)
+    return point, paired
+
+
+def test_a_small_drop_on_a_small_noisy_val_set_is_accepted_by_the_paired_bootstrap_but_not_by_the_point_rule():
+    labels, dense = _val_set(300)
+    candidate, delta = _worse_by(labels, dense, 1.5)
+    assert -0.02 < delta < -0.01  # 1.5 points, give or take a record: over the 1-point budget
+    point, paired = _rules(labels, dense)
+    score = ValScore(challenge_f1(labels, candidate), candidate)
+    assert not point(score).accepted
+    verdict = paired(score)
+    assert verdict.accepted and -0.01 <= verdict.delta_f1_upper < 0  # a drop, but not one beyond the budget and the noise
+
+
+def test_a_clearly_worse_candidate_on_a_large_val_set_is_rejected_by_both_rules():
+    labels, dense = _val_set(3000)
+    candidate, delta = _worse_by(labels, dense, 10.0)
+    assert delta == pytest.approx(-0.10, abs=0.002)
+    point, paired = _rules(labels, dense)
+    score = ValScore(challenge_f1(labels, candidate), candidate)
+    verdict = paired(score)
+    assert not point(score).accepted and not verdict.accepted
+    assert verdict.delta_f1_upper < -0.08
+
+
+def test_the_paired_bootstrap_rule_is_deterministic_and_accepts_the_dense_model_itself():
+    labels, dense = _val_set(300)
+    candidate, _ = _worse_by(labels, dense, 1.5)
+    score = ValScore(challenge_f1(labels, candidate), candidate)
+    bounds = [_rules(labels, dense)[1](score).delta_f1_upper for _ in range(2)]
+    assert bounds[0] == bounds[1]
+    assert _rules(labels, dense, seed=7)[1](score).delta_f1_upper != bounds[0]  # the seed draws the resamples
+    same = _rules(labels, dense, budget_points=0.0)[1](ValScore(challenge_f1(labels, dense), dense))
+    assert same.accepted and same.delta_f1_upper == 0.0
+
+
+def test_the_paired_bootstrap_rule_needs_per_record_predictions():
+    labels, dense = _val_set(50)
+    with pytest.raises(CompressionError, match="each validation record"):
+        _rules(labels, dense)[1](ValScore(0.8))
+    with pytest.raises(ValueError, match="min_val_f1"):
+        GoalDrivenTicketSearch(lambda c, r: c, lambda c: 0.0, lambda c: c, initial_rate=0.2, alpha=2.0, min_rate=0.1, max_rounds=1)
+
+
+def test_search_with_scripted_predictions_goes_on_where_the_point_rule_stops():
+    labels, dense = _val_set(300)
+    slightly, _ = _worse_by(labels, dense, 1.5)
+    clearly, _ = _worse_by(labels, dense, 10.0)
+    script = [dense, slightly, clearly, clearly, clearly]  # rates 0.5, 0.5, then halved to the 0.1 floor
+
+    def search(rule):
+        scores = iter(ValScore(challenge_f1(labels, p), p) for p in script)
+        return GoalDrivenTicketSearch(
+            lambda sparsity, rate: 1 - (1 - sparsity) * (1 - rate),
+            lambda _candidate: next(scores),
+            lambda sparsity: sparsity,
+            accept=rule,
+            initial_rate=0.5,
+            alpha=2.0,
+            min_rate=0.1,
+            max_rounds=10,
+        ).run(0.0)
+
+    point, paired = _rules(labels, dense)
+    by_point, by_paired = search(point), search(paired)
+    assert [r.accepted for r in by_point.rounds] == [True, False, False, False]
+    assert [r.accepted for r in by_paired.rounds] == [True, True, False, False, False]
+    assert by_point.best == pytest.approx(0.5) and by_paired.best == pytest.approx(0.75)
+    assert all(r.delta_f1_upper is None for r in by_point.rounds)
+    assert all(isinstance(r.delta_f1_upper, float) for r in by_paired.rounds)
+
+
+# --- schedule: paper, scripted ---------------------------------------------------------------------
+
+
+def test_paper_schedule_divides_the_rate_by_1_1_every_round_accepted_or_not_until_the_floor():
+    scores = [0.95, 0.95, 0.50, 0.95, 0.95, 0.95]
+    result, rates = _scripted_search(scores, initial_rate=0.3, alpha=1.1, rate_decay=1.1, min_rate=0.2)
+    assert rates == pytest.approx([0.3, 0.3 / 1.1, 0.3 / 1.1**2, 0.3 / 1.1**3, 0.3 / 1.1**4])
+    assert rates == pytest.approx(paper_rates(0.3, 1.1, 0.2, 30))
+    assert [r.accepted for r in result.rounds] == [True, True, False, True, True]
+    assert result.rounds[3].sparsity == pytest.approx(1 - 0.7 * (1 - 0.3 / 1.1) * (1 - 0.3 / 1.1**3))  # from round 2's ticket
+    assert not result.goal_met and result.stop_reason == f"rate {0.3 / 1.1**5:.4g} fell under min_rate 0.2"
+
+
+def test_paper_schedule_stops_at_the_target_reduction():
+    result, rates = _scripted_search([0.95] * 10, initial_rate=0.3, alpha=1.1, rate_decay=1.1, target_sparsity=0.6)
+    # 0.3, then 0.3 / 1.1 (0.49 sparse), then capped to land on 0.6 instead of 0.3 / 1.21
+    assert rates == pytest.approx([0.3, 0.3 / 1.1, 1 - 0.4 / (0.7 * (1 - 0.3 / 1.1))])
+    assert result.goal_met and result.stop_reason == "target reached" and result.best == pytest.approx(0.6)
+
+
+def test_paper_rates_cannot_reach_142x_at_the_default_floor():
+    rates = paper_rates(0.3, 1.1, 0.025, 30)
+    assert len(rates) == 27 and rates[-1] >= 0.025 > rates[-1] / 1.1
+    assert 1 / np.prod([1 - r for r in rates]) == pytest.approx(28.5, abs=0.05)
+
+
+def test_lth_ecg_options_check_that_their_settings_apply():
+    paper = LthEcg.Config(schedule="paper")
+    assert (paper.initial_rate, paper.target_reduction, paper.rate_decay, paper.rewind) == (0.3, 142.0, 1.1, "init")
+    assert LthEcg.Config(schedule="paper", initial_rate=0.5, target_reduction=20.0).initial_rate == 0.5
+    for bad, hint in [
+        ({"schedule": "paper", "alpha": 1.5}, "alpha applies to schedule: adaptive"),
+        ({"rate_decay": 1.2}, "rate_decay applies to schedule: paper"),
+        ({"accept_alpha": 0.05}, "apply to accept: paired_bootstrap"),
+    ]:
+        with pytest.raises(ConfigError, match=hint):
+            LthEcg.from_params(bad)
+    # the defaults (today's rules) leave the settings, hence the cell ids, as they were
+    explicit = LthEcg.Config(schedule="adaptive", accept="point", rewind="init", initial_rate=0.2)
+    assert explicit.model_dump(mode="json", exclude_defaults=True) == {}
+
+
 # --- lth_ecg plugin ------------------------------------------------------------------------------
 
 
@@ -193,6 +381,55 @@ def test_lth_ecg_reaches_a_target_reduction_with_a_generous_budget(trained):
     assert _pruned(out.artifact.masks) == 510  # dense / nonzero = 680 / 170 = 4
     assert out.record["achieved_reduction"] == pytest.approx(4.0)
     _assert_masked_weights_zero(out.artifact)
+
+
+def test_lth_ecg_paper_schedule_runs_the_paper_rates_and_says_why_it_stopped(trained):
+    model, ctx = trained
+    settings = {"schedule": "paper", "train_epochs": 0, "min_rate": 0.2, "max_f1_drop_points": 100.0}
+    out = LthEcg.from_params(settings).run(ModelArtifact(model), ctx)
+    record = out.record
+    assert [r["rate"] for r in record["rounds"]] == pytest.approx(paper_rates(0.3, 1.1, 0.2, 30))
+    assert record["schedule"] == "paper" and record["rate_decay"] == 1.1 and record["target_reduction"] == 142.0
+    assert record["goal_met"] is False and "min_rate 0.2" in record["stop_reason"] and "142.0x not reached" in record["note"]
+    ceiling = 1 / np.prod([1 - r for r in paper_rates(0.3, 1.1, 0.2, 30)])
+    assert record["schedule_max_reduction"] == pytest.approx(ceiling, abs=1e-3)
+    assert record["achieved_reduction"] == pytest.approx(ceiling, rel=0.02)  # whole weights
+    state = out.artifact.model.state_dict()  # rewound to init, as published (train_epochs 0: no retraining)
+    keep = out.artifact.masks["conv2.weight"] == 1
+    assert torch.equal(state["conv2.weight"][keep], ctx.initial_state["conv2.weight"][keep])
+
+
+def test_lth_ecg_paired_bootstrap_judges_each_round_on_the_validation_records(trained, monkeypatch):
+    model, ctx = trained
+    labels = ctx.trainer.split("val").labels
+    dense = ctx.trainer.predict(ctx.dense_model, "val").argmax(axis=1)
+    judged = []
+    real_call = PairedBootstrapRule.__call__
+
+    def watched(rule, score):
+        verdict = real_call(rule, score)
+        judged.append((score.predictions, verdict))
+        return verdict
+
+    monkeypatch.setattr(PairedBootstrapRule, "__call__", watched)
+    settings = {"accept": "paired_bootstrap", "accept_resamples": 200, "train_epochs": 1, "initial_rate": 0.5, "max_rounds": 2}
+    record = LthEcg.from_params(settings).run(ModelArtifact(model), ctx).record
+    assert len(judged) == len(record["rounds"]) == 2
+    twin = PairedBootstrapRule(labels, dense, 0.01, alpha=0.1, resamples=200, seed=ctx.seed)
+    for (predictions, verdict), row in zip(judged, record["rounds"]):
+        assert predictions.shape == labels.shape
+        assert row["delta_f1_upper"] == verdict.delta_f1_upper == twin(ValScore(0.0, predictions)).delta_f1_upper
+        assert row["accepted"] is verdict.accepted
+    assert (record["accept"], record["accept_alpha"], record["accept_resamples"]) == ("paired_bootstrap", 0.1, 200)
+    json.dumps(record, allow_nan=False)
+
+
+def test_lth_ecg_paired_bootstrap_needs_the_dense_model(trained):
+    import dataclasses
+
+    model, ctx = trained
+    with pytest.raises(CompressionError, match="no dense_model"):
+        LthEcg.from_params({"accept": "paired_bootstrap"}).run(ModelArtifact(model), dataclasses.replace(ctx, dense_model=None))
 
 
 def _family_context(tmp_path, registry, family, settings):

@@ -105,3 +105,32 @@ def test_a_worker_with_other_libraries_fails_the_cell_instead_of_mislabelling_it
     result = execute_job(CellJob(dataclasses.replace(cell, runtime=named_for), "cell", str(tmp_path), str(tmp_path)), registry)
     assert result.status == "failed"
     assert "was named for" in result.error and "0.0.1" in result.error
+
+
+WINDOW_SUITE = """
+name: ident
+data: {{fs_hz: 100, window_s: 4}}
+training: {{epochs: 1}}
+measure: {{input_s: 30{measure}}}
+matrix:
+  datasets: [synthetic: {{n_records: 40}}]
+  models: [dscnn: {{width: 4}}]
+  compressors: [[magnitude, int8_static]]
+  devices: [nrf52840]
+"""
+# The ids of WINDOW_SUITE without window settings, computed by the code before windowed deployment existed.
+IDS_BEFORE_WINDOWS = ("9dc6d8d199670f95", "9715bd967aadc0ea", "e0e3743236ada769")
+
+
+def test_window_settings_rename_the_cell_only_and_unset_keep_existing_ids(identity, tmp_path, registry):
+    def ids(measure: str):
+        path = tmp_path / f"w{abs(hash(measure))}.yaml"
+        path.write_text(textwrap.dedent(WINDOW_SUITE.format(measure=measure)))
+        return identity(suite=load_suite(path, registry))
+
+    assert ids("") == IDS_BEFORE_WINDOWS
+    assert ids(", deploy_window_s: null") == IDS_BEFORE_WINDOWS
+    windowed = ids(", deploy_window_s: 10")
+    assert windowed[0] != IDS_BEFORE_WINDOWS[0] and windowed[1:] == IDS_BEFORE_WINDOWS[1:]  # same baseline and steps
+    assert ids(", deploy_window_s: 10, deploy_hop_s: 10, aggregate: mean_prob") == windowed  # the defaults, spelt out
+    assert len({windowed, ids(", deploy_window_s: 10, aggregate: vote"), ids(", deploy_window_s: 10, deploy_hop_s: 5")}) == 3

@@ -80,7 +80,8 @@ def test_the_quick_suite_still_makes_the_published_cell_ids(registry, monkeypatc
     monkeypatch.setattr(suite_module, "numeric_libraries", lambda: {"torch": "2.13.0+cpu", "onnxruntime": "1.32.0", "numpy": "2.4.6"})
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     cells = expand_cells(load_suite(REPO / "suites" / "quick.yaml", registry), registry)
-    assert [c.cell_id for c in cells] == [c["cell_id"] for c in published], (
+    # Pipelines added to the suite since the report was published come last and leave the others' ids alone.
+    assert [c.cell_id for c in cells][: len(published)] == [c["cell_id"] for c in published], (
         "reports/quick/results.json was made with other cells: after regenerating it with other library versions, "
         "put those versions in this test"
     )

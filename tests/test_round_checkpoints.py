@@ -84,6 +84,23 @@ CASES = {
         5,
         2,
     ),
+    # paper: the rate decays every round, so the resumed rate matters even when every round is accepted
+    "lth_ecg paper": (
+        LthEcg(LthEcg.Config(schedule="paper", max_f1_drop_points=0.0, train_epochs=1, max_rounds=4)),
+        2,
+        4,
+        2,
+    ),
+    "lth_ecg paired bootstrap, lr rewinding": (
+        LthEcg(
+            LthEcg.Config(
+                accept="paired_bootstrap", accept_resamples=200, max_f1_drop_points=0.0, rewind="lr", initial_rate=0.6, train_epochs=2, max_rounds=3
+            )
+        ),
+        1,
+        3,
+        2,
+    ),
     "magnitude steps 3": (MagnitudePruning(MagnitudePruning.Config(sparsity=0.9, steps=3, finetune_epochs=2)), 1, 3, 2),
 }
 
@@ -107,10 +124,13 @@ def test_killed_between_rounds_resumes_to_the_uninterrupted_ticket(tmp_path, cas
     assert_same_ticket(resumed, uninterrupted)
 
 
-def test_the_lth_ecg_case_rejects_a_round_so_the_rate_is_resumed_too(tmp_path):
-    compressor = CASES["lth_ecg"][0]
+@pytest.mark.parametrize("case", ["lth_ecg", "lth_ecg paper", "lth_ecg paired bootstrap, lr rewinding"])
+def test_the_lth_ecg_cases_reject_a_round_so_the_rate_is_resumed_too(tmp_path, case):
+    compressor = CASES[case][0]
     record = run(compressor, tmp_path, RoundCheckpoints()).record
     assert record["rejected_rounds"] >= 1 and record["accepted_rounds"] >= 1, record["rounds"]
+    if case == "lth_ecg paper":
+        assert [r["rate"] for r in record["rounds"]] == pytest.approx([0.3 / 1.1**k for k in range(4)])
 
 
 def test_progress_is_written_where_the_runner_reads_it(tmp_path):
@@ -255,6 +275,16 @@ def test_runs_shows_the_progress_a_running_cell_reported(tmp_path, monkeypatch, 
     line = [row for row in out.splitlines() if " c0 " in row]
     assert out.splitlines()[1].split()[-1] == "progress"
     assert len(line) == 1 and line[0].split()[:3] == ["lth+int8", "0", "running"] and line[0].endswith("lth round 3: 8.0x, val F1 0.801")
+
+
+def test_lth_ecg_paired_bootstrap_progress_shows_the_bound(tmp_path):
+    folder = tmp_path / "checkpoints"
+    settings = dict(accept="paired_bootstrap", accept_resamples=100, initial_rate=0.5, train_epochs=0, max_rounds=1)
+    record = run(LthEcg(LthEcg.Config(**settings)), tmp_path, RoundCheckpoints(folder)).record
+    text = (folder / RoundCheckpoints.PROGRESS_FILE).read_text()
+    verdict = "accepted" if record["rounds"][0]["accepted"] else "rejected"
+    assert text.startswith("lth_ecg round 1: 2.0x, rate 0.5000, sparsity 0.5000, val F1 ")
+    assert text.endswith(f", delta F1 upper bound {record['rounds'][0]['delta_f1_upper']:+.4f} {verdict}")
 
 
 def test_lth_ecg_reports_each_round_with_its_reduction(tmp_path):

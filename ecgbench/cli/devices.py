@@ -4,6 +4,7 @@
     ecgbench devices calibrate [--out PATH]             # measure this machine -> host profile YAML
     ecgbench devices simulate MODEL.onnx --device nrf52840 --device host --input-shape 1,1,9000 [--layers] [--json]
     ecgbench devices simulate MODEL.onnx --device path/to/my_board.yaml      # a profile file, no plugin needed
+    ecgbench devices simulate MODEL.onnx --device nrf52840 --input-s 10   # one 10-s window at the model's rate
 
 ``simulate`` prints a summary: the model's MACs and parameters, any operator
 whose shape or cost is guessed, one row per device (latency, energy, peak RAM,
@@ -49,6 +50,7 @@ def register(subparsers) -> None:
     s.add_argument("--device", action="append", default=[], metavar="NAME|FILE.yaml",
                    help="device profile name or profile YAML file (repeatable; default: every registered profile)")
     s.add_argument("--input-shape", metavar="N,C,...", help="shape of one inference for a model with dynamic axes, one size per input dimension, e.g. 1,1,3000")
+    s.add_argument("--input-s", type=float, metavar="S", help="seconds of ECG per inference at the model's sampling rate (default: its deploy window, else 30)")
     s.add_argument(
         "--flash-bytes", type=int,
         help="flash need in bytes instead of the model's executable form on each device's runtime (dense fp32, int8, or a sparse layout the profile runs)",
@@ -114,16 +116,25 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shape_from_metadata(model) -> tuple[int, ...] | None:
-    """One 30-s record at the sampling rate an ecgbench export records in its metadata (for a [N, C, L] input only)."""
+def _shape_from_metadata(model, input_s: float | None = None) -> tuple[int, ...] | None:
+    """One inference at the sampling rate an ecgbench export records in its metadata (for a [N, C, L] input only):
+    ``input_s`` seconds, else the model's deploy window (``ecgbench.deploy``), else a 30-s record."""
+    from ecgbench.measure.windowing import Windowing
     from ecgbench.train.export import read_metadata
 
     try:
-        fs_hz = read_metadata(model).get("preprocessing", {}).get("fs_hz")
+        metadata = read_metadata(model)
+        fs_hz = metadata.get("preprocessing", {}).get("fs_hz")
         rank = _input_rank(model)
     except Exception:  # not an ecgbench export: analyze_onnx asks for --input-shape
+        metadata, fs_hz, rank = {}, None, None
+    if not fs_hz or rank != 3:
+        if input_s is not None:
+            raise ConfigError(f"--input-s needs a [N, C, L] input and the sampling rate in the model's ecgbench metadata, and {model} lacks them; give --input-shape")
         return None
-    return (1, 1, int(round(30 * fs_hz))) if fs_hz and rank == 3 else None
+    windowing = Windowing.from_metadata(metadata)
+    seconds = input_s if input_s is not None else (windowing.window_s if windowing else 30.0)
+    return (1, 1, max(1, int(round(seconds * fs_hz))))
 
 
 def _input_rank(model) -> int | None:
@@ -172,7 +183,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     registry, profiles = _profiles()
     chosen = resolve_devices(args.device, registry, profiles)
-    graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model))
+    if args.input_s is not None and (args.input_shape is not None or not args.input_s > 0):
+        raise ConfigError("--input-s takes positive seconds and excludes --input-shape; give one of them")
+    graph = analyze_onnx(args.model, input_shape=parse_input_shape(args.input_shape) or _shape_from_metadata(args.model, args.input_s))
     model = OnnxModel(args.model) if args.flash_bytes is None else None
     predictions = [
         simulate(

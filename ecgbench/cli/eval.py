@@ -48,6 +48,7 @@ def register(subparsers) -> None:
         default="error",
         help="a record that cannot be used stops eval (error, default) or is left out and counted (skip)",
     )
+    add_window_arguments(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON (one object; a list for several models or cells)")
     p.set_defaults(func=cmd_eval)
 
@@ -67,7 +68,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ecgbench-eval-") as tmp:
         # The temporary cache outlives prediction: the loader memory-maps its files.
         cache = Path(args.cache_dir or tmp)
-        results = [evaluate_model_file(e.path, dataset, cache, args.threads, args.on_bad_record) for e in entries]
+        windows = {"window_s": args.deploy_window_s, "hop_s": args.deploy_hop_s, "aggregate": args.aggregate}
+        results = [evaluate_model_file(e.path, dataset, cache, args.threads, args.on_bad_record, windows=windows) for e in entries]
     label = args.dataset_file.stem if args.dataset_file else None  # cpsc2021, not the plugin's name wfdb
     written = write_cross_dataset_report(cross_dataset_report(entries, results, label), args.out) if args.out else []
     if args.json:
@@ -77,6 +79,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for path in written:  # on stderr with --json, so stdout stays one JSON document
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def add_window_arguments(p) -> None:
+    """``--deploy-window-s``, ``--deploy-hop-s``, ``--aggregate``: override the windowing in the model's metadata."""
+    from ecgbench.measure.windowing import AGGREGATES, parse_window_arg
+
+    p.add_argument("--deploy-window-s", type=parse_window_arg, metavar="S", help="score windows of S seconds aggregated per record, or 'whole' (default: the model's metadata, else whole records)")
+    p.add_argument("--deploy-hop-s", type=float, metavar="S", help="seconds between window starts (default: the window)")
+    p.add_argument("--aggregate", choices=AGGREGATES, help="how windows make the record's class (default: the model's metadata, else mean_prob)")
 
 
 def dataset_from_args(args: argparse.Namespace):
@@ -132,7 +143,8 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
 
     _refuse(
         args,
-        {"MODEL": args.models, "--dataset": args.dataset, "--set": args.set, "--dataset-file": args.dataset_file, "--labels": args.labels, "--out": args.out},
+        {"MODEL": args.models, "--dataset": args.dataset, "--set": args.set, "--dataset-file": args.dataset_file, "--labels": args.labels, "--out": args.out,
+         "--deploy-window-s": args.deploy_window_s, "--deploy-hop-s": args.deploy_hop_s, "--aggregate": args.aggregate},
         "--run scores each cell's own model on its own dataset",
     )
     # The store and caches `ecgbench run` used: $ECGBENCH_HOME, else the folder of --db, else ./.ecgbench.
@@ -170,7 +182,8 @@ def summary_text(result: dict[str, Any]) -> str:
     lines = [
         f"{result['model']}: {result['n_records']} records of {result['data']} ({result['dataset']})",
         *_settings_text(result.get("dataset_settings")),
-        f"challenge F1 (mean of N, A, O) {result['challenge_f1']:.3f}  [{result['ci_level']:.0%} CI {lo:.3f}-{hi:.3f}]",
+        f"challenge F1 (mean of N, A, O) {result['challenge_f1']:.3f}  [{result['ci_level']:.0%} CI {lo:.3f}-{hi:.3f}]"
+        + (f"  ({_windows_text(result['windowing'])})" if result.get("windowing") else ""),
         f"F1 {per_class}  |  AF F1 {result['f1'].get('A', 0.0):.3f}  macro F1 {result['macro_f1']:.3f}  accuracy {result['accuracy']:.3f}",
     ]
     if absent:
@@ -208,3 +221,9 @@ def _skipped_text(skipped: dict[str, dict]) -> list[str]:
         return []
     total = sum(e["count"] for e in skipped.values())
     return [f"skipped {total} record(s) (--on-bad-record skip):", *(f"  {line}" for line in skipped_lines(skipped))]
+
+
+def _windows_text(windowing: dict[str, Any]) -> str:
+    from ecgbench.measure.windowing import Windowing
+
+    return "record class from " + Windowing(windowing["window_s"], windowing["hop_s"], windowing["aggregate"]).describe()

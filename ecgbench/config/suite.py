@@ -293,8 +293,9 @@ def _pipeline(entry: Any, where: str, registry: Registry) -> Pipeline:
         step_where = [where]
     steps = tuple(_plugin_ref("compressors", s, w, registry) for s, w in zip(steps_raw, step_where))
     onnx_from = None
-    for step in steps:
+    for step, step_at in zip(steps, step_where):
         cls = registry.get("compressors", step.name)
+        cls.check_config(step.config, registry, f"{step_at}.{step.name}")
         if onnx_from and not cls.accepts_onnx:
             raise ConfigError(
                 f"{where}: '{step.name}' works on PyTorch models but follows '{onnx_from}', which outputs ONNX; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import time
 from dataclasses import dataclass, field
@@ -11,8 +12,10 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
+from ecgbench import CLASSES
 from ecgbench.errors import CompressionError
 from ecgbench.kinds.base import Plugin
+from ecgbench.kinds.model import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -31,12 +34,18 @@ class ModelArtifact:
     for pruned weights). A step that leaves PyTorch (quantization) sets
     ``onnx`` to the serialized ONNX model; later steps must accept ONNX input
     or fail with a clear ``CompressionError``.
+
+    ``spec`` names the architecture of ``model`` (a :class:`ModelSpec`). A step
+    that returns another architecture (a distilled student) sets it; left None,
+    :meth:`Compressor.run` fills in the incoming artifact's, so a step that
+    keeps the architecture need not mention it.
     """
 
     model: torch.nn.Module | None
     masks: Masks | None = None
     onnx: bytes | None = None
     precision: str = "fp32"  # fp32 | fp16 | int8
+    spec: ModelSpec | None = None
 
     @property
     def is_onnx(self) -> bool:
@@ -104,6 +113,41 @@ class RoundCheckpoints:
                 (self.folder / name).unlink(missing_ok=True)
 
 
+class ModelBuilder:
+    """``ctx.build_model``: the current model at its initial weights, or a fresh model of any registered family.
+
+    - ``ctx.build_model()``: the incoming model's architecture (``ctx.model_spec``) at its
+      initial weights, a new copy each call (rewinding; load ``ctx.initial_state`` into it);
+    - ``ctx.build_model("dscnn", {"width": 8})`` -> ``(module, ModelSpec)``: a new model of that
+      registered family, its settings validated as a suite's would be, initialised from the
+      cell's seed as the runner initialises the cell's model. Return the spec with the model
+      (``ModelArtifact(model, spec=spec)``) so the runner exports, reports and caches it as what it is.
+
+    ``families(name)`` returns the registered :class:`ModelFamily` class of ``name`` (the run's
+    registry; no plugin rebuilds it); without it only the no-argument form works.
+    """
+
+    def __init__(
+        self,
+        initial: Callable[[], torch.nn.Module],
+        families: Callable[[str], type] | None = None,
+        n_classes: int = len(CLASSES),
+        seed: int = 0,
+    ) -> None:
+        self.initial, self.families, self.n_classes, self.seed = initial, families, n_classes, seed
+
+    def __call__(self, name: str | None = None, settings: dict[str, Any] | None = None):
+        if name is None:
+            if settings is not None:
+                raise CompressionError("build_model(settings=...) needs the model's name: build_model('dscnn', {...})")
+            return self.initial()
+        if self.families is None:
+            raise CompressionError(f"this context cannot build other models (asked for '{name}'); it was made without a model registry")
+        from ecgbench.kinds.model import build_family_model
+
+        return build_family_model(self.families(name), settings, self.n_classes, self.seed)
+
+
 @dataclass
 class CompressionContext:
     """Everything a compressor may use, so no strategy re-implements training.
@@ -111,8 +155,17 @@ class CompressionContext:
     - ``trainer.fit(model, epochs=..., masks=...)`` fine-tunes with masked weights kept at zero;
     - ``trainer.evaluate(model, "val")`` / ``evaluate_onnx(bytes, "val")`` score on validation
       (the test split is never offered for decisions);
-    - ``initial_state`` is the dense model's state before training (for rewinding);
-    - ``dense_val_challenge_f1`` is the dense baseline's validation score (for budgets);
+    - ``model_spec`` (:class:`ModelSpec`) names the incoming model's architecture (the teacher's,
+      for a distillation) and its settings;
+    - ``build_model()`` is that architecture at its initial weights; ``build_model(name, settings)``
+      returns ``(module, spec)``, a fresh model of any registered family (:class:`ModelBuilder`);
+    - ``trainer.fit(model, loss_fn=..., teacher=...)`` trains with a custom loss, e.g. against a
+      frozen teacher's logits, keeping the recipe's schedule, mixed precision, early stopping and
+      batch cap (:class:`ecgbench.train.trainer.LossInputs`);
+    - ``initial_state`` is the incoming model's state before training (for rewinding);
+    - ``dense_val_challenge_f1`` is the dense baseline's validation score (for budgets), and
+      ``dense_model`` the trained dense baseline itself (for per-record comparisons such as a paired
+      bootstrap; read-only: copy it before changing it; None where a caller has none);
     - ``checkpoints`` (:class:`RoundCheckpoints`) lets an iterative strategy resume a killed search:
       after each round, ``ctx.checkpoints.save(state)`` with everything needed to continue (round
       index, ``model.state_dict()``, masks, the record so far, the current rate and
@@ -124,7 +177,7 @@ class CompressionContext:
     """
 
     trainer: "Trainer"
-    build_model: Callable[[], torch.nn.Module]
+    build_model: Callable[..., Any]  # a ModelBuilder; a plain no-argument callable is wrapped in one
     initial_state: dict[str, torch.Tensor]
     dense_val_challenge_f1: float
     seed: int
@@ -132,6 +185,12 @@ class CompressionContext:
     fs_hz: float
     log: Callable[[str], None] = print
     checkpoints: RoundCheckpoints = field(default_factory=RoundCheckpoints)
+    dense_model: torch.nn.Module | None = None
+    model_spec: ModelSpec | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.build_model, ModelBuilder):
+            self.build_model = ModelBuilder(self.build_model, seed=self.seed)
 
     def progress(self, text: str) -> None:
         """Report a running search's progress, e.g. ``"round 3, 4.2x, val F1 0.801"`` (logged too)."""
@@ -151,6 +210,13 @@ class Compressor(Plugin):
     ``accepts_onnx`` says whether the step can follow one that produced an
     ONNX-only model (``produces_onnx``, e.g. quantization); suites putting a
     PyTorch-only step after one are rejected before anything runs.
+
+    A step may return another architecture (a distilled student): build it with
+    ``ctx.build_model(name, settings)``, train it with ``ctx.trainer.fit`` (a
+    custom ``loss_fn`` and a ``teacher`` if needed) and return it with its spec,
+    ``ModelArtifact(model=student, spec=spec)``. The runner then caches,
+    exports (``ecgbench.model`` metadata), measures and reports the returned model's
+    own architecture.
     """
 
     kind: ClassVar[str] = "compressor"
@@ -159,7 +225,8 @@ class Compressor(Plugin):
 
     def run(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
         """Apply the step: reject ONNX input unless ``accepts_onnx``, hand :meth:`compress` a CPU copy
-        of the model (the caller's stays untouched) and time the step (``StepOutcome.seconds``)."""
+        of the model (the caller's stays untouched), carry the architecture's ``spec`` over when the
+        step returned none, and time the step (``StepOutcome.seconds``)."""
         if artifact.is_onnx and not self.accepts_onnx:
             raise CompressionError(
                 f"'{self.name}' works on PyTorch models but got an ONNX-only {artifact.precision} model; "
@@ -167,14 +234,21 @@ class Compressor(Plugin):
             )
         start = time.perf_counter()
         if artifact.model is not None:
-            artifact = ModelArtifact(copy.deepcopy(artifact.model).to("cpu"), artifact.masks, artifact.onnx, artifact.precision)
+            artifact = dataclasses.replace(artifact, model=copy.deepcopy(artifact.model).to("cpu"))
         outcome = self.compress(artifact, ctx)
+        if outcome.artifact.spec is None:  # the architecture did not change
+            outcome.artifact.spec = artifact.spec
         outcome.seconds = time.perf_counter() - start
         return outcome
 
     def compress(self, artifact: ModelArtifact, ctx: CompressionContext) -> StepOutcome:
         """Compress ``artifact`` (its model is this step's own copy, free to change in place) and say what was done."""
         raise NotImplementedError
+
+    @classmethod
+    def check_config(cls, config: Any, registry: Any, where: str) -> None:
+        """Check settings that need the run's registry (e.g. a model named in them) when the suite is
+        loaded, before anything runs; raise ``ConfigError`` naming ``where``. The default checks nothing."""
 
     # --- trajectory (read by the reports) ---------------------------------------------
     @classmethod

@@ -39,7 +39,8 @@ def delta_f1_text(metrics: list[dict], n_cells: int) -> str:
 
 DEVICE_DEFINITION = (
     "simulated latency and energy of one inference on the device profile, and whether the model's flash bytes "
-    "(below) and peak RAM fit the device (simulated figures, not measurements on a board)."
+    "(below) and peak RAM fit the device (simulated figures, not measurements on a board). With windowed deployment "
+    "(measure.deploy_window_s) one inference is one window."
 )
 FLASH_DEFINITION = (
     "bytes of the model's weights in the form the device's runtime executes in place from flash, with that form "
@@ -48,6 +49,13 @@ FLASH_DEFINITION = (
     "block-sparse, indices counted) only where the profile declares kernels for it (none of the built-in ones does). "
     "Never a compressed file: that is the storage figure. The graph description and the runtime's code are not counted."
 )
+PER_RECORD_DEFINITION = (
+    "with windowed deployment (measure.deploy_window_s): simulated latency and energy of classifying one record of "
+    "measure.input_s seconds, i.e. per window x windows in that record (devices.<device>.windows_per_record); "
+    "peak RAM and fit stay per window, as the device runs one window at a time; energy per day counts every window of "
+    "each screened recording."
+)
+PER_RECORD_TERM = "device ms/record / mJ/record"
 DEVICE_TERM = "device sim ms / mJ / fits"
 
 F1_COMPARED = Compared("test F1", ".3f", Gate(0.5, "points", 100.0, "F1"))
@@ -135,6 +143,14 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
         detail=("devices.{device}.flash_format", "devices.{device}.flash_runtime"),
     ),
     Metric("devices.{device}.fits", "{device} fits", DEVICE_DEFINITION, term=DEVICE_TERM, aggregate="all_true"),
+    Metric(
+        "devices.{device}.latency_ms_per_record", "{device} ms/record", PER_RECORD_DEFINITION,
+        unit="ms", term=PER_RECORD_TERM, format="number", higher_is_better=False, optional=True,
+    ),
+    Metric(
+        "devices.{device}.energy_mj_per_record", "{device} mJ/record", PER_RECORD_DEFINITION,
+        unit="mJ", term=PER_RECORD_TERM, format="number", higher_is_better=False, optional=True,
+    ),
     # Measured and stored, not in the summary table (CSV/JSON carry them).
     Metric(
         "data.dropped_total",
@@ -151,6 +167,10 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("compute.effective_macs", "effective MACs", format="number", higher_is_better=False, summary=False),
     Metric("devices.{device}.energy_per_day_j", "{device} J/day", unit="J", format="number", higher_is_better=False, summary=False),
     Metric("devices.{device}.peak_ram_bytes", "{device} peak RAM", unit="bytes", format="bytes", higher_is_better=False, summary=False),
+    Metric("devices.{device}.latency_ms_per_window", "{device} ms/window", unit="ms", format="number", higher_is_better=False, summary=False, optional=True),
+    Metric("devices.{device}.energy_mj_per_window", "{device} mJ/window", unit="mJ", format="number", higher_is_better=False, summary=False, optional=True),
+    Metric("windowing.windows_per_record", "windows per record", format=",.0f", summary=False, optional=True),
+    Metric("latency.host_median_ms_per_record", "measured host ms/record", unit="ms", format="number", higher_is_better=False, summary=False, optional=True),
 )
 """Every built-in metric, in summary-table order; per-device ones carry ``{device}``."""
 
@@ -159,6 +179,7 @@ KEY_COLUMNS: tuple[str, ...] = (
     "size.compression_ratio",
     "devices.{device}.flash_bytes",
     "devices.{device}.latency_ms",
+    "devices.{device}.latency_ms_per_record",  # windowed deployment only (optional: shown when a cell has it)
     "devices.{device}.fits",
 )
 """Paths of the metrics that decide, in order: the default columns of ``report.md`` (``md.columns: key``).

@@ -31,8 +31,13 @@ def evaluate_model_file(
     threads: int = 0,
     on_bad_record: str = "error",
     registry=None,
+    windows: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of the model stored at ``model_path`` on every record of ``dataset``.
+
+    Records are scored whole, or window by window as the model's ``ecgbench.deploy`` metadata says;
+    ``windows`` (``window_s``, ``hop_s``, ``aggregate``, from ``eval --deploy-window-s/--deploy-hop-s/--aggregate``)
+    overrides it (:func:`ecgbench.measure.windowing.eval_windowing`); ``windowing`` says what was applied.
 
     Besides the scores: ``dataset_settings`` (plugin name and every setting used),
     ``class_counts`` (records per true class), ``dropped`` (pieces the dataset left
@@ -42,6 +47,7 @@ def evaluate_model_file(
     """
     from ecgbench.measure.artifact import MeasureConfig, scores_with_interval
     from ecgbench.measure.sizing import size_report
+    from ecgbench.measure.windowing import eval_windowing, predict_records_windowed
     from ecgbench.registry import process_registry
 
     model = read_model_file(model_path)
@@ -49,7 +55,11 @@ def evaluate_model_file(
     registry = registry or process_registry()
     entry = load_dataset_records(registry, dataset, data_config, Path(cache_dir))
     signals = entry.signals
-    logits = predict_records(model.onnx_bytes, signals, threads=threads, model_path=model.path)
+    windowing = eval_windowing(model.metadata, **(windows or {}))
+    if windowing is None:
+        logits = predict_records(model.onnx_bytes, signals, threads=threads, model_path=model.path)
+    else:
+        logits = predict_records_windowed(model.onnx_bytes, signals, windowing, data_config.fs_hz, threads)
     measure = MeasureConfig()  # the benchmark's interval settings, so eval and cells agree
     scores = scores_with_interval(signals.labels, logits.argmax(axis=1), measure)
     size = size_report(model.onnx_bytes)
@@ -58,6 +68,7 @@ def evaluate_model_file(
     return {
         **scores,
         "ci_level": measure.ci_level,
+        "windowing": windowing.to_metadata() if windowing else None,
         "class_counts": {name: int(n) for name, n in zip(CLASSES, counts)},
         "storage_bytes": size["storage_bytes"],
         "storage_format": size["storage_format"],

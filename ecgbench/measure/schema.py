@@ -187,7 +187,8 @@ class Metric:
     - ``format``: a name of :data:`FORMATS` or a format spec; ``std_format`` for the ± part.
     - ``higher_is_better``; ``aggregate``: ``mean_std`` across seeds, or ``all_true`` for booleans.
     - ``compare``: column (and gate) in ``ecgbench compare``, or None; ``summary``: a column of
-      the default summary table.
+      the default summary table; ``optional``: a value only some settings produce (e.g. the per-record
+      figures of windowed deployment), so a summary column only when a cell of the run has one.
     - ``detail``: paths of text values shown in brackets after the summary value, each path's
       distinct values joined by ``/`` (``"size.storage_format"``: ``12.5 kB (sparse_zstd)``);
       ``{device}`` is filled in as in ``path``.
@@ -207,6 +208,7 @@ class Metric:
     aggregate: Aggregate = "mean_std"
     compare: Compared | None = None
     summary: bool = True
+    optional: bool = False
     detail: tuple[str, ...] = ()
     text: Callable[[list[dict], int], str] | None = dataclasses.field(default=None, compare=False, repr=False)
     compute: Callable[[Measurement], float | None] | None = dataclasses.field(default=None, compare=False, repr=False)

@@ -125,7 +125,7 @@ def _cell_splits(cell: CellRow, data_dir, cache_dir: Path, registry, memo: dict)
 def _score(cell: CellRow, splits, onnx_bytes: bytes, split: str) -> dict[str, Any]:
     """The scores :func:`ecgbench.run.cell.run_cell` computes, on ``split`` (``all``: the three splits together)."""
     from ecgbench.kinds.base import parse_config
-    from ecgbench.measure.artifact import MeasureConfig, score_split, scores_with_interval
+    from ecgbench.measure.artifact import MeasureConfig, predict_split, score_split, scores_with_interval
     from ecgbench.train.trainer import Trainer, TrainRecipe
 
     where = f"cell {cell.cell_id} ({cell.pipeline})"
@@ -137,7 +137,7 @@ def _score(cell: CellRow, splits, onnx_bytes: bytes, split: str) -> dict[str, An
     labels, predicted = [], []
     for name in ("train", "val", "test"):
         labels.append(trainer.split(name).labels)
-        predicted.append(trainer.predict_onnx(onnx_bytes, name).argmax(axis=1))
+        predicted.append(predict_split(onnx_bytes, trainer, name, measure).argmax(axis=1))
     return scores_with_interval(np.concatenate(labels), np.concatenate(predicted), measure)
 
 

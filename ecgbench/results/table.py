@@ -22,10 +22,12 @@ from pydantic import Field
 
 from ecgbench import PluginConfig
 from ecgbench.errors import ConfigError
+from ecgbench.kinds.model import model_label
 from ecgbench.kinds.reporter import SingleFileReporter
 from ecgbench.registry import process_registry
 from ecgbench.measure.schema import (  # noqa: F401  (re-exported: the reporters' helpers)
     DECLARATIONS_SECTION,
+    DEVICE,
     Metric,
     Stat,
     aggregate,
@@ -75,12 +77,26 @@ def flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def measured_model(cell) -> str:
+    """The name of the model a cell measured: a distilled student's (``architecture.name``), else the suite's model."""
+    name = lookup(cell.metrics, "architecture.name")
+    return name if isinstance(name, str) and name else cell.model
+
+
+def architecture_label(cell) -> str | None:
+    """``"dscnn (width=8)"`` when a step of the cell returned another architecture than the suite's model, else None."""
+    arch = lookup(cell.metrics, "architecture")
+    if not isinstance(arch, dict) or not arch.get("changed") or not isinstance(arch.get("name"), str):
+        return None
+    return model_label(arch["name"], arch.get("params") if isinstance(arch.get("params"), dict) else None)
+
+
 def cell_row(cell, skip: Iterable[str] = ()) -> dict[str, Any]:
     """One flat row: the cell's labels and status, then its metrics and timings with dotted keys."""
     row: dict[str, Any] = {
         "cell_id": cell.cell_id,
         "dataset": cell.dataset,
-        "model": cell.model,
+        "model": measured_model(cell),
         "pipeline": cell.pipeline,
         "seed": cell.seed,
         "status": cell.status,
@@ -200,8 +216,10 @@ class TableSettings(PluginConfig):
 
 
 def run_schema(results, devices: Iterable[str] | None = None) -> list[Metric]:
-    """The run's metrics: built-in (per-device ones for ``devices``, default every device of the run), then plugin ones."""
-    return schema((c.metrics for c in results.cells), device_names(results) if devices is None else devices)
+    """The run's metrics: built-in (per-device ones for ``devices``, default every device of the run), then plugin ones;
+    an optional metric (e.g. windowed deployment's) only when a cell of the run has it."""
+    metrics = schema((c.metrics for c in results.cells), device_names(results) if devices is None else devices)
+    return [m for m in metrics if _shown(results, m)]
 
 
 def checked_devices(results, devices: Iterable[str] | None) -> list[str]:
@@ -229,7 +247,8 @@ def select_metrics(results, columns: str | list[str], devices: Iterable[str] | N
     if columns == "all":
         return [m for m in run_schema(results, checked_devices(results, devices)) if m.summary]
     if columns == "key":
-        names = list(KEY_COLUMNS)
+        declared = {m.path: m for m in BUILTIN_METRICS}
+        names = [p for p in KEY_COLUMNS if _shown(results, declared[p])]
         devices = device_names(results)[:1] if devices is None else devices
     else:
         names = list(columns)
@@ -270,11 +289,14 @@ def summary_table(
     """
     groups = pipeline_groups(results)
     several = len({(g.dataset, g.model) for g in groups}) > 1
+    # A pipeline that returned another architecture (distill) shows it in the model column.
+    students = {id(g): next((label for c in g.done if (label := architecture_label(c))), None) for g in groups}
+    show_model = several or any(students.values())
     columns = select_metrics(results, "all", devices) if metrics is None else list(metrics)
     level = ci_level(results.cells[0]) if results.cells else DEFAULT_CI_LEVEL
-    labels = ["dataset", "model"] if several else []
+    labels = (["dataset"] if several else []) + (["model"] if show_model else [])
     headers = labels + ["pipeline"] + [m.label.replace("{ci_level}", f"{level:.0%}") for m in columns]
-    numeric = [False] * (3 if several else 1) + [m.aggregate != "all_true" for m in columns]
+    numeric = [False] * (len(labels) + 1) + [m.aggregate != "all_true" for m in columns]
     paths = [m.path for m in columns]
     best = budget_winners(groups, f1_budget_points) if f1_budget_points is not None else {}
     offset = len(headers) - len(columns)
@@ -289,9 +311,9 @@ def summary_table(
             strong.add((i, offset + paths.index(STORAGE)))
         over = f1_budget_points is not None and g.stat("delta_f1_points") is not None and not within_budget(g, f1_budget_points)
         done = [c.metrics or {} for c in g.done]
-        row = ([g.dataset, g.model] if several else []) + [g.pipeline + (" (over budget)" if over else "")]
-        rows.append(row + [m.summarize(done, len(g.cells)) for m in columns])
-        sort_keys.append(([g.dataset, g.model] if several else []) + [g.pipeline] + [sort_key(m, done) for m in columns])
+        identity = ([g.dataset] if several else []) + ([students[id(g)] or g.model] if show_model else [])
+        rows.append(identity + [g.pipeline + (" (over budget)" if over else "")] + [m.summarize(done, len(g.cells)) for m in columns])
+        sort_keys.append(identity + [g.pipeline] + [sort_key(m, done) for m in columns])
     return Table(headers, rows, numeric, strong, labels + ["pipeline"] + paths, sort_keys)
 
 
@@ -301,6 +323,17 @@ def sort_key(metric: Metric, metrics: list[dict]) -> float | None:
     if isinstance(value, bool):
         return float(value)
     return value.mean if value is not None else None
+
+
+def _shown(results, metric: Metric) -> bool:
+    """Whether a default table shows ``metric``: always, or for an optional one, when a cell of the run has a value
+    (for a per-device one, on any device)."""
+    if not metric.optional:
+        return True
+    cells = [c.metrics for c in results.cells if c.metrics]
+    if metric.per_device:
+        return any(lookup(m, metric.path.replace(DEVICE, d)) is not None for m in cells for d in device_names(results))
+    return any(lookup(m, metric.path) is not None for m in cells)
 
 
 class SummaryReporter(SingleFileReporter):
@@ -412,7 +445,24 @@ def report_facts(results, fmt: str, out_dir: Path, settings: PluginConfig | None
     ]
     if len(combos) == 1:
         facts.append(("dataset / model", f"{combos[0][0]} / {combos[0][1]}"))
+    deployment = deployment_fact(results)
+    if deployment:
+        facts.append(("deployment", deployment))
     return facts
+
+
+def deployment_fact(results) -> str | None:
+    """How the run's cells were scored when they deploy windows (``metrics.windowing``), else None (whole records)."""
+    seen = list(dict.fromkeys(json.dumps(w, sort_keys=True) for w in (lookup(c.metrics, "windowing") for c in results.cells if c.metrics) if w))
+    if not seen:
+        return None
+    texts = []
+    for entry in map(json.loads, seen):
+        texts.append(
+            f"{entry['window_s']:g}-s windows every {entry['hop_s']:g} s, record class by {entry['aggregate']}, "
+            f"{entry['windows_per_record']} windows per {entry['record_s']:g}-s record"
+        )
+    return "; ".join(texts) + " (device ms, mJ and peak RAM per window; ms/record and mJ/record per record)"
 
 
 def synthetic_warning(results) -> str | None:

@@ -21,12 +21,14 @@ import torch
 
 import ecgbench
 from ecgbench.run.artifact_cache import ArtifactCache
-from ecgbench.kinds.compressor import CompressionContext, ModelArtifact, RoundCheckpoints
+from ecgbench.kinds.compressor import CompressionContext, ModelArtifact, ModelBuilder, RoundCheckpoints
+from ecgbench.kinds.model import ModelSpec, build_family_model
 from ecgbench.config.suite import PluginRef, Suite, baseline_identity_of, non_default, runtime_identity
 from ecgbench.hashing import stable_hash
 from ecgbench.data.arrays import DataSplits
 from ecgbench.train.export import to_onnx, with_metadata
 from ecgbench.measure.sizing import canonical_zeros
+from ecgbench.measure.windowing import METADATA_KEY as WINDOWING_KEY, Windowing
 from ecgbench.errors import EcgbenchError
 from ecgbench.registry import Registry, process_registry
 from ecgbench.train.trainer import Trainer, TrainRecipe, load_checkpoint, save_checkpoint
@@ -60,6 +62,10 @@ class CellSpec:
 
     def labels(self) -> dict[str, Any]:
         return {"dataset": self.dataset.name, "model": self.model.name, "pipeline": self.pipeline, "seed": self.seed}
+
+    def model_spec(self) -> ModelSpec:
+        """The architecture of the cell's own (dense, teacher) model."""
+        return ModelSpec(self.model.name, self.model.params())
 
     def title(self) -> str:
         return f"{self.dataset.name}/{self.model.name}/{self.pipeline}/seed{self.seed}"
@@ -207,6 +213,42 @@ def build_model(registry: Registry, spec: CellSpec, n_classes: int) -> torch.nn.
     return family.build(n_classes)
 
 
+@dataclass
+class CellModels:
+    """The architectures one cell works with: its own model at its initial weights, and any other
+    a step returned (a distilled student), rebuilt from its :class:`ModelSpec` at the cell's seed."""
+
+    registry: Registry
+    spec: ModelSpec  # the cell's own model
+    initial: torch.nn.Module  # ... at its initial weights
+    n_classes: int
+    seed: int
+
+    def initial_of(self, spec: ModelSpec | None) -> torch.nn.Module:
+        """A new model of ``spec`` (None: the cell's own) at its initial weights."""
+        if spec is None or spec == self.spec:
+            return copy.deepcopy(self.initial)
+        family = self.registry.get("models", spec.name, where="a cached pipeline step")
+        return build_family_model(family, spec.params, self.n_classes, self.seed)[0]
+
+    def builder(self, spec: ModelSpec | None) -> ModelBuilder:
+        """``ctx.build_model`` for a step whose incoming model has ``spec``."""
+        return ModelBuilder(
+            lambda: self.initial_of(spec),
+            families=lambda name: self.registry.get("models", name, where="ctx.build_model"),
+            n_classes=self.n_classes,
+            seed=self.seed,
+        )
+
+    def context_for(self, ctx: CompressionContext, spec: ModelSpec | None) -> CompressionContext:
+        """``ctx`` for a step whose incoming model has ``spec``: its builder, spec and initial state."""
+        spec = spec or self.spec
+        changes: dict[str, Any] = {"build_model": self.builder(spec), "model_spec": spec}
+        if spec != self.spec:
+            changes["initial_state"] = {k: v.clone() for k, v in self.initial_of(spec).state_dict().items()}
+        return dataclasses.replace(ctx, **changes)
+
+
 def ensure_baseline(job: CellJob, registry: Registry) -> dict[str, Any]:
     """Train the dense baseline once per content key; later calls read it from the cache."""
     spec = job.spec
@@ -247,10 +289,29 @@ def _write_split_file(splits: DataSplits, path: Path) -> None:
 
 
 def _dense_reference(dense_onnx: bytes, trainer: Trainer, spec: CellSpec) -> dict[str, Any]:
-    """The dense model's figures every compressed cell is compared with (no device simulation)."""
+    """The dense model's figures every compressed cell is compared with (no device simulation).
+
+    Scored on whole records whatever the cell's windowing: the baseline is shared by cells
+    with and without ``deploy_window_s`` (its key leaves the measure settings out), and a
+    windowed cell scores the dense model on its own windows (:func:`_windowed_dense`).
+    """
     from ecgbench.measure.artifact import measure_artifact
 
-    return measure_artifact(dense_onnx, trainer, spec.measure, devices=[], dense=None)
+    whole_records = spec.measure.model_copy(update={"deploy_window_s": None, "deploy_hop_s": None, "aggregate": "mean_prob"})
+    return measure_artifact(dense_onnx, trainer, whole_records, devices=[], dense=None)
+
+
+def _windowed_dense(dense: dict[str, Any], dense_onnx: bytes, trainer: Trainer, spec: CellSpec) -> dict[str, Any]:
+    """The dense reference of a cell: the baseline's, with its scores on the cell's windows when it deploys windows
+    (so ΔF1 compares the two models at the same window)."""
+    from ecgbench.measure.artifact import predict_split, score_split
+    from ecgbench.measure.scores import classification_scores
+
+    if spec.measure.deploy_window_s is None:
+        return dense
+    test, _labels, _logits = score_split(dense_onnx, trainer, "test", spec.measure)
+    val = classification_scores(trainer.split("val").labels, predict_split(dense_onnx, trainer, "val", spec.measure).argmax(axis=1))
+    return {**dense, "test": test, "val": val}
 
 
 def _input_samples(spec: CellSpec, splits: DataSplits) -> int:
@@ -279,30 +340,35 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
     trainer = Trainer(splits, spec.training, spec.seed, job.progress, label=spec.pipeline)
     workdir = Path(job.artifacts_dir) / spec.cell_id
     workdir.mkdir(parents=True, exist_ok=True)
+    models = CellModels(registry, spec.model_spec(), initial, len(splits.classes), spec.seed)
     ctx = CompressionContext(
         trainer=trainer,
-        build_model=lambda: copy.deepcopy(initial),
+        build_model=models.builder(models.spec),
+        model_spec=models.spec,
         initial_state=initial_state,
         dense_val_challenge_f1=baseline["fit"]["best_val_challenge_f1"],
         seed=spec.seed,
         workdir=workdir,
         fs_hz=splits.fs_hz,
         log=lambda msg: None,
+        dense_model=copy.deepcopy(model),
     )
     dense_onnx = to_onnx(copy.deepcopy(model), samples=_input_samples(spec, splits))  # timed beside the compressed model
-    artifact = ModelArtifact(model=model)
+    dense = _windowed_dense(baseline["dense"], dense_onnx, trainer, spec)
+    artifact = ModelArtifact(model=model, spec=models.spec)
     steps = []
     t = time.perf_counter()
     for index in range(len(spec.steps)):  # suite validation put every ONNX-producing step last
         trainer.reseed(index + 1)
-        artifact, entry = _run_step(job, registry, index, artifact, ctx, initial)
+        artifact, entry = _run_step(job, registry, index, artifact, ctx, models)
         steps.append(entry)
     timings["compress_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     onnx_bytes = artifact.onnx if artifact.is_onnx else to_onnx(artifact.model, samples=_input_samples(spec, splits))
     # Stored as measured: -0.0 weights (left by masking) written as +0.0, same outputs, smaller sparse form.
-    onnx_bytes = canonical_zeros(with_metadata(onnx_bytes, export_metadata(spec, splits, artifact.precision)))
+    architecture = artifact.spec or models.spec
+    onnx_bytes = canonical_zeros(with_metadata(onnx_bytes, export_metadata(spec, splits, artifact.precision, architecture)))
     devices = [registry.get("devices", name) for name in spec.devices]
     declared = list(registry.tables.get("metrics", {}).values())  # plugin metrics with a compute function are measured
     metrics = measure_artifact(
@@ -310,16 +376,18 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
         trainer,
         spec.measure,
         devices=devices,
-        dense=baseline["dense"],
+        dense=dense,
         dense_onnx=dense_onnx,
         canonical=True,
         metrics=declared,
     )
     timings["measure_s"] = time.perf_counter() - t
     metrics["compression"] = {"steps": steps, "precision": artifact.precision}
+    # The measured model's own architecture: a distilled student's, not the suite's model.
+    metrics["architecture"] = {**architecture.to_dict(), "changed": architecture != models.spec}
     metrics["baseline"] = {
         "val_challenge_f1": baseline["fit"]["best_val_challenge_f1"],
-        "test_challenge_f1": baseline["dense"]["test"]["challenge_f1"],
+        "test_challenge_f1": dense["test"]["challenge_f1"],
         "epochs": baseline["fit"]["epochs_run"],
         "best_epoch": baseline["fit"]["best_epoch"],
         "train_s": baseline["fit"]["seconds"],
@@ -348,16 +416,18 @@ def run_cell(job: CellJob, registry: Registry) -> CellResult:
 STEP_KIND = "steps"
 
 
-def _run_step(job: CellJob, registry: Registry, index: int, artifact: ModelArtifact, ctx, initial: torch.nn.Module):
+def _run_step(job: CellJob, registry: Registry, index: int, artifact: ModelArtifact, ctx, models: CellModels):
     """Apply one pipeline step, or reuse it when another pipeline already ran the same prefix.
 
     ``[lth_ecg]`` and ``[lth_ecg, int8_static]`` share their first step: the
     ticket search runs once. While it runs, the step's
     :class:`RoundCheckpoints` live in its entry: a run killed mid-search resumes
     from the last saved round. Prefixes are keyed by the baseline and the steps'
-    settings; a step whose output changes the architecture (structured
-    pruning) is not cached, since a checkpoint of it cannot be loaded into
-    ``initial``, the cell's model at its initial weights.
+    settings. A step that returns another architecture with its spec (a
+    distilled student) is cached with the spec and rebuilt from it; one whose
+    weights fit no spec (structured pruning removes channels but keeps its
+    spec) is not cached, since its checkpoint cannot be loaded into the model
+    its spec builds.
     """
     spec = job.spec
     step = spec.steps[index]
@@ -366,13 +436,21 @@ def _run_step(job: CellJob, registry: Registry, index: int, artifact: ModelArtif
     with cache.locked(STEP_KIND, key) as folder:
         if cache.is_done(STEP_KIND, key):
             info = cache.read_done(STEP_KIND, key)
-            return _load_step(folder, info, initial), {**info["entry"], "reused": True}
+            return _load_step(folder, info, models), {**info["entry"], "reused": True}
         # An iterative step saves its rounds in its own entry, so a killed run resumes mid-search.
         checkpoints = RoundCheckpoints(folder)
-        outcome = _plugin(registry, "compressors", step).run(artifact, dataclasses.replace(ctx, checkpoints=checkpoints))
+        step_ctx = dataclasses.replace(models.context_for(ctx, artifact.spec), checkpoints=checkpoints)
+        outcome = _plugin(registry, "compressors", step).run(artifact, step_ctx)
         entry = {**_ref_dict(step), "seconds": outcome.seconds, "record": outcome.record}
-        if _save_step(folder, outcome.artifact, initial):
-            cache.mark_done(STEP_KIND, key, {"entry": entry, "precision": outcome.artifact.precision, "onnx": outcome.artifact.is_onnx})
+        out_spec = outcome.artifact.spec or models.spec
+        if out_spec != models.spec:
+            entry["architecture"] = out_spec.to_dict()
+        if _save_step(folder, outcome.artifact, models):
+            cache.mark_done(
+                STEP_KIND,
+                key,
+                {"entry": entry, "precision": outcome.artifact.precision, "onnx": outcome.artifact.is_onnx, "spec": out_spec.to_dict()},
+            )
         checkpoints.clear()  # done: the entry (or, for an uncached step, the cell's result) holds what it made
         return outcome.artifact, entry
 
@@ -399,11 +477,11 @@ def step_progress(home: str | Path, config: dict) -> str | None:
     return None
 
 
-def _save_step(folder: Path, artifact: ModelArtifact, initial: torch.nn.Module) -> bool:
+def _save_step(folder: Path, artifact: ModelArtifact, models: CellModels) -> bool:
     if artifact.is_onnx:
         (folder / "model.onnx").write_bytes(artifact.onnx)
         return True
-    reference = initial.state_dict()
+    reference = models.initial_of(artifact.spec).state_dict()
     state = artifact.model.state_dict()
     if set(state) != set(reference) or any(state[k].shape != reference[k].shape for k in state):
         return False
@@ -413,27 +491,35 @@ def _save_step(folder: Path, artifact: ModelArtifact, initial: torch.nn.Module) 
     return True
 
 
-def _load_step(folder: Path, info: dict, initial: torch.nn.Module) -> ModelArtifact:
+def _load_step(folder: Path, info: dict, models: CellModels) -> ModelArtifact:
+    spec = ModelSpec.from_dict(info["spec"]) if info.get("spec") else models.spec  # entries before specs: the cell's own
     if info["onnx"]:
-        return ModelArtifact(model=None, onnx=(folder / "model.onnx").read_bytes(), precision=info["precision"])
-    model = load_checkpoint(copy.deepcopy(initial), folder / "model.pt")
+        return ModelArtifact(model=None, onnx=(folder / "model.onnx").read_bytes(), precision=info["precision"], spec=spec)
+    model = load_checkpoint(models.initial_of(spec), folder / "model.pt")
     masks_path = folder / "masks.pt"
     masks = torch.load(masks_path, map_location="cpu", weights_only=True) if masks_path.exists() else None
-    return ModelArtifact(model=model, masks=masks, precision=info["precision"])
+    return ModelArtifact(model=model, masks=masks, precision=info["precision"], spec=spec)
 
 
-def export_metadata(spec: CellSpec, splits: DataSplits, precision: str) -> dict[str, Any]:
-    """What an exported model carries so ``ecgbench eval`` needs nothing else."""
+def export_metadata(spec: CellSpec, splits: DataSplits, precision: str, architecture: ModelSpec | None = None) -> dict[str, Any]:
+    """What an exported model carries so ``ecgbench eval`` needs nothing else.
+
+    ``model`` is the exported model's own architecture (``architecture``, default the cell's):
+    a distilled student's, not the suite's model it was distilled from.
+    """
     preprocessing = spec.data.model_dump(mode="json", exclude={"split"})
     preprocessing["fs_hz"] = splits.fs_hz
+    windowing = Windowing.from_config(spec.measure)
+    deploy = {WINDOWING_KEY: windowing.to_metadata()} if windowing else {}  # absent: whole records (and the bytes of older exports)
     return {
         "version": ecgbench.__version__,
         "preprocessing": preprocessing,
         "classes": list(splits.classes),
-        "window_policy": "whole record, global average pooling over time",
+        "window_policy": f"{windowing.describe()}, global average pooling over time" if windowing else "whole record, global average pooling over time",
+        **deploy,
         "pipeline": spec.pipeline,
         "steps": [_ref_dict(s) for s in spec.steps],
-        "model": _ref_dict(spec.model),
+        "model": (architecture or spec.model_spec()).to_dict(),
         "dataset": spec.dataset.name,
         "seed": spec.seed,
         "precision": precision,

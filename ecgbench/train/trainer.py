@@ -2,7 +2,10 @@
 
 ``Trainer.fit`` trains a model on random crops of the training records with
 Adam, keeps pruned weights at zero when given masks, early-stops on the
-validation challenge score and restores the best epoch's weights.
+validation challenge score and restores the best epoch's weights. A strategy
+that needs another objective (distillation) passes ``loss_fn`` and, if it
+learns from another model, ``teacher``: the loop, schedule, mixed precision,
+early stopping and batch cap stay the same.
 ``Trainer.evaluate`` scores whole records (grouped by length, so no padding
 touches the global pooling). The test split is only ever scored by the
 runner, never offered to a decision.
@@ -20,6 +23,7 @@ from typing import Callable, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 
 from ecgbench.data.arrays import DataSplits, SignalSet
@@ -53,6 +57,25 @@ class TrainRecipe(PluginConfig):
     max_eval_records: int | None = Field(None, ge=1, description="score only the first N records of val/test (smoke runs)")
 
 
+@dataclass(frozen=True)
+class LossInputs:
+    """What a custom ``loss_fn`` of :meth:`Trainer.fit` receives for each training batch."""
+
+    logits: torch.Tensor  # the trained model's output, [batch, n_classes]
+    targets: torch.Tensor  # class indices, [batch]
+    inputs: torch.Tensor  # the batch's crops, [batch, 1, window]
+    teacher_logits: torch.Tensor | None = None  # the frozen teacher's output on the same inputs (fit(teacher=...))
+    class_weights: torch.Tensor | None = None  # the recipe's class weights (None without class_weighting)
+
+    def cross_entropy(self, logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The recipe's own loss: cross-entropy, weighted by inverse class frequency when the recipe says so."""
+        return F.cross_entropy(self.logits if logits is None else logits, self.targets, weight=self.class_weights)
+
+
+LossFn = Callable[[LossInputs], torch.Tensor]
+"""A training objective: the batch's :class:`LossInputs` -> a scalar loss to minimise."""
+
+
 @dataclass
 class FitResult:
     """What one call of :meth:`Trainer.fit` achieved."""
@@ -61,7 +84,7 @@ class FitResult:
     best_epoch: int
     epochs_run: int
     seconds: float
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # per epoch: epoch, loss, val_challenge_f1, lr
 
 
 def resolve_device(name: str) -> torch.device:
@@ -123,8 +146,20 @@ class Trainer:
         masks: dict[str, torch.Tensor] | None = None,
         lr: float | None = None,
         on_epoch: Callable[[dict], None] | None = None,
+        loss_fn: LossFn | None = None,
+        teacher: torch.nn.Module | None = None,
     ) -> FitResult:
-        """Train ``model`` in place; masked weights stay exactly zero; best validation epoch restored."""
+        """Train ``model`` in place; masked weights stay exactly zero; best validation epoch restored.
+
+        ``loss_fn`` replaces the recipe's cross-entropy: it gets each batch's :class:`LossInputs`
+        and returns the loss. With ``teacher`` (which needs a ``loss_fn``), the teacher runs in
+        eval mode without gradients on every batch and its logits reach the loss as
+        ``teacher_logits``; it is left on the CPU in eval mode. Early stopping and the learning-rate
+        schedule still follow ``model``'s validation challenge F1. Each epoch's ``history`` row
+        holds its mean loss, validation F1 and learning rate.
+        """
+        if teacher is not None and loss_fn is None:
+            raise EcgbenchError("Trainer.fit(teacher=...) needs a loss_fn that uses LossInputs.teacher_logits")
         recipe = self.recipe
         epochs = recipe.epochs if epochs is None else epochs
         start = time.perf_counter()
@@ -139,7 +174,9 @@ class Trainer:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr or recipe.lr, weight_decay=recipe.weight_decay)
         scheduler = _make_scheduler(optimizer, recipe.lr_schedule, epochs)
         weight = self.class_weights.to(self.device) if self.class_weights is not None else None
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        objective = loss_fn or LossInputs.cross_entropy
+        if teacher is not None:
+            teacher.to(self.device).eval()
         use_amp = uses_amp(recipe, self.device)
         scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
@@ -147,6 +184,7 @@ class Trainer:
         history: list[dict] = []
         epoch = 0
         for epoch in range(1, epochs + 1):
+            epoch_lr = float(optimizer.param_groups[0]["lr"])  # what this epoch trains with (the schedule steps after it)
             model.train()
             losses = []
             batches = list(self._train_batches(rng))
@@ -154,7 +192,11 @@ class Trainer:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(self.device.type, enabled=use_amp):
-                    loss = loss_fn(model(x), y)
+                    teacher_logits = None
+                    if teacher is not None:
+                        with torch.no_grad():
+                            teacher_logits = teacher(x)
+                    loss = objective(LossInputs(model(x), y, x, teacher_logits, weight))
                 if scaler is not None:
                     scaler.scale(loss).backward()
                     scaler.unscale_(optimizer)
@@ -170,7 +212,7 @@ class Trainer:
                 _apply_masks(mask_pairs)
                 losses.append(float(loss.detach()))
             val_f1 = self.evaluate(model, "val")["challenge_f1"]
-            row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "val_challenge_f1": val_f1}
+            row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "val_challenge_f1": val_f1, "lr": epoch_lr}
             history.append(row)
             if on_epoch:
                 on_epoch(row)
@@ -189,6 +231,8 @@ class Trainer:
             best_f1 = self.evaluate(model, "val")["challenge_f1"]
         _apply_masks(mask_pairs)
         model.to("cpu")
+        if teacher is not None:
+            teacher.to("cpu")
         return FitResult(best_f1, best_epoch, epoch if epochs else 0, time.perf_counter() - start, history)
 
     def _train_batches(self, rng: np.random.Generator):

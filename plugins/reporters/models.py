@@ -70,6 +70,9 @@ class ModelsReporter(Reporter):
             entry = {
                 "pipeline": cell.pipeline, "cell_id": cell.cell_id, "seed": cell.seed, "steps": (cell.config or {}).get("steps"), **_test_scores(cell),
             }
+            architecture = (cell.metrics or {}).get("architecture")
+            if isinstance(architecture, dict) and architecture.get("name"):  # the file's own model (a distilled student's)
+                entry["model"] = {"name": architecture["name"], "params": architecture.get("params") or {}}
             if not source.exists():
                 entry["missing"] = str(source)
             else:
