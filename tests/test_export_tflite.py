@@ -190,7 +190,7 @@ SUITE = """
 name: tflite-test
 data: {fs_hz: 100, window_s: 5, split: {val: 0.25, test: 0.25}}
 training: {epochs: 3, batch_size: 8, num_threads: 1, patience: 0}
-measure: {bootstrap_resamples: 20, latency_repeats: 2, latency_warmup: 1, input_s: 10}
+measure: {bootstrap_resamples: 20, latency_repeats: 2, latency_warmup: 1, input_s: 10, deploy_window_s: 5}
 matrix:
   datasets: [synthetic: {n_records: 48, max_duration_s: 20}]
   models: [dscnn: {width: 4, blocks: 3}]
@@ -216,7 +216,8 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     assert code == (0 if check["within_tolerance"] else 1)
     assert check["within_tolerance"] == (abs(check["delta_points"]) <= 0.5)
     assert check["records"] == 12 and check["agreement"] >= 0.75 and check["onnx"].endswith("model.onnx")
-    assert summary["fully_int8"] and summary["input"]["shape"] == [1, 1, 1000] and summary["input"]["dtype"] == "int8"
+    assert check["input"] == "5-s windows, hop 5 s, mean_prob, as the cell was measured"  # the cell's windowed deployment
+    assert summary["fully_int8"] and summary["input"]["shape"] == [1, 1, 500] and summary["input"]["dtype"] == "int8"
     assert summary["input"]["scale"] > 0 and -128 <= summary["input"]["zero_point"] <= 127 and summary["output"]["scale"] > 0
     assert summary["operators_not_in_tflite_micro"] == [] and "DEPTHWISE_CONV_2D" in summary["operators"]
     assert summary["input"]["preprocessing"]["fs_hz"] == 100 and summary["output"]["classes"] == ["N", "A", "O", "~"]
@@ -228,10 +229,10 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     assert summary["source"]["replaced_steps"] == [] and "'dense'" in summary["source"]["weights"]
 
     # An ONNX-quantized cell: its fp32 weights, quantized by LiteRT instead; people are told so.
-    main(["export", "--run", "tflite-test", "--cell", "int8_static", "--out", "out8", "--check-records", "4", "--input-s", "5"])
+    main(["export", "--run", "tflite-test", "--cell", "int8_static", "--out", "out8", "--check-records", "4", "--input-s", "10"])
     text = capsys.readouterr().out
-    assert "steps int8_static leave PyTorch" in text and "check on 4 test records" in text
-    assert json.loads((tmp_path / "out8" / "export.json").read_text())["input"]["shape"] == [1, 1, 500]
+    assert "steps int8_static leave PyTorch" in text and "check on 4 test records (each record centre-cropped or zero-padded to 10 s)" in text
+    assert json.loads((tmp_path / "out8" / "export.json").read_text())["input"]["shape"] == [1, 1, 1000]
 
     assert main(["export", "--run", "tflite-test", "--cell", "magnitude"]) == 2
     assert "its pipelines: dense, int8_static" in capsys.readouterr().err

@@ -1,11 +1,12 @@
 """``ecgbench export --format tflite``: a stored cell as a fully int8 LiteRT flatbuffer, C array files, and a check.
 
-The flatbuffer takes one fixed-length input (``input_s`` seconds, the
-cell's ``measure.input_s`` by default), as TFLite Micro firmware does.
-Calibration uses the cell's training records; the check runs the cell's
-ONNX model (onnxruntime) and the flatbuffer (LiteRT interpreter) on the
-same test records, each centre-cropped or zero-padded to that length, and
-reports both challenge F1 scores.
+The flatbuffer takes one fixed-length input (``input_s`` seconds: the
+cell's ``measure.deploy_window_s`` when it was measured window by window,
+else its ``measure.input_s``), as TFLite Micro firmware does. Calibration
+uses the cell's training records; the check runs the cell's ONNX model
+(onnxruntime) and the flatbuffer (LiteRT interpreter) on the same test
+records, window by window and aggregated as the cell was measured, or each
+record centre-cropped or zero-padded to the input, and reports both challenge F1 scores.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
     from ecgbench.train.tflite import c_array_files, summarize, tflite_logits, to_tflite_int8
 
     splits = cell.splits
-    input_s = options.input_s or float(cell.row.config.get("measure", {}).get("input_s", 30.0))
+    measure = cell.row.config.get("measure", {})
+    input_s = options.input_s or float(measure.get("deploy_window_s") or measure.get("input_s", 30.0))
     samples = int(round(input_s * splits.fs_hz))
     if samples < 16:
         raise ConfigError(f"--input-s {input_s:g} gives {samples} samples at {splits.fs_hz:g} Hz; give at least 16 samples")
@@ -76,17 +78,23 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
     summary = summarize(model_bytes)
 
     check_index = _spread(len(splits.test), options.check_records)
-    inputs = [fixed_length(splits.test.signal(int(i)), samples) for i in check_index]
     labels = splits.test.labels[check_index]
     onnx_path = Path(cell.row.artifacts.get("onnx", ""))
     if cell.row.artifacts.get("onnx") and onnx_path.is_file():
         onnx_bytes, onnx_source = onnx_path.read_bytes(), str(onnx_path)
     else:  # the run's artifacts folder was removed: the same weights exported again
         onnx_bytes, onnx_source = to_onnx(cell.model, samples=samples), "re-exported from the cell's PyTorch weights (its model.onnx is gone)"
-    onnx_logits = _onnx_logits(onnx_bytes, inputs)
-    tflite_out = tflite_logits(model_bytes, inputs)
-    onnx_scores = classification_scores(labels, onnx_logits.argmax(axis=1))
-    tflite_scores = classification_scores(labels, tflite_out.argmax(axis=1))
+    windowing = _windowing(cell, samples, splits.fs_hz)
+    if windowing is None:
+        inputs = [fixed_length(splits.test.signal(int(i)), samples) for i in check_index]
+        onnx_pred = _onnx_logits(onnx_bytes, inputs).argmax(axis=1)
+        tflite_pred = tflite_logits(model_bytes, inputs).argmax(axis=1)
+        described = f"each record centre-cropped or zero-padded to {input_s:g} s"
+    else:  # the cell was measured window by window: so is the check, with its aggregation
+        onnx_pred, tflite_pred = _windowed_predictions(onnx_bytes, model_bytes, splits.test, check_index, windowing, splits.fs_hz)
+        described = f"{windowing.describe()}, as the cell was measured"
+    onnx_scores = classification_scores(labels, onnx_pred)
+    tflite_scores = classification_scores(labels, tflite_pred)
     delta = 100 * (tflite_scores["challenge_f1"] - onnx_scores["challenge_f1"])
 
     out = Path(options.out)
@@ -117,14 +125,14 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
         "calibration": {"split": "train", "records": len(calibration)},
         "check": {
             "split": "test",
-            "records": len(inputs),
-            "input": f"each record centre-cropped or zero-padded to {input_s:g} s",
+            "records": len(check_index),
+            "input": described,
             "onnx_challenge_f1": onnx_scores["challenge_f1"],
             "tflite_challenge_f1": tflite_scores["challenge_f1"],
             "delta_points": delta,
             "tolerance_points": options.tolerance_points,
             "within_tolerance": abs(delta) <= options.tolerance_points,
-            "agreement": float(np.mean(onnx_logits.argmax(axis=1) == tflite_out.argmax(axis=1))),
+            "agreement": float(np.mean(onnx_pred == tflite_pred)),
             "onnx": onnx_source,
             "cell_whole_record_test_challenge_f1": cell.row.metrics.get("test", {}).get("challenge_f1"),
         },
@@ -142,6 +150,31 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
             atomic.write_text(out / name, text)
         atomic.write_text(out / SUMMARY_FILE, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
+
+
+def _windowing(cell: StoredCell, samples: int, fs_hz: float):
+    """The cell's windowed deployment when the flatbuffer's input is its window, else None."""
+    from ecgbench.measure.artifact import MeasureConfig
+    from ecgbench.measure.windowing import Windowing
+
+    windowing = Windowing.from_config(MeasureConfig.model_validate(cell.row.config.get("measure", {})))
+    return windowing if windowing is not None and windowing.samples(fs_hz)[0] == samples else None
+
+
+def _windowed_predictions(onnx_bytes: bytes, model_bytes: bytes, signals: SignalSet, index: np.ndarray, windowing, fs_hz: float):
+    """Record classes of both models, each record's windows aggregated by the cell's rule."""
+    from ecgbench.measure.windowing import aggregate_window_probs, record_windows, softmax
+    from ecgbench.train.tflite import tflite_logits
+
+    window, hop = windowing.samples(fs_hz)
+    per_record = [record_windows(signals.signal(int(i)), window, hop) for i in index]  # each [windows, 1, window]
+    windows = [w[None] for r in per_record for w in r]  # each [1, 1, window]
+    bounds = np.cumsum([0] + [len(r) for r in per_record])
+    predictions = []
+    for logits in (_onnx_logits(onnx_bytes, windows), tflite_logits(model_bytes, windows)):
+        probs = softmax(logits)
+        predictions.append(np.array([aggregate_window_probs(probs[a:b], windowing.aggregate).argmax() for a, b in zip(bounds[:-1], bounds[1:])]))
+    return predictions[0], predictions[1]
 
 
 def _onnx_logits(onnx_bytes: bytes, inputs: list[np.ndarray]) -> np.ndarray:
