@@ -258,3 +258,21 @@ def test_sizes_are_decimal_as_everywhere_else():
     assert human_bytes(1024 * 1024) == "1.05 MB"
     assert human_bytes(262144) == "262.1 kB"
     assert human_bytes(300) == "300 B"
+
+
+def test_an_fp16_graph_needs_the_ram_of_its_fp32_form_since_no_profile_computes_in_fp16(tmp_path):
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from ecgbench_plugins.compressors.quantization import topologically_sort
+
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 8, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv1d(8, 8, 5, padding=2))
+    fp32 = to_onnx(model, samples=500)
+    converted = convert_float_to_float16(onnx.load_from_string(fp32), keep_io_types=True)
+    topologically_sort(converted.graph)  # as the fp16 compressor does
+    fp16 = converted.SerializeToString()
+    graph32, graph16 = analyze_onnx(fp32, input_shape=(1, 1, 500)), analyze_onnx(fp16, input_shape=(1, 1, 500))
+    assert not graph16.unshaped
+    assert graph16.buffer_bytes["/0/Conv_output_0"] == 8 * 500 * 2  # as stored in the graph: 2 bytes an element
+    profile = make_profile()
+    assert simulate(graph16, profile).peak_ram_bytes >= simulate(graph32, profile).peak_ram_bytes

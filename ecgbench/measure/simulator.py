@@ -152,7 +152,7 @@ def simulate(
     """
     if screening_interval_min <= 0:
         raise ValueError("screening_interval_min must be positive")
-    live = live_bytes_per_layer(graph)
+    live = live_bytes_per_layer(graph, _as_run(graph))
     notes: list[str] = []
     per_layer = [_layer(layer, profile, live_now, notes) for layer, live_now in zip(graph.layers, live)]
     latency_s = sum(p.cycles for p in per_layer) / profile.clock_hz
@@ -234,8 +234,23 @@ def _layer(layer: LayerStats, profile: DeviceProfile, live_now: int, notes: list
     )
 
 
-def live_bytes_per_layer(graph: GraphStats) -> list[int]:
-    """Bytes of activation buffers alive at each layer (written earlier or now, read now or later) plus its scratch."""
+def _as_run(graph: GraphStats) -> dict[str, int]:
+    """Activation buffer bytes as a profile's runtime holds them: no profile computes in fp16 (see
+    ``ecgbench.kinds.device.PRECISIONS``), so an fp16 layer runs in fp32 and its outputs take 4 bytes an element."""
+    widened = dict(graph.buffer_bytes)
+    for layer in graph.layers:
+        if layer.compute_dtype == "fp16":
+            for name in layer.writes:
+                widened[name] = graph.buffer_bytes.get(name, 0) * 2
+    return widened
+
+
+def live_bytes_per_layer(graph: GraphStats, buffer_bytes: dict[str, int] | None = None) -> list[int]:
+    """Bytes of activation buffers alive at each layer (written earlier or now, read now or later) plus its scratch.
+
+    ``buffer_bytes``: each buffer's size (default: as stored in the ONNX graph, ``graph.buffer_bytes``).
+    """
+    sizes = graph.buffer_bytes if buffer_bytes is None else buffer_bytes
     last = len(graph.layers)
     start: dict[str, int] = {name: -1 for name in graph.graph_inputs}
     end: dict[str, int] = {}
@@ -249,7 +264,7 @@ def live_bytes_per_layer(graph: GraphStats) -> list[int]:
     out = []
     for step, layer in enumerate(graph.layers):
         alive = sum(
-            size for name, size in graph.buffer_bytes.items() if start.get(name, last + 1) <= step <= end.get(name, start.get(name, -2))
+            size for name, size in sizes.items() if start.get(name, last + 1) <= step <= end.get(name, start.get(name, -2))
         )
         out.append(int(alive + layer.scratch_bytes))
     return out
