@@ -151,7 +151,7 @@ def test_several_seeds_are_mean_and_sample_std(results):
     # F1 0.79, 0.81: mean 0.800, sample std sqrt(2 * 0.01**2 / 1) = 0.01414
     assert mag["test challenge F1 [95% CI]"] == "0.800 ± 0.014 (2 seeds)"
     # delta -1.0, -0.5: mean -0.75, std 0.3536; bytes 12000, 13000: mean 12.5 kB, std 707 B
-    assert mag["ΔF1 pts [95% CI]"] == "-0.75 ± 0.35"
+    assert mag["ΔF1 pts [95% CI]"] == "-0.75 ± 0.35 (2 seeds)"
     assert mag["storage"] == "12.5 kB ± 707 B (sparse_zstd)"
     assert mag["flash on nrf52840"] == "40.0 kB (fp32, TFLite Micro + CMSIS-NN)"  # pruned fp32 weights run dense
     assert mag["measured host ms"] == "2.10 ± 0.14" and mag["nrf52840 fits"] == "yes"
@@ -300,7 +300,7 @@ def test_md_columns_as_a_list_of_metric_paths(two_devices):
     reporter = MarkdownReporter.from_params({"columns": ["test.af_f1", "devices.{device}.fits", "devices.nrf52840.latency_ms", "delta_f1_points"]})
     text = reporter.render(two_devices, Path("."))
     assert header(text) == ["pipeline", "test AF F1", "stm32h7 fits", "nrf52840 fits", "nrf52840 sim ms", "ΔF1 pts [95% CI]"]
-    assert "| magnitude-80 | 0.700 | yes | yes | 1500 | -0.75 ± 0.35 |" in text
+    assert "| magnitude-80 | 0.700 | yes | yes | 1500 | -0.75 ± 0.35 (2 seeds) |" in text
     assert f"--set 'md.columns=[\"test.af_f1\"" in text  # the regenerate command repeats the setting
 
 

@@ -31,7 +31,7 @@ def delta_f1_text(metrics: list[dict], n_cells: int) -> str:
     if delta is None:
         return "-"
     if delta.n > 1:
-        return f"{delta.mean:+.2f} ± {delta.std:.2f}"
+        return f"{delta.mean:+.2f} ± {delta.std:.2f} ({delta.n} seeds)"
     ci = lookup(metrics[0], "delta_f1_ci_points")
     lo, hi = (number(ci[0]), number(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
     return f"{delta.mean:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else "")
