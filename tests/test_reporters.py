@@ -336,7 +336,9 @@ def test_html_table_has_every_column_sortable_and_a_chooser(results, tmp_path):
     table, shown, key = full_table(results, HtmlReporter().config)
     assert table.paths[:4] == ["pipeline", "test.challenge_f1", "delta_f1_points", "size.compression_ratio"]
     assert {"val.challenge_f1", "size.nonzero_params", "devices.nrf52840.peak_ram_bytes"} <= set(table.paths)  # beyond the summary
-    headers = re.findall(r'<th class="c(\d+)" data-col="\1" aria-sort="none" title="([^"]*)"><button type="button">([^<]*)</button></th>', text)
+    results_table = text[text.index('id="results-table"'):]
+    results_table = results_table[: results_table.index("</table>")]
+    headers = re.findall(r'<th class="c(\d+)" data-col="\1" aria-sort="none" title="([^"]*)"><button type="button">([^<]*)</button></th>', results_table)
     assert [h[2] for h in headers] == table.headers
     boxes = re.findall(r'<input type="checkbox" value="c(\d+)" data-key="([01])"( checked)?>', text)
     assert len(boxes) == len(table.headers) - 1  # every column but the pipeline
