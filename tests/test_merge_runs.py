@@ -196,9 +196,13 @@ def test_two_tiny_runs_of_one_suite_on_two_stores_merge(tmp_path, monkeypatch):
         (tmp_path / f"s{seed}.yaml").write_text(textwrap.dedent(TINY_SUITE).replace("SEED", str(seed)))
         assert main(["run", f"s{seed}.yaml", "--db", db, "--out", f"r{seed}"]) == 0
         stored[seed] = {c["pipeline"]: c["metrics"]["test"]["challenge_f1"] for c in json.loads((tmp_path / f"r{seed}" / "results.json").read_text())["cells"]}
-    assert main(["report", "a/results.sqlite:merge-test", "b/results.sqlite:merge-test", "--format", "json", "--out", "merged"]) == 0
+    assert main(["report", "a/results.sqlite:merge-test", "b/results.sqlite:merge-test", "--format", "json,models", "--out", "merged"]) == 0
     document = json.loads((tmp_path / "merged" / "results.json").read_text())
     assert len(document["cells"]) == 4
+    runs = [r["run_id"] for r in document["runs"]]
+    models = json.loads((tmp_path / "merged" / "models" / "index.json").read_text())["models"]
+    assert sorted((m["seed"], m["run"]) for m in models) == [(0, runs[0]), (0, runs[0]), (1, runs[1]), (1, runs[1])]
+    assert all((tmp_path / "merged" / "models" / m["file"]).is_file() for m in models)
     for entry in document["pipelines"]:
         f1 = entry["test.challenge_f1"]
         assert entry["seeds"] == [0, 1] and f1["per_seed"] == [stored[0][entry["pipeline"]], stored[1][entry["pipeline"]]]
