@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "ecgbench.cli.devices",
     "ecgbench.cli.eval",
     "ecgbench.cli.compare",
+    "ecgbench.cli.export",
 )
 
 

@@ -1,0 +1,209 @@
+"""``ecgbench export --format tflite``: a stored cell as a fully int8 LiteRT flatbuffer, C array files, and a check.
+
+The flatbuffer takes one fixed-length input (``input_s`` seconds: the
+cell's ``measure.deploy_window_s`` when it was measured window by window,
+else its ``measure.input_s``), as TFLite Micro firmware does. Calibration
+uses the cell's training records; the check runs the cell's ONNX model
+(onnxruntime) and the flatbuffer (LiteRT interpreter) on the same test
+records, window by window and aggregated as the cell was measured, or each
+record centre-cropped or zero-padded to the input, and reports both challenge F1 scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgbench import atomic
+from ecgbench.data.arrays import SignalSet
+from ecgbench.errors import ConfigError
+from ecgbench.run.stored_cell import StoredCell
+
+FLASH_RUNTIME = "tflite-micro"  # the flatbuffer is read in place from flash by TFLite Micro's int8 kernels
+SUMMARY_FILE = "export.json"
+
+
+@dataclass(frozen=True)
+class TFLiteExportOptions:
+    """Settings of one export."""
+
+    out: Path
+    input_s: float | None = None  # None: the cell's measure.input_s
+    calibration_records: int = 200
+    check_records: int = 0  # 0: every test record
+    c_name: str = "g_model"
+    tolerance_points: float = 0.5
+
+
+def fixed_length(signal: np.ndarray, samples: int) -> np.ndarray:
+    """``[1, 1, samples]``: the centre ``samples`` of a longer record, a shorter one zero-padded at its end
+    (zero is the mean of a z-scored record)."""
+    x = np.zeros(samples, dtype=np.float32)
+    if len(signal) >= samples:
+        start = (len(signal) - samples) // 2
+        x[:] = signal[start : start + samples]
+    else:
+        x[: len(signal)] = signal
+    return x.reshape(1, 1, samples)
+
+
+def _spread(n_total: int, n: int) -> np.ndarray:
+    """``n`` indices spread evenly over ``range(n_total)`` (all when ``n`` is 0 or larger)."""
+    if n <= 0 or n >= n_total:
+        return np.arange(n_total)
+    return np.unique(np.linspace(0, n_total - 1, n).round().astype(int))
+
+
+def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = "") -> dict[str, Any]:
+    """Write ``model.tflite``, ``model_data.h``/``.c`` and ``export.json`` under ``options.out``; return the summary."""
+    from ecgbench.measure.scores import classification_scores
+    from ecgbench.train.export import to_onnx
+    from ecgbench.train.tflite import c_array_files, summarize, tflite_logits, to_tflite_int8
+
+    splits = cell.splits
+    measure = cell.row.config.get("measure", {})
+    input_s = options.input_s or float(measure.get("deploy_window_s") or measure.get("input_s", 30.0))
+    samples = int(round(input_s * splits.fs_hz))
+    if samples < 16:
+        raise ConfigError(f"--input-s {input_s:g} gives {samples} samples at {splits.fs_hz:g} Hz; give at least 16 samples")
+    if len(splits.train) == 0 or len(splits.test) == 0:
+        raise ConfigError(f"cell {cell.title()}: its dataset has no training or no test records to calibrate and check on")
+
+    calibration = [fixed_length(splits.train.signal(int(i)), samples) for i in _spread(len(splits.train), options.calibration_records)]
+    model_bytes = to_tflite_int8(cell.model, samples, calibration)
+    summary = summarize(model_bytes)
+
+    check_index = _spread(len(splits.test), options.check_records)
+    labels = splits.test.labels[check_index]
+    onnx_path = Path(cell.row.artifacts.get("onnx", ""))
+    if cell.row.artifacts.get("onnx") and onnx_path.is_file():
+        onnx_bytes, onnx_source = onnx_path.read_bytes(), str(onnx_path)
+    else:  # the run's artifacts folder was removed: the same weights exported again
+        onnx_bytes, onnx_source = to_onnx(cell.model, samples=samples), "re-exported from the cell's PyTorch weights (its model.onnx is gone)"
+    windowing = _windowing(cell, samples, splits.fs_hz)
+    if windowing is None:
+        inputs = [fixed_length(splits.test.signal(int(i)), samples) for i in check_index]
+        onnx_pred = _onnx_logits(onnx_bytes, inputs).argmax(axis=1)
+        tflite_pred = tflite_logits(model_bytes, inputs).argmax(axis=1)
+        described = f"each record centre-cropped or zero-padded to {input_s:g} s"
+    else:  # the cell was measured window by window: so is the check, with its aggregation
+        onnx_pred, tflite_pred = _windowed_predictions(onnx_bytes, model_bytes, splits.test, check_index, windowing, splits.fs_hz)
+        described = f"{windowing.describe()}, as the cell was measured"
+    onnx_scores = classification_scores(labels, onnx_pred)
+    tflite_scores = classification_scores(labels, tflite_pred)
+    delta = 100 * (tflite_scores["challenge_f1"] - onnx_scores["challenge_f1"])
+
+    out = Path(options.out)
+    files = {"tflite": out / "model.tflite"}
+    arrays = c_array_files(model_bytes, options.c_name)
+    for name in arrays:
+        files["header" if name.endswith(".h") else "source"] = out / name
+    files["summary"] = out / SUMMARY_FILE
+    result = {
+        "format": "tflite",
+        "files": {k: str(v) for k, v in files.items()},
+        "flash_bytes": len(model_bytes),
+        "flash_runtime": FLASH_RUNTIME,
+        "fully_int8": summary.fully_int8,
+        "input": {
+            "shape": summary.input_shape,
+            "dtype": summary.input_dtype,
+            **summary.input_quantization,
+            "seconds": input_s,
+            "fs_hz": splits.fs_hz,
+            "preprocessing": {k: v for k, v in cell.row.config.get("data", {}).items() if k != "split"},  # as in training
+        },
+        "output": {"dtype": summary.output_dtype, **summary.output_quantization, "classes": list(splits.classes)},
+        "tensor_dtypes": summary.tensor_dtypes,
+        "operators": summary.operators,
+        "operators_not_in_tflite_micro": summary.not_in_tflite_micro,
+        "float_tensors": summary.float_tensors,
+        "calibration": {"split": "train", "records": len(calibration)},
+        "check": {
+            "split": "test",
+            "records": len(check_index),
+            "input": described,
+            "onnx_challenge_f1": onnx_scores["challenge_f1"],
+            "tflite_challenge_f1": tflite_scores["challenge_f1"],
+            "delta_points": delta,
+            "tolerance_points": options.tolerance_points,
+            "within_tolerance": abs(delta) <= options.tolerance_points,
+            "agreement": float(np.mean(onnx_pred == tflite_pred)),
+            "onnx": onnx_source,
+            "cell_whole_record_test_challenge_f1": cell.row.metrics.get("test", {}).get("challenge_f1"),
+        },
+        "source": {
+            "run": run_id,
+            "cell_id": cell.row.cell_id,
+            "cell": cell.title(),
+            "weights": cell.weights,
+            "replaced_steps": cell.replaced_steps,
+        },
+    }
+    with atomic.all_or_nothing():  # the flatbuffer, its C array and its summary are replaced together
+        atomic.write_bytes(files["tflite"], model_bytes)
+        for name, text in arrays.items():
+            atomic.write_text(out / name, text)
+        atomic.write_text(out / SUMMARY_FILE, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def _windowing(cell: StoredCell, samples: int, fs_hz: float):
+    """The cell's windowed deployment when the flatbuffer's input is its window, else None."""
+    from ecgbench.measure.artifact import MeasureConfig
+    from ecgbench.measure.windowing import Windowing
+
+    windowing = Windowing.from_config(MeasureConfig.model_validate(cell.row.config.get("measure", {})))
+    return windowing if windowing is not None and windowing.samples(fs_hz)[0] == samples else None
+
+
+def _windowed_predictions(onnx_bytes: bytes, model_bytes: bytes, signals: SignalSet, index: np.ndarray, windowing, fs_hz: float):
+    """Record classes of both models, each record's windows aggregated by the cell's rule."""
+    from ecgbench.measure.windowing import aggregate_window_probs, record_windows, softmax
+    from ecgbench.train.tflite import tflite_logits
+
+    window, hop = windowing.samples(fs_hz)
+    per_record = [record_windows(signals.signal(int(i)), window, hop) for i in index]  # each [windows, 1, window]
+    windows = [w[None] for r in per_record for w in r]  # each [1, 1, window]
+    bounds = np.cumsum([0] + [len(r) for r in per_record])
+    predictions = []
+    for logits in (_onnx_logits(onnx_bytes, windows), tflite_logits(model_bytes, windows)):
+        probs = softmax(logits)
+        predictions.append(np.array([aggregate_window_probs(probs[a:b], windowing.aggregate).argmax() for a, b in zip(bounds[:-1], bounds[1:])]))
+    return predictions[0], predictions[1]
+
+
+def _onnx_logits(onnx_bytes: bytes, inputs: list[np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x})[0] for x in inputs]) if inputs else np.zeros((0, 0), np.float32)
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """A few lines for people."""
+    check = result["check"]
+    replaced = result["source"]["replaced_steps"]
+    lines = [
+        f"{result['source']['cell']}: {result['files']['tflite']} ({result['flash_bytes']:,} bytes of flash for {result['flash_runtime']}), "
+        f"{'fully int8' if result['fully_int8'] else 'NOT fully int8: float tensors ' + ', '.join(result['float_tensors'][:5])}",
+        f"  input {result['input']['shape']} {result['input']['dtype']} ({result['input']['seconds']:g} s at {result['input']['fs_hz']:g} Hz); "
+        f"calibrated on {result['calibration']['records']} training records",
+        *([f"  operators without a TFLite Micro int8 kernel: {', '.join(result['operators_not_in_tflite_micro'])}"] if result["operators_not_in_tflite_micro"] else []),
+        f"  weights: {result['source']['weights']}",
+        *([f"  steps {', '.join(replaced)} leave PyTorch: int8 here is LiteRT's own (static, per-channel), not theirs"] if replaced else []),
+        f"  C array: {result['files']['header']} + {result['files']['source']}",
+        f"  check on {check['records']} test records ({check['input']}): challenge F1 ONNX {check['onnx_challenge_f1']:.3f}, "
+        f"LiteRT int8 {check['tflite_challenge_f1']:.3f} ({check['delta_points']:+.2f} points; "
+        f"{check['agreement']:.1%} same class)",
+    ]
+    if not check["within_tolerance"]:
+        lines.append(f"  FAILED: the int8 flatbuffer is {abs(check['delta_points']):.2f} F1 points from ONNX, over --tolerance {check['tolerance_points']:g}")
+    return "\n".join(lines)

@@ -1,0 +1,291 @@
+"""``ecgbench export --format tflite``: a fully int8 LiteRT flatbuffer, its C array, and its check against ONNX.
+
+The converter packages are the optional extra ``tflite``; without it the
+tests that convert skip (with the install command as reason), and the
+others check the C array, the input cropping and the missing-extra error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+
+from ecgbench.cli.main import main
+from ecgbench.errors import ConfigError, EcgbenchError
+from ecgbench.run.tflite_export import fixed_length
+from ecgbench.train.tflite import c_array_files, require_tflite
+
+HAVE_TFLITE = all(importlib.util.find_spec(m) is not None for m in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"))
+needs_tflite = pytest.mark.skipif(not HAVE_TFLITE, reason="optional extra [tflite] not installed: pip install -e '.[tflite]' torch==<your torch>")
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not found")
+
+MAIN_C = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include "model_data.h"
+int main(void) {
+  if ((uintptr_t)g_model % 16 != 0) return 3;
+  fwrite(g_model, 1, g_model_len, stdout);
+  return 0;
+}
+"""
+
+
+def compile_and_dump(files: dict[str, str], folder) -> bytes:
+    """Compile the C array with a main that checks its alignment and writes it out; return what it wrote."""
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    (folder / "main.c").write_text(MAIN_C)
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Werror", "-c", "model_data.c", "-o", "model_data.o"], cwd=folder, check=True)
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Werror", "main.c", "model_data.o", "-o", "dump"], cwd=folder, check=True)
+    if shutil.which("g++"):  # the same source as C++ (TFLite Micro's own examples are C++)
+        subprocess.run(["g++", "-std=c++11", "-Wall", "-Werror", "-x", "c++", "-c", "model_data.c", "-o", "model_data_cc.o"], cwd=folder, check=True)
+    result = subprocess.run(["./dump"], cwd=folder, capture_output=True)
+    assert result.returncode == 0, "the array is not 16-byte aligned" if result.returncode == 3 else result.stderr
+    return result.stdout
+
+
+@needs_gcc
+def test_c_array_compiles_aligned_and_holds_the_bytes(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, 1001, dtype=np.uint8).tobytes()
+    files = c_array_files(data)
+    assert set(files) == {"model_data.h", "model_data.c"}
+    assert "extern const unsigned int g_model_len;" in files["model_data.h"]
+    assert compile_and_dump(files, tmp_path) == data
+
+
+def test_c_array_name_must_be_a_c_identifier():
+    with pytest.raises(ConfigError, match="not a C identifier"):
+        c_array_files(b"\0", name="model-1")
+
+
+def test_operators_firmware_cannot_run_are_named():
+    from ecgbench.train.tflite import TFLiteSummary
+
+    summary = TFLiteSummary([1, 1, 8], "int8", "int8", {"int8": 3}, {"CONV_2D": 2, "GELU": 1, "MEAN": 1})
+    assert summary.not_in_tflite_micro == ["GELU"] and summary.fully_int8
+    assert not TFLiteSummary([1, 1, 8], "float32", "int8", {}, {}).fully_int8
+
+
+def test_records_are_centre_cropped_or_zero_padded():
+    long = np.arange(10, dtype=np.float32)
+    assert fixed_length(long, 4).tolist() == [[[3, 4, 5, 6]]]
+    assert fixed_length(long[:2], 4).tolist() == [[[0, 1, 0, 0]]]
+
+
+def test_without_the_extra_export_names_it(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "litert_torch" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"litert_torch.*\[tflite\]"):
+        require_tflite()
+    assert main(["export", "--run", "any", "--cell", "dense"]) == 2
+    assert "pip install -e '.[tflite]'" in capsys.readouterr().err
+
+
+def test_batchnorm_folds_into_convolutions_with_the_same_outputs():
+    import torch
+
+    from ecgbench.testing import TinyNet
+    from ecgbench.train.tflite import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = TinyNet(8).eval()
+    for bn in (model.bn1, model.bn2):  # statistics and affine terms far from the identity
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.2, 3), bn.weight.data.uniform_(0.5, 2), bn.bias.data.uniform_(-1, 1)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())  # the original is left as it was
+    x = torch.randn(2, 1, 400)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """TinyNet trained on separable random records: its predictions mean something."""
+    import torch
+
+    from ecgbench.testing import TinyNet, fast_recipe, make_random_splits
+    from ecgbench.train.trainer import Trainer
+
+    splits = make_random_splits(n_train=64, n_eval=32, samples=400)
+    torch.manual_seed(0)
+    model = TinyNet(8)
+    Trainer(splits, fast_recipe(epochs=4), seed=0).fit(model)
+    return model.eval(), splits
+
+
+@needs_tflite
+@pytest.mark.slow
+def test_tiny_model_is_fully_int8_and_agrees_with_onnx(trained, tmp_path):
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ecgbench.train.export import to_onnx
+    from ecgbench.train.tflite import summarize, tflite_logits, to_tflite_int8
+
+    model, splits = trained
+    calibration = [splits.train.signal(i).reshape(1, 1, -1) for i in range(32)]
+    flatbuffer = to_tflite_int8(model, 400, calibration)
+    assert flatbuffer[4:8] == b"TFL3"  # the flatbuffer's file identifier
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8 and list(inp["shape"]) == [1, 1, 400]
+    kinds = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    assert kinds <= {"int8", "int32"}, kinds  # int32: biases and shapes only
+    per_channel = [t for t in interpreter.get_tensor_details() if len(t["quantization_parameters"]["scales"]) > 1]
+    assert any(np.dtype(t["dtype"]) == np.int8 and len(t["shape"]) == 4 for t in per_channel)  # conv weights: a scale per channel
+    summary = summarize(flatbuffer)
+    assert summary.fully_int8 and not summary.float_tensors and "CONV_2D" in summary.operators
+    assert "MUL" not in summary.operators and "ADD" not in summary.operators  # BatchNorm folded into the convolutions
+    assert summary.not_in_tflite_micro == []
+
+    inputs = [splits.test.signal(i).reshape(1, 1, -1) for i in range(len(splits.test))]
+    session = ort.InferenceSession(to_onnx(model, samples=400), providers=["CPUExecutionProvider"])
+    reference = np.concatenate([session.run(None, {"ecg": x})[0] for x in inputs])
+    logits = tflite_logits(flatbuffer, inputs)
+    assert np.mean(logits.argmax(1) == reference.argmax(1)) >= 0.9
+    spread = reference.max() - reference.min()
+    assert np.median(np.abs(logits - reference)) < 0.02 * spread  # int8 steps; an outlying record may saturate the int8 output
+
+
+@needs_tflite
+@needs_gcc
+@pytest.mark.slow
+def test_c_array_of_a_real_flatbuffer_compiles(trained, tmp_path):
+    from ecgbench.train.tflite import to_tflite_int8
+
+    model, splits = trained
+    flatbuffer = to_tflite_int8(model, 400, [splits.train.signal(0).reshape(1, 1, -1)])
+    assert compile_and_dump(c_array_files(flatbuffer), tmp_path) == flatbuffer
+
+
+@needs_tflite
+@pytest.mark.slow
+def test_weights_over_256_kb_stay_inside_the_flatbuffer():
+    """From 256 KB of weights on, the quantizer stores them past the flatbuffer's end by offset; the export inlines them."""
+    import torch
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from ecgbench.train.tflite import summarize, tflite_logits, to_tflite_int8
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 64, 9), torch.nn.ReLU(), torch.nn.Conv1d(64, 4500, 1), torch.nn.AdaptiveAvgPool1d(1), torch.nn.Flatten(), torch.nn.Linear(4500, 4))
+    x = np.random.default_rng(0).normal(size=(1, 1, 64)).astype(np.float32)
+    flatbuffer = to_tflite_int8(model.eval(), 64, [x])
+    buffers = flatbuffer_utils.convert_bytearray_to_object(flatbuffer).buffers
+    assert not any(b.offset for b in buffers) and max(len(b.data) for b in buffers if b.data is not None) == 64 * 4500
+    assert summarize(flatbuffer).fully_int8 and tflite_logits(flatbuffer, [x]).shape == (1, 4)
+
+
+SUITE = """
+name: tflite-test
+data: {fs_hz: 100, window_s: 5, split: {val: 0.25, test: 0.25}}
+training: {epochs: 3, batch_size: 8, num_threads: 1, patience: 0}
+measure: {bootstrap_resamples: 20, latency_repeats: 2, latency_warmup: 1, input_s: 10, deploy_window_s: 5}
+matrix:
+  datasets: [synthetic: {n_records: 48, max_duration_s: 20}]
+  models: [dscnn: {width: 4, blocks: 3}]
+  compressors: [dense, int8_static]
+  devices: []
+  seeds: [0]
+report: {formats: [json]}
+"""
+
+
+@needs_tflite
+@pytest.mark.slow
+def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ECGBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suite.yaml").write_text(textwrap.dedent(SUITE))
+    assert main(["-q", "run", "suite.yaml"]) == 0
+    capsys.readouterr()
+
+    code = main(["export", "--run", "tflite-test", "--cell", "dense", "--format", "tflite", "--out", "out", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    check = summary["check"]
+    assert code == (0 if check["within_tolerance"] else 1)
+    assert check["within_tolerance"] == (abs(check["delta_points"]) <= 0.5)
+    assert check["records"] == 12 and check["agreement"] >= 0.75 and check["onnx"].endswith("model.onnx")
+    assert check["input"] == "5-s windows, hop 5 s, mean_prob, as the cell was measured"  # the cell's windowed deployment
+    assert summary["fully_int8"] and summary["input"]["shape"] == [1, 1, 500] and summary["input"]["dtype"] == "int8"
+    assert summary["input"]["scale"] > 0 and -128 <= summary["input"]["zero_point"] <= 127 and summary["output"]["scale"] > 0
+    assert summary["operators_not_in_tflite_micro"] == [] and "DEPTHWISE_CONV_2D" in summary["operators"]
+    assert summary["input"]["preprocessing"]["fs_hz"] == 100 and summary["output"]["classes"] == ["N", "A", "O", "~"]
+    flatbuffer = (tmp_path / "out" / "model.tflite").read_bytes()
+    assert summary["flash_bytes"] == len(flatbuffer) and summary["flash_runtime"] == "tflite-micro"
+    assert summary["calibration"] == {"split": "train", "records": 24}
+    assert f"const unsigned int g_model_len = {len(flatbuffer)};" in (tmp_path / "out" / "model_data.c").read_text()
+    assert json.loads((tmp_path / "out" / "export.json").read_text()) == summary
+    assert summary["source"]["replaced_steps"] == [] and "'dense'" in summary["source"]["weights"]
+
+    # An ONNX-quantized cell: its fp32 weights, quantized by LiteRT instead; people are told so.
+    main(["export", "--run", "tflite-test", "--cell", "int8_static", "--out", "out8", "--check-records", "4", "--input-s", "10"])
+    text = capsys.readouterr().out
+    assert "steps int8_static leave PyTorch" in text and "check on 4 test records (each record centre-cropped or zero-padded to 10 s)" in text
+    assert json.loads((tmp_path / "out8" / "export.json").read_text())["input"]["shape"] == [1, 1, 1000]
+
+    assert main(["export", "--run", "tflite-test", "--cell", "magnitude"]) == 2
+    assert "its pipelines: dense, int8_static" in capsys.readouterr().err
+
+    # A step whose model is not in the cache (structured pruning never is) is named, with the reason.
+    import dataclasses
+
+    from ecgbench.registry import process_registry
+    from ecgbench.run.store import ResultStore
+    from ecgbench.run.stored_cell import find_cell, load_stored_cell
+
+    results = ResultStore.open_existing(tmp_path / "home" / "results.sqlite").run_results("tflite-test")
+    row = find_cell(results, "dense")
+    structured = dataclasses.replace(row, config={**row.config, "steps": [{"name": "structured", "params": {"ratio": 0.5}}]})
+    with pytest.raises(EcgbenchError, match="step 1 'structured' is not in the artifact cache"):
+        load_stored_cell(structured, tmp_path / "home", process_registry())
+
+
+REAL_SUITE = """
+name: tflite-real
+data: {fs_hz: 100, window_s: 10, split: {val: 0.2, test: 0.3}}
+training: {epochs: 3, batch_size: 16, lr: 3e-3, num_threads: 1, patience: 0}
+measure: {bootstrap_resamples: 20, latency_repeats: 2, latency_warmup: 1, input_s: 30}
+matrix:
+  datasets: [cinc2017: {path: records}]
+  models: [dscnn: {width: 8, blocks: 4}]
+  compressors: [dense]
+  devices: []
+  seeds: [0]
+report: {formats: [json]}
+"""
+
+
+@needs_tflite
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_export_on_real_records(cinc_dir, tmp_path, monkeypatch, capsys):
+    """160 CinC 2017 records (40 of each class): the int8 flatbuffer classifies the test records as ONNX does."""
+    monkeypatch.setenv("ECGBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    reference = [line.split(",") for line in (cinc_dir / "REFERENCE.csv").read_text().split()]
+    chosen = [r for label in "NAO~" for r in [rec for rec, lab in reference if lab == label][:40]]
+    (tmp_path / "records").mkdir()
+    for record in chosen:
+        for suffix in (".hea", ".mat"):
+            (tmp_path / "records" / (record + suffix)).symlink_to(cinc_dir / (record + suffix))
+    (tmp_path / "records" / "RECORDS").write_text("\n".join(chosen) + "\n")
+    (tmp_path / "records" / "REFERENCE.csv").write_text("".join(f"{r},{lab}\n" for r, lab in reference if r in set(chosen)))
+    (tmp_path / "suite.yaml").write_text(textwrap.dedent(REAL_SUITE))
+    assert main(["-q", "run", "suite.yaml"]) == 0
+    capsys.readouterr()
+
+    main(["export", "--run", "tflite-real", "--cell", "dense", "--out", "out", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["fully_int8"] and summary["input"]["shape"] == [1, 1, 3000]
+    assert summary["check"]["records"] == 48 and summary["check"]["agreement"] >= 0.9, summary["check"]
