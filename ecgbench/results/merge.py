@@ -77,7 +77,7 @@ def merge_runs(parts: list[RunResults], allow_mixed: bool = False) -> RunResults
     ids = [p.run.run_id for p in parts]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
-        raise ConfigError(f"run {', '.join(repeated)} named twice; name each run once")
+        raise ConfigError(f"run {', '.join(repeated)} named twice (or the same run in two stores); name each run once")
     if not allow_mixed:
         check_same_suite(parts)
     chosen: dict[str, tuple[CellRow, RunResults]] = {}

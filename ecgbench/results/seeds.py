@@ -104,23 +104,22 @@ def _delta_with_ci(entry: dict[str, Any]) -> str:
     return text
 
 
-def _identity(results) -> tuple[list[str], bool, bool]:
-    """The label columns (dataset and model when the run has several of them) as in the summary table."""
-    groups = _table.pipeline_groups(results)
-    several = len({(g.dataset, g.model) for g in groups}) > 1
-    return (["dataset", "model"] if several else []), several, several
+def _several_combos(results) -> bool:
+    """Whether the run has several (dataset, model): the tables then show both, as the summary table does."""
+    return len({(g.dataset, g.model) for g in _table.pipeline_groups(results)}) > 1
 
 
 def seed_table(results, f1_budget_points: float | None = None) -> _table.Table:
     """One row per pipeline: seeds, test F1 and ΔF1 as mean ± sd (n seeds) and every seed's value."""
-    labels, show_dataset, show_model = _identity(results)
+    several = _several_combos(results)
+    labels = ["dataset", "model"] if several else []
     level = _table.ci_level(results.cells[0]) if results.cells else _table.DEFAULT_CI_LEVEL
     headers = labels + ["pipeline", "seeds", "test F1 mean ± sd", "test F1 per seed", "ΔF1 pts mean ± sd", f"ΔF1 pts per seed [{level:.0%} paired CI]"]
     if f1_budget_points is not None:
         headers.append(f"within {f1_budget_points:g} pt")
     rows = []
     for s in seed_summaries(results, f1_budget_points):
-        identity = ([s.group.dataset] if show_dataset else []) + ([s.group.model] if show_model else [])
+        identity = [s.group.dataset, s.group.model] if several else []
         row = identity + [
             s.group.pipeline,
             ", ".join(str(e["seed"]) for e in s.seeds) or "-",
@@ -138,12 +137,13 @@ def seed_table(results, f1_budget_points: float | None = None) -> _table.Table:
 
 def per_seed_table(results) -> _table.Table:
     """One row per done seed of every pipeline: its run, test F1 and ΔF1 with its paired interval."""
-    labels, show_dataset, show_model = _identity(results)
+    several = _several_combos(results)
+    labels = ["dataset", "model"] if several else []
     merged = bool(getattr(results, "cell_runs", None))
     headers = labels + ["pipeline", "seed"] + (["run"] if merged else []) + ["test F1", "ΔF1 pts [paired CI]"]
     rows, keys = [], []
     for s in seed_summaries(results):
-        identity = ([s.group.dataset] if show_dataset else []) + ([s.group.model] if show_model else [])
+        identity = [s.group.dataset, s.group.model] if several else []
         for e in s.seeds:
             run = [e.get("run", "-")] if merged else []
             rows.append(identity + [s.group.pipeline, str(e["seed"])] + run + [_f1(e["test.challenge_f1"]), _delta_with_ci(e)])
