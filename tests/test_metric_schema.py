@@ -63,7 +63,7 @@ def test_summary_text_of_seeds():
     assert BY_PATH["test.challenge_f1"].summarize(SEEDS) == f"0.700 ± {0.2 / math.sqrt(2):.3f} (2 seeds)"
     assert BY_PATH["test.challenge_f1"].summarize(SEEDS[:1], 2) == "0.600 [0.550, 0.650] (1 of 2 seeds done)"
     assert BY_PATH["test.challenge_f1"].summarize([], 2) == "failed"
-    assert BY_PATH["delta_f1_points"].summarize(SEEDS) == "-1.00 ± 1.41"  # std unsigned
+    assert BY_PATH["delta_f1_points"].summarize(SEEDS) == "-1.00 ± 1.41 (2 seeds)"  # std unsigned
     assert BY_PATH["size.storage_bytes"].summarize(SEEDS) == "1.1 kB ± 141 B (sparse_zstd)"
     flash = expand([BY_PATH["devices.{device}.flash_bytes"]], ["mcu"])[0]
     assert flash.summarize(SEEDS[:1]) == "4.0 kB (fp32, TFLite Micro + CMSIS-NN)"

@@ -151,7 +151,7 @@ def test_several_seeds_are_mean_and_sample_std(results):
     # F1 0.79, 0.81: mean 0.800, sample std sqrt(2 * 0.01**2 / 1) = 0.01414
     assert mag["test challenge F1 [95% CI]"] == "0.800 ± 0.014 (2 seeds)"
     # delta -1.0, -0.5: mean -0.75, std 0.3536; bytes 12000, 13000: mean 12.5 kB, std 707 B
-    assert mag["ΔF1 pts [95% CI]"] == "-0.75 ± 0.35"
+    assert mag["ΔF1 pts [95% CI]"] == "-0.75 ± 0.35 (2 seeds)"
     assert mag["storage"] == "12.5 kB ± 707 B (sparse_zstd)"
     assert mag["flash on nrf52840"] == "40.0 kB (fp32, TFLite Micro + CMSIS-NN)"  # pruned fp32 weights run dense
     assert mag["measured host ms"] == "2.10 ± 0.14" and mag["nrf52840 fits"] == "yes"
@@ -300,7 +300,7 @@ def test_md_columns_as_a_list_of_metric_paths(two_devices):
     reporter = MarkdownReporter.from_params({"columns": ["test.af_f1", "devices.{device}.fits", "devices.nrf52840.latency_ms", "delta_f1_points"]})
     text = reporter.render(two_devices, Path("."))
     assert header(text) == ["pipeline", "test AF F1", "stm32h7 fits", "nrf52840 fits", "nrf52840 sim ms", "ΔF1 pts [95% CI]"]
-    assert "| magnitude-80 | 0.700 | yes | yes | 1500 | -0.75 ± 0.35 |" in text
+    assert "| magnitude-80 | 0.700 | yes | yes | 1500 | -0.75 ± 0.35 (2 seeds) |" in text
     assert f"--set 'md.columns=[\"test.af_f1\"" in text  # the regenerate command repeats the setting
 
 
@@ -336,7 +336,9 @@ def test_html_table_has_every_column_sortable_and_a_chooser(results, tmp_path):
     table, shown, key = full_table(results, HtmlReporter().config)
     assert table.paths[:4] == ["pipeline", "test.challenge_f1", "delta_f1_points", "size.compression_ratio"]
     assert {"val.challenge_f1", "size.nonzero_params", "devices.nrf52840.peak_ram_bytes"} <= set(table.paths)  # beyond the summary
-    headers = re.findall(r'<th class="c(\d+)" data-col="\1" aria-sort="none" title="([^"]*)"><button type="button">([^<]*)</button></th>', text)
+    results_table = text[text.index('id="results-table"'):]
+    results_table = results_table[: results_table.index("</table>")]
+    headers = re.findall(r'<th class="c(\d+)" data-col="\1" aria-sort="none" title="([^"]*)"><button type="button">([^<]*)</button></th>', results_table)
     assert [h[2] for h in headers] == table.headers
     boxes = re.findall(r'<input type="checkbox" value="c(\d+)" data-key="([01])"( checked)?>', text)
     assert len(boxes) == len(table.headers) - 1  # every column but the pipeline

@@ -91,9 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="also say what each registered thing does")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("report", help="write reports of a stored run")
-    p.add_argument("run", help="run id, id prefix or suite name (its latest run)")
+    p = sub.add_parser("report", help="write reports of a stored run, or of several runs of one suite merged (e.g. seeds run apart)")
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN",
+        help="run id, id prefix or suite name (its latest run), in --db; DB:RUN for a run in another store "
+        "(e.g. other/results.sqlite:quick). Several: merged by cell id, the later finished of a duplicate used",
+    )
     _store_args(p)
+    p.add_argument("--allow-mixed", action="store_true", help="merge runs of different suites or matrices too")
     p.add_argument("--format", default="md,csv,json", help="comma-separated reporter names (default md,csv,json)")
     p.add_argument("--out", type=Path, help="folder (default reports/<suite name>)")
     p.add_argument(
@@ -215,7 +220,7 @@ def cmd_run(args) -> int:
         out = home / "reports" / suite.name
     else:
         out = Path(suite.report.out or Path("reports") / suite.name)
-    written = _write_reports(registry, store, summary.run_id, suite.report.formats, out, suite.report.settings)
+    written = _write_reports(registry, store.run_results(summary.run_id), suite.report.formats, out, suite.report.settings)
     for path in written:
         print(f"  wrote {path}")
     return 0 if summary.ok else 1
@@ -233,10 +238,9 @@ def _smoke(suite):
     return dataclasses.replace(suite, name=suite.name + "-smoke", training=training)
 
 
-def _write_reports(registry, store, run_ref: str, formats, out: Path, settings: dict | None = None) -> list[Path]:
+def _write_reports(registry, results, formats, out: Path, settings: dict | None = None) -> list[Path]:
     from ecgbench import atomic
 
-    results = store.run_results(run_ref)
     written = []
     with atomic.all_or_nothing():  # every report file is replaced together, or none is
         for fmt in formats:
@@ -259,10 +263,28 @@ def _reporter_settings(assignments: list[str]) -> dict[str, dict]:
     return settings
 
 
+def _load_runs(args):
+    """The runs named by ``args.runs`` (``RUN`` in ``--db``, ``DB:RUN`` elsewhere), merged when several."""
+    from ecgbench.results.merge import merge_runs, parse_run_ref
+    from ecgbench.run.store import ResultStore
+
+    stores: dict[Path | None, ResultStore] = {}
+    parts = []
+    for text in args.runs:
+        ref = parse_run_ref(text)
+        key = ref.db.resolve() if ref.db is not None else None
+        if key not in stores:
+            stores[key] = _open_store(args) if ref.db is None else ResultStore.open_existing(ref.db)
+        parts.append(stores[key].run_results(ref.ref))
+    results = merge_runs(parts, allow_mixed=args.allow_mixed)
+    for warning in getattr(results, "warnings", []):
+        print(f"ecgbench: warning: {warning}", file=sys.stderr)
+    return results
+
+
 def cmd_report(args) -> int:
     _pm, registry = _registry()
-    store = _open_store(args)
-    results = store.run_results(args.run)
+    results = _load_runs(args)
     out = args.out or Path("reports") / results.run.suite_name
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     for fmt in formats:
@@ -271,7 +293,7 @@ def cmd_report(args) -> int:
     for fmt in settings:
         if fmt not in formats:
             raise ConfigError(f"--set {fmt}.*: '{fmt}' is not among --format {','.join(formats)}; add it there")
-    for path in _write_reports(registry, store, results.run.run_id, formats, out, settings):
+    for path in _write_reports(registry, results, formats, out, settings):
         print(f"wrote {path}")
     return 0
 

@@ -31,7 +31,7 @@ def delta_f1_text(metrics: list[dict], n_cells: int) -> str:
     if delta is None:
         return "-"
     if delta.n > 1:
-        return f"{delta.mean:+.2f} ± {delta.std:.2f}"
+        return f"{delta.mean:+.2f} ± {delta.std:.2f} ({delta.n} seeds)"
     ci = lookup(metrics[0], "delta_f1_ci_points")
     lo, hi = (number(ci[0]), number(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
     return f"{delta.mean:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else "")
@@ -71,7 +71,7 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
         "mean F1 of the classes N (normal), A (atrial fibrillation) and O (other rhythm) on the test split, "
         "the PhysioNet/CinC 2017 score; the noise class ~ is not averaged in. Brackets: percentile bootstrap "
         "interval over test records (one seed). With several seeds: mean ± sample standard deviation across "
-        "seeds (per-seed intervals are in the CSV/JSON reports).",
+        "seeds, and their number (every seed's value is in the Seeds section; per-seed intervals in the CSV/JSON reports).",
         term="test challenge F1",
         text=challenge_f1_text,
         compare=F1_COMPARED,
@@ -81,7 +81,8 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
         "ΔF1 pts [{ci_level} CI]",
         "test challenge F1 of the cell minus that of its own dense baseline (same data, model and seed), in points (x100). "
         "Brackets: paired percentile bootstrap interval (both models scored on the same resampled test records, one seed). "
-        "With several seeds: mean ± sample standard deviation across seeds.",
+        "With several seeds: mean ± sample standard deviation across seeds, and their number (every seed's value and "
+        "interval is in the Seeds section).",
         term="ΔF1 (pts)",
         unit="pts",
         format="signed_points",

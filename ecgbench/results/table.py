@@ -360,7 +360,8 @@ def column_definitions(results, metrics: Iterable[Metric] | None = None) -> list
 
 
 def within_budget(group: PipelineGroup, f1_budget_points: float) -> bool:
-    """Whether the pipeline's mean test ΔF1 is at most ``f1_budget_points`` below its dense baseline."""
+    """Whether the pipeline's mean test ΔF1 across its done seeds is at most ``f1_budget_points`` below its dense
+    baseline (the rule :data:`ecgbench.results.seeds.BUDGET_RULE` states)."""
     delta = group.stat("delta_f1_points")
     return delta is not None and delta.mean >= -f1_budget_points
 
@@ -408,14 +409,31 @@ def unfinished_cells(results) -> list[tuple[str, str]]:
 
 # --- report header ---------------------------------------------------------------------
 def regenerate_command(results, fmt: str, out_dir: Path, settings: PluginConfig | None = None) -> str:
-    """The command that writes this report again, with the reporter's non-default ``settings`` as ``--set``."""
-    parts = ["ecgbench", "report", results.run.run_id, "--format", fmt, "--out", str(out_dir)]
+    """The command that writes this report again, with the reporter's non-default ``settings`` as ``--set``.
+
+    Merged runs (:mod:`ecgbench.results.merge`) are named one by one: plain ids and one ``--db``
+    when they share a store, else ``DB:RUN`` each.
+    """
+    runs = getattr(results, "runs", None) or [results.run]
+    stores = getattr(results, "stores", None) or [getattr(results, "store_path", None)]  # set by stores that know their file
+    shared = len(set(stores)) == 1
+    refs = [r.run_id if shared or not s else f"{_relative_to_cwd(Path(s))}:{r.run_id}" for r, s in zip(runs, stores)]
+    parts = ["ecgbench", "report", *refs, "--format", fmt, "--out", str(out_dir)]
     for key, value in (settings.model_dump(exclude_defaults=True) if settings is not None else {}).items():
         parts += ["--set", f"{fmt}.{key}={json.dumps(value)}"]  # JSON is YAML, as --set reads it
-    store_path = getattr(results, "store_path", None)  # set by stores that know their file
-    if store_path:
-        parts += ["--db", _relative_to_cwd(Path(store_path))]
+    if shared and stores[0]:
+        parts += ["--db", _relative_to_cwd(Path(stores[0]))]
+    if getattr(results, "allow_mixed", False):
+        parts.append("--allow-mixed")
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def traceback_runs(results) -> list[str]:
+    """The ids of the runs that hold the unfinished cells' tracebacks (``ecgbench runs ID`` shows them)."""
+    cell_runs = getattr(results, "cell_runs", None)
+    if not cell_runs:
+        return [results.run.run_id]
+    return list(dict.fromkeys(cell_runs[c.cell_id] for c in results.cells if unfinished_reason(c) is not None and c.cell_id in cell_runs))
 
 
 def _relative_to_cwd(path: Path) -> str:
@@ -438,8 +456,7 @@ def report_facts(results, fmt: str, out_dir: Path, settings: PluginConfig | None
     facts = [
         ("regenerate", regenerate_command(results, fmt, out_dir, settings)),
         ("suite", f"{run.suite_name} ({run.suite_path})"),
-        ("run", f"{run.run_id} ({run.status})"),
-        ("date", f"started {when(run.started_at)}, finished {when(run.finished_at)}"),
+        *run_facts(results),
         ("ecgbench", run.ecgbench_version),
         ("cells", f"{sum(c.status == 'done' for c in results.cells)} done of {len(results.cells)}"),
     ]
@@ -448,6 +465,26 @@ def report_facts(results, fmt: str, out_dir: Path, settings: PluginConfig | None
     deployment = deployment_fact(results)
     if deployment:
         facts.append(("deployment", deployment))
+    return facts
+
+
+def run_facts(results) -> list[tuple[str, str]]:
+    """The run and its dates; for merged runs, one line per run: status, dates, store, the seeds and cells it gave."""
+    runs = getattr(results, "runs", None)
+    if not runs:
+        run = results.run
+        return [("run", f"{run.run_id} ({run.status})"), ("date", f"started {when(run.started_at)}, finished {when(run.finished_at)}")]
+    cell_runs = getattr(results, "cell_runs", {}) or {}
+    stores = getattr(results, "stores", None) or [None] * len(runs)
+    facts = [("runs merged", f"{len(runs)}; a cell id in several runs: the done one finished last is used")]
+    for run, store in zip(runs, stores):
+        used = [c for c in results.cells if cell_runs.get(c.cell_id) == run.run_id]
+        seeds = ", ".join(str(s) for s in sorted({c.seed for c in used})) or "none"
+        where = f", store {_relative_to_cwd(Path(store))}" if store and len(set(stores)) > 1 else ""
+        facts.append(
+            ("run", f"{run.run_id} ({run.status}), started {when(run.started_at)}, finished {when(run.finished_at)}{where}; "
+             f"{len(used)} cell(s) used, seeds {seeds}")
+        )
     return facts
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgbench import atomic, hookimpl
+from ecgbench.results import seeds as _seeds
 from ecgbench.results import table as _table
 from ecgbench.results.records import dropped_windows_html, skipped_records_html
 from ecgbench_plugins.reporters import plots
@@ -202,15 +203,23 @@ def html_report(results, out_dir: Path, fmt: str = "html", settings: _table.Tabl
     parts.append("</ul>")
     if settings.f1_budget_points is not None:
         parts += [f"<p>{esc(line)}</p>" for line in _table.budget_summary(results, settings.f1_budget_points)]
+        parts.append(f"<p>{esc(_seeds.budget_rule(settings.f1_budget_points))}</p>")
     table, shown, key = full_table(results, settings)
     parts.append("<h2>Results</h2>")
     parts.append(column_chooser(table, shown, key))
     parts.append(html_table(table, hidden=set(range(len(table.headers))) - shown))
+    if _seeds.several_seeds(results):
+        parts += ["<h2>Seeds</h2>", "<p>Each pipeline's seeds: mean ± sample sd across seeds, then every seed's value (in seed order).</p>"]
+        parts.append(html_table(_seeds.seed_table(results, settings.f1_budget_points), table_id="seeds-table"))
+        parts.append("<details><summary>One row per seed</summary>")
+        parts.append(html_table(_seeds.per_seed_table(results), table_id="per-seed-table"))
+        parts.append("</details>")
     unfinished = _table.unfinished_cells(results)
     if unfinished:
         parts += ["<h2>Failed cells</h2>", "<ul>"]
         parts += [f"<li><code>{esc(title)}</code>: {esc(reason)}</li>" for title, reason in unfinished]
-        parts += ["</ul>", f"<p>Full tracebacks: <code>ecgbench runs {esc(run.run_id)}</code></p>"]
+        commands = ", ".join(f"<code>ecgbench runs {esc(run_id)}</code>" for run_id in _table.traceback_runs(results))
+        parts += ["</ul>", f"<p>Full tracebacks: {commands}</p>"]
     parts += skipped_records_html(results)
     parts += dropped_windows_html(results)
     parts.append("<h2>Trade-offs</h2>")

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from ecgbench import hookimpl
+from ecgbench.results import seeds as _seeds
 from ecgbench.results import table as _table
 from ecgbench.results.records import dropped_windows_markdown, skipped_records_markdown
 
@@ -58,7 +59,8 @@ def dense_f1_facts(results) -> list[tuple[str, str]]:
 
 
 def markdown_report(results, out_dir: Path, fmt: str = "md", settings: MarkdownSettings | None = None) -> str:
-    """The whole report: facts, synthetic-data warning, budget verdict, table, unfinished cells, skipped records, dropped windows, column definitions."""
+    """The whole report: facts, synthetic-data warning, budget verdict and rule, table, seeds (when a pipeline has
+    several), unfinished cells, skipped records, dropped windows, column definitions."""
     settings = settings or MarkdownSettings()
     run = results.run
     columns = getattr(settings, "columns", "all")  # a plain TableSettings shows every column
@@ -71,7 +73,7 @@ def markdown_report(results, out_dir: Path, fmt: str = "md", settings: MarkdownS
         parts.append(f"- {label}: `{value}`" if label == "regenerate" else f"- {label}: {value}")
     parts.append("")
     if settings.f1_budget_points is not None:
-        parts += [*_table.budget_summary(results, settings.f1_budget_points), ""]
+        parts += [*_table.budget_summary(results, settings.f1_budget_points), "", _seeds.budget_rule(settings.f1_budget_points), ""]
     parts += [markdown_table(_table.summary_table(results, f1_budget_points=settings.f1_budget_points, metrics=metrics)), ""]
     if columns == "key":
         parts += [
@@ -79,11 +81,14 @@ def markdown_report(results, out_dir: Path, fmt: str = "md", settings: MarkdownS
             f"can be shown and hidden), `results.csv` and `results.json`; `--set {fmt}.columns=all` puts every column here.",
             "",
         ]
+    if _seeds.several_seeds(results):
+        parts += ["## Seeds", "", "Each pipeline's seeds: mean ± sample sd across seeds, then every seed's value (in seed order).", ""]
+        parts += [markdown_table(_seeds.seed_table(results, settings.f1_budget_points)), ""]
     unfinished = _table.unfinished_cells(results)
     if unfinished:
         parts += ["## Failed cells", ""]
         parts += [f"- `{title}`: {reason}" for title, reason in unfinished]
-        parts += ["", f"Full tracebacks: `ecgbench runs {run.run_id}`", ""]
+        parts += ["", "Full tracebacks: " + ", ".join(f"`ecgbench runs {run_id}`" for run_id in _table.traceback_runs(results)), ""]
     parts += skipped_records_markdown(results)
     parts += dropped_windows_markdown(results)
     parts += ["## Columns", ""]

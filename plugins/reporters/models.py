@@ -8,8 +8,8 @@ than ``max_bytes`` is written in its smallest lossless format instead (a
 pruned model's zeros cost nothing there), e.g. ``lth_ecg.onnx.sparse.zst``;
 ``ecgbench eval`` reads every format. Models that do not fit even then are
 listed in ``index.json`` but not copied: repositories are no place for big binaries.
-Each ``index.json`` entry names the pipeline, cell and seed, and the cell's test
-``test_challenge_f1`` and ``test_af_f1`` (what ``ecgbench eval --out`` compares
+Each ``index.json`` entry names the pipeline, cell and seed (and, for merged runs, the ``run``
+it comes from), and the cell's test ``test_challenge_f1`` and ``test_af_f1`` (what ``ecgbench eval --out`` compares
 with the models' scores on another dataset).
 """
 
@@ -70,6 +70,9 @@ class ModelsReporter(Reporter):
             entry = {
                 "pipeline": cell.pipeline, "cell_id": cell.cell_id, "seed": cell.seed, "steps": (cell.config or {}).get("steps"), **_test_scores(cell),
             }
+            cell_runs = getattr(results, "cell_runs", None)
+            if cell_runs:  # merged runs: which run the model comes from
+                entry["run"] = cell_runs.get(cell.cell_id)
             architecture = (cell.metrics or {}).get("architecture")
             if isinstance(architecture, dict) and architecture.get("name"):  # the file's own model (a distilled student's)
                 entry["model"] = {"name": architecture["name"], "params": architecture.get("params") or {}}

@@ -15,8 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ecgbench import atomic, hookimpl
+from pydantic import Field
+
+from ecgbench import PluginConfig, atomic, hookimpl
 from ecgbench.kinds.reporter import Reporter, SingleFileReporter
+from ecgbench.results import seeds as _seeds
 from ecgbench.results import table as _table
 
 JSON_FORMAT = "ecgbench-results"
@@ -34,16 +37,40 @@ def csv_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def results_document(results) -> dict[str, Any]:
-    """The JSON report: run metadata, flat rows, the nested cells and the declarations of the run's metrics."""
-    return {
+class JsonSettings(PluginConfig):
+    """Settings of ``json``."""
+
+    f1_budget_points: float | None = Field(
+        None, ge=0, description="also say for each pipeline whether it is within this many test-F1 points of dense (pipelines[].within_budget)"
+    )
+
+
+def results_document(results, f1_budget_points: float | None = None) -> dict[str, Any]:
+    """The JSON report: run metadata, flat rows, the nested cells, the declarations of the run's metrics and, per
+    pipeline, test F1 and ΔF1 across seeds (``pipelines``: mean, sd, n, per-seed values; see :mod:`ecgbench.results.seeds`).
+
+    Merged runs add ``runs`` (each run's metadata; ``run`` then sums them up) and ``cell_runs`` (cell id: the run used).
+    """
+    document: dict[str, Any] = {
         "format": JSON_FORMAT,
         "format_version": JSON_FORMAT_VERSION,
         "run": dataclasses.asdict(results.run),
-        "rows": [_table.cell_row(cell) for cell in results.cells],
-        "cells": [dataclasses.asdict(cell) for cell in results.cells],
-        "metrics": [m.to_dict() for m in _table.run_schema(results)],
     }
+    runs = getattr(results, "runs", None)
+    if runs:
+        document["runs"] = [dataclasses.asdict(run) for run in runs]
+        document["cell_runs"] = dict(results.cell_runs)
+    document.update(
+        {
+            "rows": [_table.cell_row(cell) for cell in results.cells],
+            "cells": [dataclasses.asdict(cell) for cell in results.cells],
+            "metrics": [m.to_dict() for m in _table.run_schema(results)],
+            "pipelines": _seeds.seed_document(results, f1_budget_points),
+        }
+    )
+    if f1_budget_points is not None:
+        document["budget"] = {"f1_points": f1_budget_points, "rule": _seeds.budget_rule(f1_budget_points)}
+    return document
 
 
 class CsvReporter(Reporter):
@@ -71,13 +98,14 @@ class JsonReporter(SingleFileReporter):
     """Writes ``results.json``: run metadata, flat rows and the nested metrics of every cell."""
 
     name = "json"
-    description = "JSON with the run's metadata, one flat row per cell and the nested metrics (input of ecgbench compare)"
+    description = "JSON with the run's metadata, one flat row per cell, the nested metrics and per pipeline its seeds' F1 and ΔF1 (input of ecgbench compare)"
     extension = ".json"
 
     basename = "results"
+    Config = JsonSettings
 
     def render(self, results, out_dir: Path) -> str:
-        return json.dumps(results_document(results), indent=1, default=str) + "\n"
+        return json.dumps(results_document(results, self.config.f1_budget_points), indent=1, default=str) + "\n"
 
 
 @hookimpl
