@@ -118,13 +118,13 @@ def test_the_device_selector_switches_the_latency_plot(page):
     title = "document.getElementById('latency-plot').layout.xaxis.title.text"
     assert "nrf52840" in page.evaluate(title)
     before = page.evaluate("document.getElementById('latency-plot').data.map(t => t.visible === true)")
-    assert sorted(shown_traces(page)) == ["dense", "int8_static", "lth", "magnitude(sparsity=0.8,finetune_epochs=1)"]
+    assert sorted(shown_traces(page)) == ["dense", "int8_static", "lth", "magnitude-s0.8-fe1"]
     page.locator("#latency-plot .updatemenu-header-group").click()
     page.locator("#latency-plot .updatemenu-dropdown-button", has_text="device: host").click()
     page.wait_for_function(f"{title}.includes('host')")
     after = page.evaluate("document.getElementById('latency-plot').data.map(t => t.visible === true)")
     assert after != before and not any(a and b for a, b in zip(before, after))  # another set of traces, none shared
-    assert sorted(shown_traces(page)) == ["dense", "int8_static", "lth", "magnitude(sparsity=0.8,finetune_epochs=1)"]
+    assert sorted(shown_traces(page)) == ["dense", "int8_static", "lth", "magnitude-s0.8-fe1"]
     assert "host" in page.locator("#latency-plot .gtitle").text_content()
     assert page.errors == []
 
