@@ -180,7 +180,7 @@ def simulate_on_devices(onnx: bytes, seconds: float, fs_hz: float) -> dict:
 
 # --- the report ----------------------------------------------------------------------------
 def kb(n: float) -> str:
-    return f"{n / 1024:.0f} KB" if n < 1024**2 else f"{n / 1024**2:.2f} MB"
+    return f"{n / 1024:.0f} KiB" if n < 1024**2 else f"{n / 1024**2:.2f} MiB"  # binary units, as the datasheets state capacities
 
 
 def fits_text(figures: dict) -> str:
@@ -214,7 +214,7 @@ def render(rows: list[Row], checks: dict, mismatched: list[str], n_test: int, ar
         f"per record = per window x windows in a {RECORD_S:g}-s record. Peak RAM is per window (activations, the window's input "
         "and scratch; not the runtime, nor a second buffer filling with the next window while one is classified: 4 bytes a sample); "
         "flash is the form TFLite Micro + CMSIS-NN executes in place (dense fp32 or int8; neither device has sparse kernels). "
-        f"Fits = flash and peak RAM within the device's ({nrf}: 1 MB flash, 256 KB RAM; {imp}: 256 KB flash, 32 KB RAM)",
+        f"Fits = flash and peak RAM within the device's ({nrf}: 1 MiB flash, 256 KiB RAM; {imp}: 256 KiB flash, 32 KiB RAM)",
         f"- run time {seconds:.0f} s on one thread",
         "",
         "| pipeline | window | record F1 | ΔF1 to dense [95% CI] | windows / 30 s | peak RAM | flash | "
