@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecgbench import CLASSES
+from ecgbench import CLASSES, hookimpl
 from ecgbench.data.arrays import DataSplits, SignalSet
 from ecgbench.kinds.base import PluginConfig
 from ecgbench.kinds.compressor import CompressionContext, ModelBuilder
@@ -103,6 +103,19 @@ class TinyNetFamily(ModelFamily):
 
     def build(self, n_classes):
         return TinyNet(self.config.width, n_classes)
+
+
+class TinyPlugins:
+    """A plugin registering :class:`TinyDataset` (``tiny``) and :class:`TinyNetFamily` (``tinynet``) for a
+    tiny suite run; subclass it to add the hooks a test needs."""
+
+    @hookimpl
+    def ecgbench_register_datasets(self, register):
+        register(TinyDataset)
+
+    @hookimpl
+    def ecgbench_register_models(self, register):
+        register(TinyNetFamily)
 
 
 def model_families(name: str) -> type[ModelFamily]:

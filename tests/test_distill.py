@@ -12,7 +12,6 @@ import onnx
 import pytest
 import torch
 
-from ecgbench import hookimpl
 from ecgbench.config.suite import load_suite
 from ecgbench.errors import CompressionError, ConfigError, EcgbenchError
 from ecgbench.kinds.compressor import ModelArtifact
@@ -22,7 +21,7 @@ from ecgbench.registry import build_registry
 from ecgbench.results import table as _table
 from ecgbench.run.runner import run_suite
 from ecgbench.run.store import ResultStore
-from ecgbench.testing import TinyDataset, TinyNet, TinyNetFamily, fast_recipe, make_context, make_random_splits
+from ecgbench.testing import TinyNet, TinyPlugins, fast_recipe, make_context, make_random_splits
 from ecgbench.train.export import read_metadata, to_onnx
 from ecgbench.train.trainer import LossInputs, Trainer
 from ecgbench_plugins.compressors.distill import Distill, distillation_loss
@@ -157,16 +156,6 @@ def test_distill_needs_a_pytorch_model(tmp_path):
 
 
 # --- a run: exported, measured, reported and cached as the student ----------------------------
-
-
-class TinyPlugins:
-    @hookimpl
-    def ecgbench_register_datasets(self, register):
-        register(TinyDataset)
-
-    @hookimpl
-    def ecgbench_register_models(self, register):
-        register(TinyNetFamily)
 
 
 SUITE = """

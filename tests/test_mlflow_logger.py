@@ -23,7 +23,7 @@ from ecgbench.registry import build_registry
 from ecgbench.run.loggers import LoggerHooks
 from ecgbench.run.runner import run_suite
 from ecgbench.run.store import ResultStore
-from ecgbench.testing import TinyDataset, TinyNetFamily
+from ecgbench.testing import TinyPlugins
 from ecgbench_plugins.loggers import mlflow_logger
 from ecgbench_plugins.loggers.mlflow_logger import flatten_metrics, flatten_params, sanitize
 
@@ -89,17 +89,9 @@ class Events(Logger):
         self.seen.append(("close",))
 
 
-class TrackingPlugin:
+class TrackingPlugin(TinyPlugins):
     def __init__(self):
         self.finished: list = []
-
-    @hookimpl
-    def ecgbench_register_datasets(self, register):
-        register(TinyDataset)
-
-    @hookimpl
-    def ecgbench_register_models(self, register):
-        register(TinyNetFamily)
 
     @hookimpl
     def ecgbench_register_compressors(self, register):

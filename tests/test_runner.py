@@ -14,7 +14,7 @@ from ecgbench.registry import build_registry
 from ecgbench.run.cell import expand_cells
 from ecgbench.run.runner import run_suite
 from ecgbench.run.store import ResultStore
-from ecgbench.testing import TinyDataset, TinyNetFamily
+from ecgbench.testing import TinyPlugins
 
 
 class Boom(Compressor):
@@ -31,17 +31,9 @@ class Interrupt(Compressor):
         raise KeyboardInterrupt
 
 
-class Recorder:
+class Recorder(TinyPlugins):
     def __init__(self):
         self.events = []
-
-    @hookimpl
-    def ecgbench_register_datasets(self, register):
-        register(TinyDataset)
-
-    @hookimpl
-    def ecgbench_register_models(self, register):
-        register(TinyNetFamily)
 
     @hookimpl
     def ecgbench_register_compressors(self, register):

@@ -164,20 +164,6 @@ matrix:
 """
 
 
-class _Tiny:
-    from ecgbench import hookimpl
-
-    @hookimpl
-    def ecgbench_register_datasets(self, register):
-        from ecgbench.testing import TinyDataset
-
-        register(TinyDataset)
-
-    @hookimpl
-    def ecgbench_register_models(self, register):
-        from ecgbench.testing import TinyNetFamily
-
-        register(TinyNetFamily)
 
 
 @pytest.fixture(scope="module")
@@ -188,10 +174,11 @@ def windowed_run(tmp_path_factory):
     from ecgbench.registry import build_registry
     from ecgbench.run.runner import run_suite
     from ecgbench.run.store import ResultStore
+    from ecgbench.testing import TinyPlugins
 
     tmp = tmp_path_factory.mktemp("windowed")
     pm = make_plugin_manager()
-    pm.register(_Tiny(), name="tiny-plugins")
+    pm.register(TinyPlugins(), name="tiny-plugins")
     registry = build_registry(pm)
     home = tmp / "home"
     store = ResultStore(home / "results.sqlite")
