@@ -19,7 +19,7 @@ import pytest
 from ecgbench.cli.main import main
 from ecgbench.errors import ConfigError, EcgbenchError
 from ecgbench.run.tflite_export import fixed_length
-from ecgbench.train.tflite import c_array_files, require_tflite
+from ecgbench.train.tflite import c_array_files, percentile_ranges, require_tflite
 
 HAVE_TFLITE = all(importlib.util.find_spec(m) is not None for m in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"))
 needs_tflite = pytest.mark.skipif(not HAVE_TFLITE, reason="optional extra [tflite] not installed: pip install -e '.[tflite]' torch==<your torch>")
@@ -71,6 +71,15 @@ def test_operators_firmware_cannot_run_are_named():
     summary = TFLiteSummary([1, 1, 8], "int8", "int8", {"int8": 3}, {"CONV_2D": 2, "GELU": 1, "MEAN": 1})
     assert summary.not_in_tflite_micro == ["GELU"] and summary.fully_int8
     assert not TFLiteSummary([1, 1, 8], "float32", "int8", {}, {}).fully_int8
+
+
+def test_percentile_ranges_drop_an_outlying_record():
+    maxima = [np.array([1.0 + i / 100]) for i in range(99)] + [np.array([50.0])]  # one record reaches 50
+    qsvs = {"act": {"min": np.array([-50.0]), "max": np.array([50.0]), "mins": [-m for m in maxima], "maxs": maxima}, "weight": {"min": -2, "max": 3}}
+    assert percentile_ranges(qsvs, 100.0)["act"] == {"min": -50.0, "max": 50.0}  # 100: the global range
+    clipped = percentile_ranges(qsvs, 95.0)["act"]
+    assert 1.9 < clipped["max"][0] < 2.0 and clipped["min"][0] == -clipped["max"][0] and clipped["max"].dtype == np.float32
+    assert percentile_ranges(qsvs, 95.0)["weight"] == {"min": -2, "max": 3}  # no per-record ranges: kept
 
 
 def test_records_are_centre_cropped_or_zero_padded():
@@ -223,7 +232,7 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     assert summary["input"]["preprocessing"]["fs_hz"] == 100 and summary["output"]["classes"] == ["N", "A", "O", "~"]
     flatbuffer = (tmp_path / "out" / "model.tflite").read_bytes()
     assert summary["flash_bytes"] == len(flatbuffer) and summary["flash_runtime"] == "tflite-micro"
-    assert summary["calibration"] == {"split": "train", "records": 24}
+    assert summary["calibration"] == {"split": "train", "records": 24, "percentile": 95.0}
     assert f"const unsigned int g_model_len = {len(flatbuffer)};" in (tmp_path / "out" / "model_data.c").read_text()
     assert json.loads((tmp_path / "out" / "export.json").read_text()) == summary
     assert summary["source"]["replaced_steps"] == [] and "'dense'" in summary["source"]["weights"]
@@ -233,6 +242,14 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     text = capsys.readouterr().out
     assert "steps int8_static leave PyTorch" in text and "check on 4 test records (each record centre-cropped or zero-padded to 10 s)" in text
     assert json.loads((tmp_path / "out8" / "export.json").read_text())["input"]["shape"] == [1, 1, 1000]
+
+    # Settings are compared on validation records, and the percentile reaches the ranges.
+    main(["export", "--run", "tflite-test", "--cell", "dense", "--out", "outv", "--check-split", "val", "--calibration-percentile", "100", "--json"])
+    val = json.loads(capsys.readouterr().out)
+    assert val["check"]["split"] == "val" and val["check"]["records"] == 12 and val["calibration"]["percentile"] == 100.0
+    assert val["input"]["scale"] > summary["input"]["scale"]  # the global range of the input is wider than its 95th percentile
+    assert main(["export", "--run", "tflite-test", "--cell", "dense", "--out", "outx", "--calibration-percentile", "40"]) == 2
+    assert "calibration percentile 40" in capsys.readouterr().err
 
     assert main(["export", "--run", "tflite-test", "--cell", "magnitude"]) == 2
     assert "its pipelines: dense, int8_static" in capsys.readouterr().err

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 FORMATS = ("tflite",)
+CHECK_SPLITS = ("test", "val")  # as ecgbench.run.tflite_export.CHECK_SPLITS (not imported: torch-free CLI start)
+CALIBRATION_PERCENTILE = 95.0  # as ecgbench.train.tflite.CALIBRATION_PERCENTILE
 
 
 def register(subparsers) -> None:
@@ -21,8 +23,15 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=FORMATS, default="tflite", help="tflite: fully int8 LiteRT flatbuffer for TFLite Micro (default)")
     p.add_argument("--out", type=Path, help="folder (default $ECGBENCH_HOME/exports/<cell id>-<format>)")
     p.add_argument("--input-s", type=float, help="seconds of ECG per inference (default: the cell's measure.input_s)")
-    p.add_argument("--calibration-records", type=int, default=200, help="training records that calibrate int8 ranges (default 200)")
-    p.add_argument("--check-records", type=int, default=0, help="test records of the ONNX-against-LiteRT check (default 0: all)")
+    p.add_argument("--calibration-records", type=int, default=0, help="training records that calibrate int8 ranges (default 0: all)")
+    p.add_argument(
+        "--calibration-percentile",
+        type=float,
+        default=CALIBRATION_PERCENTILE,
+        help=f"int8 range of each activation: this percentile of the per-record maxima (100: global min/max; default {CALIBRATION_PERCENTILE:g})",
+    )
+    p.add_argument("--check-split", choices=CHECK_SPLITS, default="test", help="records of the ONNX-against-LiteRT check (default test; val to compare settings)")
+    p.add_argument("--check-records", type=int, default=0, help="records of the check (default 0: all of --check-split)")
     p.add_argument("--c-name", default="g_model", help="name of the C array (default g_model; its length is NAME_len)")
     p.add_argument("--tolerance", type=float, default=0.5, help="largest challenge-F1 gap to ONNX, in points, before export fails (default 0.5)")
     p.add_argument("--db", type=Path, help="result store (default $ECGBENCH_HOME/results.sqlite)")
@@ -53,7 +62,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         out=args.out or home / "exports" / f"{row.cell_id[:12]}-{args.format}",
         input_s=args.input_s,
         calibration_records=args.calibration_records,
+        calibration_percentile=args.calibration_percentile,
         check_records=args.check_records,
+        check_split=args.check_split,
         c_name=args.c_name,
         tolerance_points=args.tolerance,
     )

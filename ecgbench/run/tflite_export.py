@@ -5,7 +5,7 @@ cell's ``measure.deploy_window_s`` when it was measured window by window,
 else its ``measure.input_s``), as TFLite Micro firmware does. Calibration
 uses the cell's training records; the check runs the cell's ONNX model
 (onnxruntime) and the flatbuffer (LiteRT interpreter) on the same test
-records, window by window and aggregated as the cell was measured, or each
+records (or validation records, ``check_split="val"``, to compare export settings without touching test), window by window and aggregated as the cell was measured, or each
 record centre-cropped or zero-padded to the input, and reports both challenge F1 scores.
 """
 
@@ -22,9 +22,11 @@ from ecgbench import atomic
 from ecgbench.data.arrays import SignalSet
 from ecgbench.errors import ConfigError
 from ecgbench.run.stored_cell import StoredCell
+from ecgbench.train.tflite import CALIBRATION_PERCENTILE
 
 FLASH_RUNTIME = "tflite-micro"  # the flatbuffer is read in place from flash by TFLite Micro's int8 kernels
 SUMMARY_FILE = "export.json"
+CHECK_SPLITS = ("test", "val")
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,10 @@ class TFLiteExportOptions:
 
     out: Path
     input_s: float | None = None  # None: the cell's measure.input_s
-    calibration_records: int = 200
-    check_records: int = 0  # 0: every test record
+    calibration_records: int = 0  # 0: every training record
+    calibration_percentile: float = CALIBRATION_PERCENTILE  # 100: global min/max (see calibrate_ranges)
+    check_records: int = 0  # 0: every record of check_split
+    check_split: str = "test"  # "val" to choose export settings without looking at test records
     c_name: str = "g_model"
     tolerance_points: float = 0.5
 
@@ -70,15 +74,18 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
     samples = int(round(input_s * splits.fs_hz))
     if samples < 16:
         raise ConfigError(f"--input-s {input_s:g} gives {samples} samples at {splits.fs_hz:g} Hz; give at least 16 samples")
-    if len(splits.train) == 0 or len(splits.test) == 0:
-        raise ConfigError(f"cell {cell.title()}: its dataset has no training or no test records to calibrate and check on")
+    if options.check_split not in CHECK_SPLITS:
+        raise ConfigError(f"--check-split {options.check_split}: choose one of {', '.join(CHECK_SPLITS)}")
+    checked = getattr(splits, options.check_split)
+    if len(splits.train) == 0 or len(checked) == 0:
+        raise ConfigError(f"cell {cell.title()}: its dataset has no training or no {options.check_split} records to calibrate and check on")
 
     calibration = [fixed_length(splits.train.signal(int(i)), samples) for i in _spread(len(splits.train), options.calibration_records)]
-    model_bytes = to_tflite_int8(cell.model, samples, calibration)
+    model_bytes = to_tflite_int8(cell.model, samples, calibration, options.calibration_percentile)
     summary = summarize(model_bytes)
 
-    check_index = _spread(len(splits.test), options.check_records)
-    labels = splits.test.labels[check_index]
+    check_index = _spread(len(checked), options.check_records)
+    labels = checked.labels[check_index]
     onnx_path = Path(cell.row.artifacts.get("onnx", ""))
     if cell.row.artifacts.get("onnx") and onnx_path.is_file():
         onnx_bytes, onnx_source = onnx_path.read_bytes(), str(onnx_path)
@@ -86,12 +93,12 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
         onnx_bytes, onnx_source = to_onnx(cell.model, samples=samples), "re-exported from the cell's PyTorch weights (its model.onnx is gone)"
     windowing = _windowing(cell, samples, splits.fs_hz)
     if windowing is None:
-        inputs = [fixed_length(splits.test.signal(int(i)), samples) for i in check_index]
+        inputs = [fixed_length(checked.signal(int(i)), samples) for i in check_index]
         onnx_pred = _onnx_logits(onnx_bytes, inputs).argmax(axis=1)
         tflite_pred = tflite_logits(model_bytes, inputs).argmax(axis=1)
         described = f"each record centre-cropped or zero-padded to {input_s:g} s"
     else:  # the cell was measured window by window: so is the check, with its aggregation
-        onnx_pred, tflite_pred = _windowed_predictions(onnx_bytes, model_bytes, splits.test, check_index, windowing, splits.fs_hz)
+        onnx_pred, tflite_pred = _windowed_predictions(onnx_bytes, model_bytes, checked, check_index, windowing, splits.fs_hz)
         described = f"{windowing.describe()}, as the cell was measured"
     onnx_scores = classification_scores(labels, onnx_pred)
     tflite_scores = classification_scores(labels, tflite_pred)
@@ -122,9 +129,9 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
         "operators": summary.operators,
         "operators_not_in_tflite_micro": summary.not_in_tflite_micro,
         "float_tensors": summary.float_tensors,
-        "calibration": {"split": "train", "records": len(calibration)},
+        "calibration": {"split": "train", "records": len(calibration), "percentile": options.calibration_percentile},
         "check": {
-            "split": "test",
+            "split": options.check_split,
             "records": len(check_index),
             "input": described,
             "onnx_challenge_f1": onnx_scores["challenge_f1"],
@@ -195,12 +202,12 @@ def summary_text(result: dict[str, Any]) -> str:
         f"{result['source']['cell']}: {result['files']['tflite']} ({result['flash_bytes']:,} bytes of flash for {result['flash_runtime']}), "
         f"{'fully int8' if result['fully_int8'] else 'NOT fully int8: float tensors ' + ', '.join(result['float_tensors'][:5])}",
         f"  input {result['input']['shape']} {result['input']['dtype']} ({result['input']['seconds']:g} s at {result['input']['fs_hz']:g} Hz); "
-        f"calibrated on {result['calibration']['records']} training records",
+        f"calibrated on {result['calibration']['records']} training records (ranges: percentile {result['calibration']['percentile']:g} of per-record extremes)",
         *([f"  operators without a TFLite Micro int8 kernel: {', '.join(result['operators_not_in_tflite_micro'])}"] if result["operators_not_in_tflite_micro"] else []),
         f"  weights: {result['source']['weights']}",
         *([f"  steps {', '.join(replaced)} leave PyTorch: int8 here is LiteRT's own (static, per-channel), not theirs"] if replaced else []),
         f"  C array: {result['files']['header']} + {result['files']['source']}",
-        f"  check on {check['records']} test records ({check['input']}): challenge F1 ONNX {check['onnx_challenge_f1']:.3f}, "
+        f"  check on {check['records']} {'validation' if check['split'] == 'val' else 'test'} records ({check['input']}): challenge F1 ONNX {check['onnx_challenge_f1']:.3f}, "
         f"LiteRT int8 {check['tflite_challenge_f1']:.3f} ({check['delta_points']:+.2f} points; "
         f"{check['agreement']:.1%} same class)",
     ]

@@ -7,7 +7,7 @@ Three steps, all by Google's maintained packages (the optional extra
    fixed input length, to a float flatbuffer;
 2. ``ai-edge-quantizer`` quantizes it fully to int8 (its ``static_wi8_ai8``
    recipe: per-channel int8 weights, int8 activations, int8 input and
-   output; int32 biases), with ranges from real records (:func:`calibrate_min_max`);
+   output; int32 biases), with ranges from real records (:func:`calibrate_ranges`);
 3. :func:`strip_names` drops tensor names, which firmware does not read;
 4. :func:`c_array_files` writes the flatbuffer as an aligned C array for firmware.
 
@@ -27,6 +27,10 @@ import torch
 from ecgbench.errors import ConfigError
 
 EXTRA_HINT = f"install the optional extra beside the torch you have: pip install -e '.[tflite]' torch=={torch.__version__.split('+')[0]}"
+# Each activation's int8 range: this percentile over calibration records of each record's maximum (and
+# 100 minus it of the minima). 100 is the global min/max; chosen on CinC 2017 validation records (see
+# calibrate_ranges), never on test records.
+CALIBRATION_PERCENTILE = 95.0
 ARRAY_ALIGNMENT = 16  # bytes; TFLite Micro reads the flatbuffer in place and needs it 16-byte aligned
 # Builtin operators TFLite Micro has int8 kernels for (tflite::MicroMutableOpResolver's Add* methods);
 # the others this exporter could meet are named in the summary, since firmware could not run them.
@@ -47,12 +51,17 @@ def require_tflite() -> None:
         raise ConfigError(f"--format tflite needs the packages {', '.join(missing)} (not installed); {EXTRA_HINT}")
 
 
-def to_tflite_int8(model: torch.nn.Module, samples: int, calibration: Iterable[np.ndarray]) -> bytes:
+def to_tflite_int8(
+    model: torch.nn.Module, samples: int, calibration: Iterable[np.ndarray], percentile: float = CALIBRATION_PERCENTILE
+) -> bytes:
     """A fully int8 LiteRT flatbuffer of ``model`` (``[1, 1, samples]`` -> logits), calibrated on ``calibration``.
 
-    ``calibration``: float32 inputs of shape ``[1, 1, samples]``, preprocessed as in training.
+    ``calibration``: float32 inputs of shape ``[1, 1, samples]``, preprocessed as in training;
+    ``percentile``: see :func:`calibrate_ranges`.
     """
     require_tflite()
+    if not 50 < percentile <= 100:
+        raise ConfigError(f"calibration percentile {percentile:g}: give a number above 50 and at most 100 (100: global min/max)")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     import litert_torch
     from ai_edge_quantizer import quantizer, recipe
@@ -65,27 +74,56 @@ def to_tflite_int8(model: torch.nn.Module, samples: int, calibration: Iterable[n
     batches = [{input_name: np.asarray(x, dtype=np.float32).reshape(1, 1, samples)} for x in calibration]
     if not batches:
         raise ConfigError("int8 calibration needs at least one record; the calibration split is empty")
-    ranges = calibrate_min_max(bytes(float_model), recipe.static_wi8_ai8(), {signature["key"]: batches})
+    ranges = calibrate_ranges(bytes(float_model), recipe.static_wi8_ai8(), {signature["key"]: batches}, percentile)
     q = quantizer.Quantizer(bytes(float_model), recipe.static_wi8_ai8())
     return strip_names(bytes(q.quantize(ranges, enable_progress_report=False).quantized_model))
 
 
-def calibrate_min_max(float_model: bytes, quant_recipe, data: dict) -> dict:
-    """Each tensor's range: its minimum and maximum over all calibration inputs.
+def calibrate_ranges(float_model: bytes, quant_recipe, data: dict, percentile: float = CALIBRATION_PERCENTILE) -> dict:
+    """Each tensor's range from its per-record minima and maxima (:func:`percentile_ranges`).
 
-    As TensorFlow's converter and onnxruntime's MinMax calibrator do; the
-    quantizer's default, a moving average weighted to the last ~20 inputs,
-    clipped more: on a CinC 2017 DS-CNN, 5.9% of test records changed class
-    against the float model, 2.7% with these ranges.
+    At 100, the global minimum and maximum, as TensorFlow's converter and
+    onnxruntime's MinMax calibrator do. Below, a record whose activations
+    reach far beyond the others' no longer widens the int8 step of every
+    record. On a CinC 2017 DS-CNN's validation records (30 s, all training
+    records calibrating), the share classified as the float model does:
+    97.7% at 100, 98.4% at 98, 98.8% at 95, 98.5% at 90; the quantizer's
+    own default, a moving average weighted to the last ~20 records, did worse than 100.
     """
     from ai_edge_quantizer import calibrator, recipe_manager
-    from ai_edge_quantizer.utils import qsv_utils
 
     manager = recipe_manager.RecipeManager()
     manager.load_quantization_recipe(quant_recipe)
-    calib = calibrator.Calibrator(float_model, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+    calib = calibrator.Calibrator(float_model, num_threads=1, qsv_update_func=_collect_per_record)
     calib.calibrate(data, manager)
-    return calib.get_model_qsvs()
+    return percentile_ranges(calib.get_model_qsvs(), percentile)
+
+
+def _collect_per_record(qsv: dict, new: dict) -> dict:
+    """The calibrator's update: the global range so far, and each record's minimum and maximum."""
+    mins, maxs = new.get("mins", [new["min"]]), new.get("maxs", [new["max"]])
+    if not qsv:
+        return {"min": new["min"], "max": new["max"], "mins": list(mins), "maxs": list(maxs)}
+    return {
+        "min": np.minimum(qsv["min"], new["min"]),
+        "max": np.maximum(qsv["max"], new["max"]),
+        "mins": qsv.get("mins", [qsv["min"]]) + list(mins),
+        "maxs": qsv.get("maxs", [qsv["max"]]) + list(maxs),
+    }
+
+
+def percentile_ranges(qsvs: dict, percentile: float) -> dict:
+    """``{tensor: {"min", "max"}}``: max the ``percentile`` of the per-record maxima, min the ``100 - percentile``
+    of the minima (100: global min/max). Tensors without per-record ranges (weights) keep theirs."""
+    ranges = {}
+    for name, qsv in qsvs.items():
+        if "maxs" not in qsv:
+            ranges[name] = qsv
+            continue
+        low = np.percentile(np.stack(qsv["mins"]), 100 - percentile, axis=0)
+        high = np.percentile(np.stack(qsv["maxs"]), percentile, axis=0)
+        ranges[name] = {"min": np.asarray(low, dtype=np.float32), "max": np.asarray(high, dtype=np.float32)}
+    return ranges
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
