@@ -21,7 +21,7 @@ import torch
 from ecgbench import CLASSES, hookimpl
 from ecgbench.data.arrays import DataSplits, SignalSet
 from ecgbench.kinds.base import PluginConfig
-from ecgbench.kinds.compressor import CompressionContext, ModelBuilder
+from ecgbench.kinds.compressor import CompressionContext, Compressor, ModelBuilder
 from ecgbench.kinds.dataset import Dataset, Record
 from ecgbench.kinds.model import ModelFamily, ModelSpec
 from ecgbench.train.trainer import Trainer, TrainRecipe
@@ -103,6 +103,24 @@ class TinyNetFamily(ModelFamily):
 
     def build(self, n_classes):
         return TinyNet(self.config.width, n_classes)
+
+
+class FailingCompressor(Compressor):
+    """A compressor plugin (``boom``) that always raises: a failed cell, for tests of failure handling."""
+
+    name = "boom"
+
+    def compress(self, artifact, ctx):
+        raise ValueError("boom: deliberately failing strategy")
+
+
+class InterruptingCompressor(Compressor):
+    """A compressor plugin (``interrupt``) that raises KeyboardInterrupt: a run stopped by Ctrl-C, for tests."""
+
+    name = "interrupt"
+
+    def compress(self, artifact, ctx):
+        raise KeyboardInterrupt
 
 
 class TinyPlugins:

@@ -18,12 +18,11 @@ import pytest
 from ecgbench import Logger, hookimpl
 from ecgbench.config.suite import load_suite, with_loggers
 from ecgbench.errors import ConfigError
-from ecgbench.kinds.compressor import Compressor
 from ecgbench.registry import build_registry
 from ecgbench.run.loggers import LoggerHooks
 from ecgbench.run.runner import run_suite
 from ecgbench.run.store import ResultStore
-from ecgbench.testing import TinyPlugins
+from ecgbench.testing import FailingCompressor, InterruptingCompressor, TinyPlugins
 from ecgbench_plugins.loggers import mlflow_logger
 from ecgbench_plugins.loggers.mlflow_logger import flatten_metrics, flatten_params, sanitize
 
@@ -40,20 +39,6 @@ matrix:
   compressors: [dense, boom, {label: half, steps: [magnitude: {sparsity: 0.5, finetune_epochs: 1}]}]
   devices: [nrf52840]
 """
-
-
-class Boom(Compressor):
-    name = "boom"
-
-    def compress(self, artifact, ctx):
-        raise ValueError("boom: deliberately failing strategy")
-
-
-class Interrupt(Compressor):
-    name = "interrupt"
-
-    def compress(self, artifact, ctx):
-        raise KeyboardInterrupt
 
 
 class Events(Logger):
@@ -95,8 +80,8 @@ class TrackingPlugin(TinyPlugins):
 
     @hookimpl
     def ecgbench_register_compressors(self, register):
-        register(Boom)
-        register(Interrupt)
+        register(FailingCompressor)
+        register(InterruptingCompressor)
 
     @hookimpl
     def ecgbench_register_loggers(self, register):

@@ -8,27 +8,12 @@ import textwrap
 import pytest
 
 from ecgbench import hookimpl
-from ecgbench.kinds.compressor import Compressor
 from ecgbench.config.suite import load_suite
 from ecgbench.registry import build_registry
 from ecgbench.run.cell import expand_cells
 from ecgbench.run.runner import run_suite
 from ecgbench.run.store import ResultStore
-from ecgbench.testing import TinyPlugins
-
-
-class Boom(Compressor):
-    name = "boom"
-
-    def compress(self, artifact, ctx):
-        raise ValueError("boom: deliberately failing strategy")
-
-
-class Interrupt(Compressor):
-    name = "interrupt"
-
-    def compress(self, artifact, ctx):
-        raise KeyboardInterrupt
+from ecgbench.testing import FailingCompressor, InterruptingCompressor, TinyPlugins
 
 
 class Recorder(TinyPlugins):
@@ -37,8 +22,8 @@ class Recorder(TinyPlugins):
 
     @hookimpl
     def ecgbench_register_compressors(self, register):
-        register(Boom)
-        register(Interrupt)
+        register(FailingCompressor)
+        register(InterruptingCompressor)
 
     @hookimpl
     def ecgbench_suite_started(self, suite, run_id, cells):
