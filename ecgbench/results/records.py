@@ -18,14 +18,41 @@ from ecgbench.data.problems import DROP_REASONS, REASONS
 MAX_IDS_SHOWN = 5
 
 
+def _first_per_dataset(results, key: str) -> dict[str, dict]:
+    """``{dataset: metrics["data"][key]}`` from the first cell of each dataset where it is not empty."""
+    out: dict[str, dict] = {}
+    for cell in results.cells:
+        value = ((cell.metrics or {}).get("data") or {}).get(key) or {}
+        if value and cell.dataset not in out:
+            out[cell.dataset] = value
+    return out
+
+
+def _markdown_section(title: str, intro: str, groups: list[tuple[str, str, list[str]]]) -> list[str]:
+    """A Markdown section: a heading, an intro, then per dataset its total and one sub-item per line."""
+    if not groups:
+        return []
+    parts = [f"## {title}", "", intro, ""]
+    for dataset, total, lines in groups:
+        parts.append(f"- {dataset}: {total}")
+        parts += [f"  - {line}" for line in lines]
+    return parts + [""]
+
+
+def _html_section(title: str, intro: str, groups: list[tuple[str, str, list[str]]]) -> list[str]:
+    """The same section in HTML (``intro`` is HTML already; dataset names and lines are escaped)."""
+    if not groups:
+        return []
+    parts = [f"<h2>{title}</h2>", f"<p>{intro}</p>", "<ul>"]
+    for dataset, total, lines in groups:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        parts.append(f"<li>{html.escape(dataset)}: {total}<ul>{items}</ul></li>")
+    return parts + ["</ul>"]
+
+
 def skipped_records(results) -> dict[str, dict[str, dict[str, Any]]]:
     """``{dataset: {reason: {"count", "records"}}}`` over the run's cells (the first cell of a dataset that skipped any)."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for cell in results.cells:
-        skipped = ((cell.metrics or {}).get("data") or {}).get("skipped") or {}
-        if skipped and cell.dataset not in out:
-            out[cell.dataset] = skipped
-    return out
+    return _first_per_dataset(results, "skipped")
 
 
 def skipped_lines(skipped: dict[str, dict[str, Any]]) -> list[str]:
@@ -38,42 +65,27 @@ def skipped_lines(skipped: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _total(skipped: dict[str, dict[str, Any]]) -> int:
-    return sum(int(e.get("count", 0)) for e in skipped.values())
+def _skipped_groups(results) -> list[tuple[str, str, list[str]]]:
+    return [
+        (dataset, f"{sum(int(e.get('count', 0)) for e in skipped.values())} record(s)", skipped_lines(skipped))
+        for dataset, skipped in skipped_records(results).items()
+    ]
 
 
 def skipped_records_markdown(results) -> list[str]:
     """The Markdown section (a list of lines, empty when no record was skipped)."""
-    by_dataset = skipped_records(results)
-    if not by_dataset:
-        return []
-    parts = ["## Skipped records", "", "Left out because the suite sets `data.on_bad_record: skip`:", ""]
-    for dataset, skipped in by_dataset.items():
-        parts.append(f"- {dataset}: {_total(skipped)} record(s)")
-        parts += [f"  - {line}" for line in skipped_lines(skipped)]
-    return parts + [""]
+    return _markdown_section("Skipped records", "Left out because the suite sets `data.on_bad_record: skip`:", _skipped_groups(results))
 
 
 def skipped_records_html(results) -> list[str]:
     """The HTML section (a list of lines, empty when no record was skipped)."""
-    by_dataset = skipped_records(results)
-    if not by_dataset:
-        return []
-    parts = ["<h2>Skipped records</h2>", "<p>Left out because the suite sets <code>data.on_bad_record: skip</code>:</p>", "<ul>"]
-    for dataset, skipped in by_dataset.items():
-        items = "".join(f"<li>{html.escape(line)}</li>" for line in skipped_lines(skipped))
-        parts.append(f"<li>{html.escape(dataset)}: {_total(skipped)} record(s)<ul>{items}</ul></li>")
-    return parts + ["</ul>"]
+    intro = "Left out because the suite sets <code>data.on_bad_record: skip</code>:"
+    return _html_section("Skipped records", intro, _skipped_groups(results))
 
 
 def dropped_windows(results) -> dict[str, dict[str, int]]:
     """``{dataset: {reason: count}}`` over the run's cells (the first cell of a dataset that dropped any)."""
-    out: dict[str, dict[str, int]] = {}
-    for cell in results.cells:
-        dropped = ((cell.metrics or {}).get("data") or {}).get("dropped") or {}
-        if dropped and cell.dataset not in out:
-            out[cell.dataset] = {reason: int(n) for reason, n in dropped.items()}
-    return out
+    return {dataset: {reason: int(n) for reason, n in dropped.items()} for dataset, dropped in _first_per_dataset(results, "dropped").items()}
 
 
 def dropped_lines(dropped: dict[str, int]) -> list[str]:
@@ -84,26 +96,16 @@ def dropped_lines(dropped: dict[str, int]) -> list[str]:
 DROPPED_INTRO = "Left out by the dataset's settings, not errors (per cell at data.dropped in CSV/JSON):"
 
 
+def _dropped_groups(results) -> list[tuple[str, str, list[str]]]:
+    return [(dataset, f"{sum(dropped.values())} window(s)", dropped_lines(dropped)) for dataset, dropped in dropped_windows(results).items()]
+
+
 def dropped_windows_markdown(results) -> list[str]:
     """The Markdown section (a list of lines, empty when nothing was dropped)."""
-    by_dataset = dropped_windows(results)
-    if not by_dataset:
-        return []
-    parts = ["## Dropped windows", "", DROPPED_INTRO.replace("data.dropped", "`data.dropped`"), ""]
-    for dataset, dropped in by_dataset.items():
-        parts.append(f"- {dataset}: {sum(dropped.values())} window(s)")
-        parts += [f"  - {line}" for line in dropped_lines(dropped)]
-    return parts + [""]
+    return _markdown_section("Dropped windows", DROPPED_INTRO.replace("data.dropped", "`data.dropped`"), _dropped_groups(results))
 
 
 def dropped_windows_html(results) -> list[str]:
     """The HTML section (a list of lines, empty when nothing was dropped)."""
-    by_dataset = dropped_windows(results)
-    if not by_dataset:
-        return []
     intro = html.escape(DROPPED_INTRO).replace("data.dropped", "<code>data.dropped</code>")
-    parts = ["<h2>Dropped windows</h2>", f"<p>{intro}</p>", "<ul>"]
-    for dataset, dropped in by_dataset.items():
-        items = "".join(f"<li>{html.escape(line)}</li>" for line in dropped_lines(dropped))
-        parts.append(f"<li>{html.escape(dataset)}: {sum(dropped.values())} window(s)<ul>{items}</ul></li>")
-    return parts + ["</ul>"]
+    return _html_section("Dropped windows", intro, _dropped_groups(results))
