@@ -1,4 +1,4 @@
-"""``ecgbench export --format tflite``: a fully int8 LiteRT flatbuffer, its C array, and its check against ONNX.
+"""``ecgbench export --format tflite``: an integer LiteRT flatbuffer (int8, int16 logits), its C array, and its check against ONNX.
 
 The converter packages are the optional extra ``tflite``; without it the
 tests that convert skip (with the install command as reason), and the
@@ -69,8 +69,10 @@ def test_operators_firmware_cannot_run_are_named():
     from ecgbench.train.tflite import TFLiteSummary
 
     summary = TFLiteSummary([1, 1, 8], "int8", "int8", {"int8": 3}, {"CONV_2D": 2, "GELU": 1, "MEAN": 1})
-    assert summary.not_in_tflite_micro == ["GELU"] and summary.fully_int8
-    assert not TFLiteSummary([1, 1, 8], "float32", "int8", {}, {}).fully_int8
+    assert summary.not_in_tflite_micro == ["GELU"] and summary.integer_only and summary.activations == "int8"
+    assert TFLiteSummary([1, 1, 8], "int16", "int16", {}, {}).integer_only
+    assert not TFLiteSummary([1, 1, 8], "float32", "int8", {}, {}).integer_only
+    assert not TFLiteSummary([1, 1, 8], "int8", "int16", {}, {}, float_tensors=["x"]).integer_only
 
 
 def test_percentile_ranges_drop_an_outlying_record():
@@ -132,7 +134,7 @@ def trained():
 
 @needs_tflite
 @pytest.mark.slow
-def test_tiny_model_is_fully_int8_and_agrees_with_onnx(trained, tmp_path):
+def test_tiny_model_is_int8_with_int16_logits_and_agrees_with_onnx(trained, tmp_path):
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
 
@@ -147,13 +149,16 @@ def test_tiny_model_is_fully_int8_and_agrees_with_onnx(trained, tmp_path):
     interpreter = Interpreter(model_content=flatbuffer)
     interpreter.allocate_tensors()
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8 and list(inp["shape"]) == [1, 1, 400]
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int16 and list(inp["shape"]) == [1, 1, 400]
+    assert out["quantization"][1] == 0  # int16 is symmetric: logit = scale * q
     kinds = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
-    assert kinds <= {"int8", "int32"}, kinds  # int32: biases and shapes only
+    assert kinds <= {"int8", "int16", "int32", "int64"}, kinds  # int16: the head's input and logits; int32/64: biases and shapes
+    ops = [op["op_name"] for op in interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
+    assert ops[-2:] == ["QUANTIZE", "FULLY_CONNECTED"]  # int8 features to int16, the head in 16x8, no requantizing to int8 after it
     per_channel = [t for t in interpreter.get_tensor_details() if len(t["quantization_parameters"]["scales"]) > 1]
     assert any(np.dtype(t["dtype"]) == np.int8 and len(t["shape"]) == 4 for t in per_channel)  # conv weights: a scale per channel
     summary = summarize(flatbuffer)
-    assert summary.fully_int8 and not summary.float_tensors and "CONV_2D" in summary.operators
+    assert summary.integer_only and summary.activations == "int8" and not summary.float_tensors and "CONV_2D" in summary.operators
     assert "MUL" not in summary.operators and "ADD" not in summary.operators  # BatchNorm folded into the convolutions
     assert summary.not_in_tflite_micro == []
 
@@ -163,7 +168,17 @@ def test_tiny_model_is_fully_int8_and_agrees_with_onnx(trained, tmp_path):
     logits = tflite_logits(flatbuffer, inputs)
     assert np.mean(logits.argmax(1) == reference.argmax(1)) >= 0.9
     spread = reference.max() - reference.min()
-    assert np.median(np.abs(logits - reference)) < 0.02 * spread  # int8 steps; an outlying record may saturate the int8 output
+    int8_error = np.median(np.abs(logits - reference))
+    assert int8_error < 0.02 * spread  # int8 steps; an outlying record may saturate an activation
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    assert np.all(top2[:, 1] > top2[:, 0])  # int16 logits: no two tie for the top class
+
+    # 16x8: int16 input and activations, int8 weights; the logits come closer to ONNX's.
+    wide = to_tflite_int8(model, 400, calibration, activation_bits=16)
+    summary16 = summarize(wide)
+    assert summary16.integer_only and summary16.activations == "int16" and summary16.output_dtype == "int16"
+    assert summary16.tensor_dtypes.get("int8", 0) > 0  # the weights stay int8
+    assert np.median(np.abs(tflite_logits(wide, inputs) - reference)) < int8_error
 
 
 @needs_tflite
@@ -192,7 +207,7 @@ def test_weights_over_256_kb_stay_inside_the_flatbuffer():
     flatbuffer = to_tflite_int8(model.eval(), 64, [x])
     buffers = flatbuffer_utils.convert_bytearray_to_object(flatbuffer).buffers
     assert not any(b.offset for b in buffers) and max(len(b.data) for b in buffers if b.data is not None) == 64 * 4500
-    assert summarize(flatbuffer).fully_int8 and tflite_logits(flatbuffer, [x]).shape == (1, 4)
+    assert summarize(flatbuffer).integer_only and tflite_logits(flatbuffer, [x]).shape == (1, 4)
 
 
 SUITE = """
@@ -225,9 +240,13 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     assert code == (0 if check["within_tolerance"] else 1)
     assert check["within_tolerance"] == (abs(check["delta_points"]) <= 0.5)
     assert check["records"] == 12 and check["agreement"] >= 0.75 and check["onnx"].endswith("model.onnx")
+    assert check["disagreeing_records"] == round((1 - check["agreement"]) * 12)
+    low, high = check["delta_points_ci95"]
+    assert low <= high and (low == high == 0) == (check["disagreeing_records"] == 0)  # a paired interval: no differing record, no spread
     assert check["input"] == "5-s windows, hop 5 s, mean_prob, as the cell was measured"  # the cell's windowed deployment
-    assert summary["fully_int8"] and summary["input"]["shape"] == [1, 1, 500] and summary["input"]["dtype"] == "int8"
+    assert summary["integer_only"] and summary["input"]["shape"] == [1, 1, 500] and summary["input"]["dtype"] == "int8"
     assert summary["input"]["scale"] > 0 and -128 <= summary["input"]["zero_point"] <= 127 and summary["output"]["scale"] > 0
+    assert summary["activations"] == "int8" and summary["output"]["dtype"] == "int16" and summary["output"]["zero_point"] == 0
     assert summary["operators_not_in_tflite_micro"] == [] and "DEPTHWISE_CONV_2D" in summary["operators"]
     assert summary["input"]["preprocessing"]["fs_hz"] == 100 and summary["output"]["classes"] == ["N", "A", "O", "~"]
     flatbuffer = (tmp_path / "out" / "model.tflite").read_bytes()
@@ -248,6 +267,9 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     val = json.loads(capsys.readouterr().out)
     assert val["check"]["split"] == "val" and val["check"]["records"] == 12 and val["calibration"]["percentile"] == 100.0
     assert val["input"]["scale"] > summary["input"]["scale"]  # the global range of the input is wider than its 95th percentile
+    main(["export", "--run", "tflite-test", "--cell", "dense", "--out", "out16", "--check-split", "val", "--activations", "int16", "--json"])
+    wide = json.loads(capsys.readouterr().out)
+    assert wide["activations"] == "int16" and wide["input"]["dtype"] == "int16" and wide["integer_only"]
     assert main(["export", "--run", "tflite-test", "--cell", "dense", "--out", "outx", "--calibration-percentile", "40"]) == 2
     assert "calibration percentile 40" in capsys.readouterr().err
 
@@ -304,5 +326,5 @@ def test_export_on_real_records(cinc_dir, tmp_path, monkeypatch, capsys):
 
     main(["export", "--run", "tflite-real", "--cell", "dense", "--out", "out", "--json"])
     summary = json.loads(capsys.readouterr().out)
-    assert summary["fully_int8"] and summary["input"]["shape"] == [1, 1, 3000]
+    assert summary["integer_only"] and summary["input"]["shape"] == [1, 1, 3000]
     assert summary["check"]["records"] == 48 and summary["check"]["agreement"] >= 0.9, summary["check"]

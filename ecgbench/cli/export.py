@@ -30,6 +30,12 @@ def register(subparsers) -> None:
         default=CALIBRATION_PERCENTILE,
         help=f"int8 range of each activation: this percentile of the per-record maxima (100: global min/max; default {CALIBRATION_PERCENTILE:g})",
     )
+    p.add_argument(
+        "--activations",
+        choices=("int8", "int16"),
+        default="int8",
+        help="int8 (default) or int16 activations (TFLite's 16x8: int8 weights, twice the activation RAM; closer to ONNX)",
+    )
     p.add_argument("--check-split", choices=CHECK_SPLITS, default="test", help="records of the ONNX-against-LiteRT check (default test; val to compare settings)")
     p.add_argument("--check-records", type=int, default=0, help="records of the check (default 0: all of --check-split)")
     p.add_argument("--c-name", default="g_model", help="name of the C array (default g_model; its length is NAME_len)")
@@ -63,6 +69,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         input_s=args.input_s,
         calibration_records=args.calibration_records,
         calibration_percentile=args.calibration_percentile,
+        activation_bits=int(args.activations.removeprefix("int")),
         check_records=args.check_records,
         check_split=args.check_split,
         c_name=args.c_name,

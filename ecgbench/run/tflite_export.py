@@ -37,10 +37,12 @@ class TFLiteExportOptions:
     input_s: float | None = None  # None: the cell's measure.input_s
     calibration_records: int = 0  # 0: every training record
     calibration_percentile: float = CALIBRATION_PERCENTILE  # 100: global min/max (see calibrate_ranges)
+    activation_bits: int = 8  # 16: int16 activations with int8 weights (TFLite's 16x8), twice the activation RAM
     check_records: int = 0  # 0: every record of check_split
     check_split: str = "test"  # "val" to choose export settings without looking at test records
     c_name: str = "g_model"
     tolerance_points: float = 0.5
+    bootstrap_resamples: int = 1000  # paired bootstrap of the F1 gap (reported beside it; the tolerance applies to the gap itself)
 
 
 def fixed_length(signal: np.ndarray, samples: int) -> np.ndarray:
@@ -64,7 +66,7 @@ def _spread(n_total: int, n: int) -> np.ndarray:
 
 def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = "") -> dict[str, Any]:
     """Write ``model.tflite``, ``model_data.h``/``.c`` and ``export.json`` under ``options.out``; return the summary."""
-    from ecgbench.measure.scores import classification_scores
+    from ecgbench.measure.scores import bootstrap_delta_ci, classification_scores
     from ecgbench.train.export import to_onnx
     from ecgbench.train.tflite import c_array_files, summarize, tflite_logits, to_tflite_int8
 
@@ -81,7 +83,7 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
         raise ConfigError(f"cell {cell.title()}: its dataset has no training or no {options.check_split} records to calibrate and check on")
 
     calibration = [fixed_length(splits.train.signal(int(i)), samples) for i in _spread(len(splits.train), options.calibration_records)]
-    model_bytes = to_tflite_int8(cell.model, samples, calibration, options.calibration_percentile)
+    model_bytes = to_tflite_int8(cell.model, samples, calibration, options.calibration_percentile, options.activation_bits)
     summary = summarize(model_bytes)
 
     check_index = _spread(len(checked), options.check_records)
@@ -103,6 +105,9 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
     onnx_scores = classification_scores(labels, onnx_pred)
     tflite_scores = classification_scores(labels, tflite_pred)
     delta = 100 * (tflite_scores["challenge_f1"] - onnx_scores["challenge_f1"])
+    # A few records change class under any int8 rounding; which ones decides the F1 gap's sign, so the gap
+    # is reported with its paired bootstrap interval (the same resampled records score both models).
+    delta_ci = [100 * v for v in bootstrap_delta_ci(labels, tflite_pred, onnx_pred, resamples=options.bootstrap_resamples)]
 
     out = Path(options.out)
     files = {"tflite": out / "model.tflite"}
@@ -115,7 +120,8 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
         "files": {k: str(v) for k, v in files.items()},
         "flash_bytes": len(model_bytes),
         "flash_runtime": FLASH_RUNTIME,
-        "fully_int8": summary.fully_int8,
+        "integer_only": summary.integer_only,
+        "activations": summary.activations,
         "input": {
             "shape": summary.input_shape,
             "dtype": summary.input_dtype,
@@ -139,7 +145,9 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
             "delta_points": delta,
             "tolerance_points": options.tolerance_points,
             "within_tolerance": abs(delta) <= options.tolerance_points,
+            "delta_points_ci95": delta_ci,
             "agreement": float(np.mean(onnx_pred == tflite_pred)),
+            "disagreeing_records": int(np.sum(onnx_pred != tflite_pred)),
             "onnx": onnx_source,
             "cell_whole_record_test_challenge_f1": cell.row.metrics.get("test", {}).get("challenge_f1"),
         },
@@ -200,7 +208,7 @@ def summary_text(result: dict[str, Any]) -> str:
     replaced = result["source"]["replaced_steps"]
     lines = [
         f"{result['source']['cell']}: {result['files']['tflite']} ({result['flash_bytes']:,} bytes of flash for {result['flash_runtime']}), "
-        f"{'fully int8' if result['fully_int8'] else 'NOT fully int8: float tensors ' + ', '.join(result['float_tensors'][:5])}",
+        + (f"int8 weights, {result['activations']} activations, {result['output']['dtype']} logits" if result["integer_only"] else "NOT integer only: float tensors " + ", ".join(result["float_tensors"][:5])),
         f"  input {result['input']['shape']} {result['input']['dtype']} ({result['input']['seconds']:g} s at {result['input']['fs_hz']:g} Hz); "
         f"calibrated on {result['calibration']['records']} training records (ranges: percentile {result['calibration']['percentile']:g} of per-record extremes)",
         *([f"  operators without a TFLite Micro int8 kernel: {', '.join(result['operators_not_in_tflite_micro'])}"] if result["operators_not_in_tflite_micro"] else []),
@@ -208,9 +216,10 @@ def summary_text(result: dict[str, Any]) -> str:
         *([f"  steps {', '.join(replaced)} leave PyTorch: int8 here is LiteRT's own (static, per-channel), not theirs"] if replaced else []),
         f"  C array: {result['files']['header']} + {result['files']['source']}",
         f"  check on {check['records']} {'validation' if check['split'] == 'val' else 'test'} records ({check['input']}): challenge F1 ONNX {check['onnx_challenge_f1']:.3f}, "
-        f"LiteRT int8 {check['tflite_challenge_f1']:.3f} ({check['delta_points']:+.2f} points; "
-        f"{check['agreement']:.1%} same class)",
+        f"LiteRT {result['activations']} {check['tflite_challenge_f1']:.3f} ({check['delta_points']:+.2f} points, 95% paired bootstrap "
+        f"[{check['delta_points_ci95'][0]:+.2f}, {check['delta_points_ci95'][1]:+.2f}]; {check['agreement']:.1%} same class, "
+        f"{check['disagreeing_records']} records differ)",
     ]
     if not check["within_tolerance"]:
-        lines.append(f"  FAILED: the int8 flatbuffer is {abs(check['delta_points']):.2f} F1 points from ONNX, over --tolerance {check['tolerance_points']:g}")
+        lines.append(f"  FAILED: the {result['activations']} flatbuffer is {abs(check['delta_points']):.2f} F1 points from ONNX, over --tolerance {check['tolerance_points']:g}")
     return "\n".join(lines)
