@@ -270,6 +270,7 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     main(["export", "--run", "tflite-test", "--cell", "dense", "--out", "out16", "--check-split", "val", "--activations", "int16", "--json"])
     wide = json.loads(capsys.readouterr().out)
     assert wide["activations"] == "int16" and wide["input"]["dtype"] == "int16" and wide["integer_only"]
+    assert wide["calibration"]["percentile"] == 100.0  # int16 steps are fine enough for the global range: nothing clipped
     assert main(["export", "--run", "tflite-test", "--cell", "dense", "--out", "outx", "--calibration-percentile", "40"]) == 2
     assert "calibration percentile 40" in capsys.readouterr().err
 

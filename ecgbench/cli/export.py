@@ -9,7 +9,6 @@ from pathlib import Path
 
 FORMATS = ("tflite",)
 CHECK_SPLITS = ("test", "val")  # as ecgbench.run.tflite_export.CHECK_SPLITS (not imported: torch-free CLI start)
-CALIBRATION_PERCENTILE = 95.0  # as ecgbench.train.tflite.CALIBRATION_PERCENTILE
 
 
 def register(subparsers) -> None:
@@ -27,8 +26,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--calibration-percentile",
         type=float,
-        default=CALIBRATION_PERCENTILE,
-        help=f"int8 range of each activation: this percentile of the per-record maxima (100: global min/max; default {CALIBRATION_PERCENTILE:g})",
+        default=None,
+        help="range of each activation: this percentile of the per-record maxima (100: global min/max; default 95 for int8 activations, 100 for int16)",
     )
     p.add_argument(
         "--activations",

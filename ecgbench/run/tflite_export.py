@@ -22,7 +22,6 @@ from ecgbench import atomic
 from ecgbench.data.arrays import SignalSet
 from ecgbench.errors import ConfigError
 from ecgbench.run.stored_cell import StoredCell
-from ecgbench.train.tflite import CALIBRATION_PERCENTILE
 
 FLASH_RUNTIME = "tflite-micro"  # the flatbuffer is read in place from flash by TFLite Micro's int8 kernels
 SUMMARY_FILE = "export.json"
@@ -36,7 +35,7 @@ class TFLiteExportOptions:
     out: Path
     input_s: float | None = None  # None: the cell's measure.input_s
     calibration_records: int = 0  # 0: every training record
-    calibration_percentile: float = CALIBRATION_PERCENTILE  # 100: global min/max (see calibrate_ranges)
+    calibration_percentile: float | None = None  # None: 95 for int8 activations, 100 (global min/max) for int16
     activation_bits: int = 8  # 16: int16 activations with int8 weights (TFLite's 16x8), twice the activation RAM
     check_records: int = 0  # 0: every record of check_split
     check_split: str = "test"  # "val" to choose export settings without looking at test records
@@ -68,7 +67,7 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
     """Write ``model.tflite``, ``model_data.h``/``.c`` and ``export.json`` under ``options.out``; return the summary."""
     from ecgbench.measure.scores import bootstrap_delta_ci, classification_scores
     from ecgbench.train.export import to_onnx
-    from ecgbench.train.tflite import c_array_files, summarize, tflite_logits, to_tflite_int8
+    from ecgbench.train.tflite import c_array_files, default_percentile, summarize, tflite_logits, to_tflite_int8
 
     splits = cell.splits
     measure = cell.row.config.get("measure", {})
@@ -83,7 +82,8 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
         raise ConfigError(f"cell {cell.title()}: its dataset has no training or no {options.check_split} records to calibrate and check on")
 
     calibration = [fixed_length(splits.train.signal(int(i)), samples) for i in _spread(len(splits.train), options.calibration_records)]
-    model_bytes = to_tflite_int8(cell.model, samples, calibration, options.calibration_percentile, options.activation_bits)
+    percentile = default_percentile(options.activation_bits) if options.calibration_percentile is None else options.calibration_percentile
+    model_bytes = to_tflite_int8(cell.model, samples, calibration, percentile, options.activation_bits)
     summary = summarize(model_bytes)
 
     check_index = _spread(len(checked), options.check_records)
@@ -135,7 +135,7 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
         "operators": summary.operators,
         "operators_not_in_tflite_micro": summary.not_in_tflite_micro,
         "float_tensors": summary.float_tensors,
-        "calibration": {"split": "train", "records": len(calibration), "percentile": options.calibration_percentile},
+        "calibration": {"split": "train", "records": len(calibration), "percentile": percentile},
         "check": {
             "split": options.check_split,
             "records": len(check_index),
