@@ -260,7 +260,11 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     main(["export", "--run", "tflite-test", "--cell", "int8_static", "--out", "out8", "--check-records", "4", "--input-s", "10"])
     text = capsys.readouterr().out
     assert "steps int8_static leave PyTorch" in text and "check on 4 test records (each record centre-cropped or zero-padded to 10 s)" in text
-    assert json.loads((tmp_path / "out8" / "export.json").read_text())["input"]["shape"] == [1, 1, 1000]
+    quantized = json.loads((tmp_path / "out8" / "export.json").read_text())
+    assert quantized["input"]["shape"] == [1, 1, 1000]
+    # The flatbuffer is made from the float weights before int8_static: the check compares with those, and reports the cell's own ONNX.
+    assert "before int8_static" in quantized["check"]["onnx"] and 0 <= quantized["check"]["cell_onnx_challenge_f1"] <= 1
+    assert check["cell_onnx_challenge_f1"] is None  # the dense cell's ONNX model is the reference itself
 
     # Settings are compared on validation records, and the percentile reaches the ranges.
     main(["export", "--run", "tflite-test", "--cell", "dense", "--out", "outv", "--check-split", "val", "--calibration-percentile", "100", "--json"])

@@ -4,7 +4,8 @@ The flatbuffer takes one fixed-length input (``input_s`` seconds: the
 cell's ``measure.deploy_window_s`` when it was measured window by window,
 else its ``measure.input_s``), as TFLite Micro firmware does. Calibration
 uses the cell's training records; the check runs the cell's ONNX model
-(onnxruntime) and the flatbuffer (LiteRT interpreter) on the same test
+(or, for a cell whose last steps quantized it in ONNX, the float weights the
+flatbuffer is made from, in ONNX) and the flatbuffer (LiteRT interpreter) on the same test
 records (or validation records, ``check_split="val"``, to compare export settings without touching test), window by window and aggregated as the cell was measured, or each
 record centre-cropped or zero-padded to the input, and reports both challenge F1 scores.
 """
@@ -89,19 +90,26 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
     check_index = _spread(len(checked), options.check_records)
     labels = checked.labels[check_index]
     onnx_path = Path(cell.row.artifacts.get("onnx", ""))
-    if cell.row.artifacts.get("onnx") and onnx_path.is_file():
-        onnx_bytes, onnx_source = onnx_path.read_bytes(), str(onnx_path)
+    cell_onnx = onnx_path.read_bytes() if cell.row.artifacts.get("onnx") and onnx_path.is_file() else None
+    if cell.replaced_steps:  # the flatbuffer is made from the weights before the ONNX steps: the check compares with those
+        onnx_bytes = to_onnx(cell.model, samples=samples)
+        onnx_source = f"the exported weights in ONNX float (before {', '.join(cell.replaced_steps)}, which the export's own int8 replaces)"
+    elif cell_onnx is not None:
+        onnx_bytes, onnx_source, cell_onnx = cell_onnx, str(onnx_path), None
     else:  # the run's artifacts folder was removed: the same weights exported again
         onnx_bytes, onnx_source = to_onnx(cell.model, samples=samples), "re-exported from the cell's PyTorch weights (its model.onnx is gone)"
+    models = [lambda xs: _onnx_logits(onnx_bytes, xs), lambda xs: tflite_logits(model_bytes, xs)]
+    if cell_onnx is not None:  # the cell's own quantized ONNX model, reported beside the check
+        models.append(lambda xs: _onnx_logits(cell_onnx, xs))
     windowing = _windowing(cell, samples, splits.fs_hz)
     if windowing is None:
         inputs = [fixed_length(checked.signal(int(i)), samples) for i in check_index]
-        onnx_pred = _onnx_logits(onnx_bytes, inputs).argmax(axis=1)
-        tflite_pred = tflite_logits(model_bytes, inputs).argmax(axis=1)
+        predictions = [logits(inputs).argmax(axis=1) for logits in models]
         described = f"each record centre-cropped or zero-padded to {input_s:g} s"
     else:  # the cell was measured window by window: so is the check, with its aggregation
-        onnx_pred, tflite_pred = _windowed_predictions(onnx_bytes, model_bytes, checked, check_index, windowing, splits.fs_hz)
+        predictions = _windowed_predictions(models, checked, check_index, windowing, splits.fs_hz)
         described = f"{windowing.describe()}, as the cell was measured"
+    onnx_pred, tflite_pred = predictions[:2]
     onnx_scores = classification_scores(labels, onnx_pred)
     tflite_scores = classification_scores(labels, tflite_pred)
     delta = 100 * (tflite_scores["challenge_f1"] - onnx_scores["challenge_f1"])
@@ -149,6 +157,7 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
             "agreement": float(np.mean(onnx_pred == tflite_pred)),
             "disagreeing_records": int(np.sum(onnx_pred != tflite_pred)),
             "onnx": onnx_source,
+            "cell_onnx_challenge_f1": classification_scores(labels, predictions[2])["challenge_f1"] if cell_onnx is not None else None,
             "cell_whole_record_test_challenge_f1": cell.row.metrics.get("test", {}).get("challenge_f1"),
         },
         "source": {
@@ -176,20 +185,19 @@ def _windowing(cell: StoredCell, samples: int, fs_hz: float):
     return windowing if windowing is not None and windowing.samples(fs_hz)[0] == samples else None
 
 
-def _windowed_predictions(onnx_bytes: bytes, model_bytes: bytes, signals: SignalSet, index: np.ndarray, windowing, fs_hz: float):
-    """Record classes of both models, each record's windows aggregated by the cell's rule."""
+def _windowed_predictions(models: list, signals: SignalSet, index: np.ndarray, windowing, fs_hz: float) -> list[np.ndarray]:
+    """Record classes of each model (a function of a list of windows to logits), each record's windows aggregated by the cell's rule."""
     from ecgbench.measure.windowing import aggregate_window_probs, record_windows, softmax
-    from ecgbench.train.tflite import tflite_logits
 
     window, hop = windowing.samples(fs_hz)
     per_record = [record_windows(signals.signal(int(i)), window, hop) for i in index]  # each [windows, 1, window]
     windows = [w[None] for r in per_record for w in r]  # each [1, 1, window]
     bounds = np.cumsum([0] + [len(r) for r in per_record])
     predictions = []
-    for logits in (_onnx_logits(onnx_bytes, windows), tflite_logits(model_bytes, windows)):
-        probs = softmax(logits)
+    for logits in models:
+        probs = softmax(logits(windows))
         predictions.append(np.array([aggregate_window_probs(probs[a:b], windowing.aggregate).argmax() for a, b in zip(bounds[:-1], bounds[1:])]))
-    return predictions[0], predictions[1]
+    return predictions
 
 
 def _onnx_logits(onnx_bytes: bytes, inputs: list[np.ndarray]) -> np.ndarray:
@@ -213,7 +221,10 @@ def summary_text(result: dict[str, Any]) -> str:
         f"calibrated on {result['calibration']['records']} training records (ranges: percentile {result['calibration']['percentile']:g} of per-record extremes)",
         *([f"  operators without a TFLite Micro int8 kernel: {', '.join(result['operators_not_in_tflite_micro'])}"] if result["operators_not_in_tflite_micro"] else []),
         f"  weights: {result['source']['weights']}",
-        *([f"  steps {', '.join(replaced)} leave PyTorch: int8 here is LiteRT's own (static, per-channel), not theirs"] if replaced else []),
+        *([f"  steps {', '.join(replaced)} leave PyTorch: int8 here is LiteRT's own (static, per-channel), not theirs; "
+           f"the check compares with the float weights before them (the cell's own ONNX model: challenge F1 {check['cell_onnx_challenge_f1']:.3f})"]
+          if replaced and check.get("cell_onnx_challenge_f1") is not None else
+          [f"  steps {', '.join(replaced)} leave PyTorch: int8 here is LiteRT's own (static, per-channel), not theirs"] if replaced else []),
         f"  C array: {result['files']['header']} + {result['files']['source']}",
         f"  check on {check['records']} {'validation' if check['split'] == 'val' else 'test'} records ({check['input']}): challenge F1 ONNX {check['onnx_challenge_f1']:.3f}, "
         f"LiteRT {result['activations']} {check['tflite_challenge_f1']:.3f} ({check['delta_points']:+.2f} points, 95% paired bootstrap "
