@@ -15,11 +15,11 @@ def register(subparsers) -> None:
     """Add the ``export`` subcommand."""
     p = subparsers.add_parser(
         "export",
-        help="export a stored cell's model for a microcontroller (tflite: fully int8 LiteRT flatbuffer + C array; needs the extra [tflite])",
+        help="export a stored cell's model for a microcontroller (tflite: integer LiteRT flatbuffer, int8 weights, + C array; needs the extra [tflite])",
     )
     p.add_argument("--run", required=True, help="run id, id prefix or suite name (its latest run)")
     p.add_argument("--cell", required=True, help="pipeline label, cell id prefix, or dataset/model/pipeline/seedN glob")
-    p.add_argument("--format", choices=FORMATS, default="tflite", help="tflite: fully int8 LiteRT flatbuffer for TFLite Micro (default)")
+    p.add_argument("--format", choices=FORMATS, default="tflite", help="tflite: integer LiteRT flatbuffer for TFLite Micro (int8 weights and activations, int16 logits; default)")
     p.add_argument("--out", type=Path, help="folder (default $ECGBENCH_HOME/exports/<cell id>-<format>)")
     p.add_argument("--input-s", type=float, help="seconds of ECG per inference (default: the cell's measure.input_s)")
     p.add_argument("--calibration-records", type=int, default=0, help="training records that calibrate int8 ranges (default 0: all)")
