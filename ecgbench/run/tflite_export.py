@@ -1,4 +1,4 @@
-"""``ecgbench export --format tflite``: a stored cell as a fully int8 LiteRT flatbuffer, C array files, and a check.
+"""``ecgbench export --format tflite``: a stored cell as an integer LiteRT flatbuffer (int8 weights), C array files, and a check.
 
 The flatbuffer takes one fixed-length input (``input_s`` seconds: the
 cell's ``measure.deploy_window_s`` when it was measured window by window,

@@ -1,4 +1,4 @@
-"""Export PyTorch models to fully int8 LiteRT (TFLite) flatbuffers, the format TFLite Micro runs.
+"""Export PyTorch models to integer LiteRT (TFLite) flatbuffers (int8 weights), the format TFLite Micro runs.
 
 Three steps, all by Google's maintained packages (the optional extra
 ``tflite``: ``pip install 'ecgbench-harness[tflite]'``):
@@ -326,7 +326,7 @@ def c_array_files(model_bytes: bytes, name: str = "g_model", header: str = "mode
     guard = "ECGBENCH_" + header.upper().replace(".", "_").replace("-", "_") + "_"
     declarations = "\n".join(
         [
-            "// A fully int8 LiteRT flatbuffer for TFLite Micro, written by `ecgbench export --format tflite`.",
+            "// An integer LiteRT flatbuffer (int8 weights) for TFLite Micro, written by `ecgbench export --format tflite`.",
             f"#ifndef {guard}",
             f"#define {guard}",
             "",
