@@ -168,6 +168,43 @@ def trajectories(splits, n_classes: int, window: int, seeds: list[int], epochs: 
             print(f"seed {seed} {variant.label:34} {fit.seconds:6.0f} s  F1 by epoch: {f1s}  best {fit.best_val_challenge_f1:.3f}", flush=True)
 
 
+def stopped_early(history: list[dict], patience: int) -> tuple[int, float]:
+    """(epochs run, best validation F1) had ``train_patience: patience`` stopped this run: the same trajectory, cut short."""
+    best, stale = -1.0, 0
+    for row in history:
+        if row["val_challenge_f1"] > best:
+            best, stale = row["val_challenge_f1"], 0
+        else:
+            stale += 1
+        if patience and stale >= patience:
+            return row["epoch"], best
+    return len(history), best
+
+
+def patience_study(splits, n_classes: int, seeds: list[int], warmup_epochs: int = 2) -> None:
+    """A realistic round per seed (train ``warmup_epochs``, prune half by magnitude, retrain ROUND_EPOCHS with the
+    convolution backward and no early stop), and what ``train_patience`` 1-3 would have cut from it."""
+    from ecgbench.train.trainer import Trainer, TrainRecipe
+    from ecgbench_plugins.compressors import _masks
+    from ecgbench_plugins.models.hannun34 import Hannun34
+
+    print(f"\nround retraining per seed: {warmup_epochs} epochs of training, {PRUNE_RATE:.0%} pruned, {ROUND_EPOCHS} epochs retrained")
+    for seed in seeds:
+        recipe = TrainRecipe(**{**SUITE_TRAINING, "conv_backward": "convolution", "patience": 0})
+        trainer = Trainer(splits, recipe, seed=seed)
+        torch.manual_seed(seed)
+        model = Hannun34.from_params({"width": 8}).build(n_classes)
+        trainer.fit(model, epochs=warmup_epochs)
+        masks = _masks.prune_remaining(model, {}, PRUNE_RATE)
+        _masks.apply_masks(model, masks)
+        fit = trainer.fit(model, epochs=ROUND_EPOCHS, masks=masks)
+        f1s = " ".join(f"{row['val_challenge_f1']:.3f}" for row in fit.history)
+        print(f"seed {seed}: {fit.seconds:.0f} s, val F1 by epoch: {f1s}", flush=True)
+        for patience in (1, 2, 3, 5):
+            epochs, best = stopped_early(fit.history, patience)
+            print(f"  train_patience {patience}: {epochs:2d} epochs, best val F1 {best:.3f} (full round {fit.best_val_challenge_f1:.3f})", flush=True)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("ECGBENCH_CINC2017_DIR", DEFAULT_FOLDER)))
@@ -176,7 +213,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--full", action="store_true", help="also time one complete round per variant")
     parser.add_argument("--trajectories", type=int, nargs="*", metavar="SEED", help="also compare the variants' validation F1 per epoch for these seeds")
     parser.add_argument("--trajectory-epochs", type=int, default=3)
-    parser.add_argument("--skip-timing", action="store_true", help="only the trajectories")
+    parser.add_argument("--patience-study", type=int, nargs="*", metavar="SEED", help="also show what train_patience would cut from a round")
+    parser.add_argument("--skip-timing", action="store_true", help="only the trajectories and the patience study")
     args = parser.parse_args(argv)
     torch.set_num_threads(SUITE_TRAINING["num_threads"])
     load_before = os.getloadavg()
@@ -194,6 +232,8 @@ def main(argv: list[str]) -> int:
     evals: dict[str, list[float]] = {v.label: [] for v in VARIANTS}
     if args.trajectories:
         trajectories(splits, len(splits.classes), window, args.trajectories, args.trajectory_epochs)
+    if args.patience_study:
+        patience_study(splits, len(splits.classes), args.patience_study)
     if args.skip_timing:
         return 0
     for _ in range(args.repeats):
