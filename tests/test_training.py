@@ -114,3 +114,15 @@ def test_max_eval_records_scores_a_prefix_of_val_and_test_only():
     assert trainer.evaluate(model, "val")["n_records"] == 5
     assert trainer.evaluate(model, "test")["n_records"] == 5
     assert len(trainer.split("train")) == len(splits.train)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_with_mixed_precision_runs_every_epoch():
+    # Evaluating after each epoch once moved the model back to the CPU, so CUDA training failed
+    # in epoch 2 ("Input type (c10::Half) and bias type (float)"); found on an H200.
+    splits = make_random_splits()
+    trainer = Trainer(splits, fast_recipe(epochs=3, patience=0, device="cuda", amp=True), seed=0)
+    model = TinyNet()
+    result = trainer.fit(model)
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert next(model.parameters()).device.type == "cpu"  # fit hands the model back on the CPU

@@ -277,14 +277,15 @@ class Trainer:
 
     @torch.inference_mode()
     def predict(self, model: torch.nn.Module, split: Split) -> np.ndarray:
-        """Logits ``[n_records, n_classes]`` of whole records of ``split``."""
+        """Logits ``[n_records, n_classes]`` of whole records of ``split``; the model is left where it was."""
+        home = next(model.parameters()).device
         model.eval()
         model.to(self.device)
         data = self.split(split)
         out = np.zeros((len(data), len(self.splits.classes)), dtype=np.float32)
         for idx, x in length_buckets(data, self.recipe.eval_batch_size):
             out[idx] = model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
-        model.to("cpu")
+        model.to(home)  # during fit() that is the training device: moving it away broke CUDA training after epoch 1
         return out
 
     def predict_onnx(self, onnx_model: bytes, split: Split) -> np.ndarray:
