@@ -80,3 +80,11 @@ def test_fit_patience_overrides_the_recipes(monkeypatch):
     monkeypatch.setattr(stopping, "evaluate", lambda model, split="val": {"challenge_f1": 0.5})
     assert stopping.fit(_hannun(0)).epochs_run == 2
     assert stopping.fit(_hannun(0), patience=0).epochs_run == 6
+
+
+def test_cpu_autocast_falls_back_to_pytorchs_backward():
+    conv = nn.Conv1d(2, 3, 4)
+    with convolution_backward(conv), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(torch.randn(2, 2, 20))
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and conv.weight.grad is not None

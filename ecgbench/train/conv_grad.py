@@ -83,7 +83,7 @@ def _conv_forward(module: nn.Conv1d):
     stride = module.stride[0]
 
     def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if not torch.is_grad_enabled() or x.device.type != "cpu":
+        if not torch.is_grad_enabled() or x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
             return F.conv1d(x, weight, bias, stride=stride)
         return _Conv1dConvBackward.apply(x, weight, bias, stride)
 
@@ -94,8 +94,8 @@ def _conv_forward(module: nn.Conv1d):
 def convolution_backward(model: nn.Module) -> Iterator[int]:
     """Within the block, the plain ``Conv1d`` layers of ``model`` compute their CPU gradients by convolutions.
 
-    Yields how many layers it switched; other layers (padded, dilated, grouped, other devices) keep
-    PyTorch's backward. The layers' parameters and state are untouched; leaving the block restores them.
+    Yields how many layers it switched; other layers (padded, dilated, grouped), other devices and CPU
+    autocast keep PyTorch's backward. The layers' parameters and state are untouched; leaving the block restores them.
     """
     switched = [m for m in model.modules() if supports(m)]
     for module in switched:
