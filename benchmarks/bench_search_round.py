@@ -181,16 +181,16 @@ def stopped_early(history: list[dict], patience: int) -> tuple[int, float]:
     return len(history), best
 
 
-def patience_study(splits, n_classes: int, seeds: list[int], warmup_epochs: int = 2) -> None:
-    """A realistic round per seed (train ``warmup_epochs``, prune half by magnitude, retrain ROUND_EPOCHS with the
-    convolution backward and no early stop), and what ``train_patience`` 1-3 would have cut from it."""
+def patience_study(splits, n_classes: int, seeds: list[int], conv_backward: str, warmup_epochs: int = 2) -> None:
+    """A realistic round per seed (train ``warmup_epochs``, prune half by magnitude, retrain ROUND_EPOCHS with
+    ``conv_backward`` and no early stop), and what ``train_patience`` would have cut from it."""
     from ecgbench.train.trainer import Trainer, TrainRecipe
     from ecgbench_plugins.compressors import _masks
     from ecgbench_plugins.models.hannun34 import Hannun34
 
-    print(f"\nround retraining per seed: {warmup_epochs} epochs of training, {PRUNE_RATE:.0%} pruned, {ROUND_EPOCHS} epochs retrained")
+    print(f"\nround retraining per seed: {warmup_epochs} epochs of training, {PRUNE_RATE:.0%} pruned, {ROUND_EPOCHS} epochs retrained; conv_backward: {conv_backward}")
     for seed in seeds:
-        recipe = TrainRecipe(**{**SUITE_TRAINING, "conv_backward": "convolution", "patience": 0})
+        recipe = TrainRecipe(**{**SUITE_TRAINING, "conv_backward": conv_backward, "patience": 0})
         trainer = Trainer(splits, recipe, seed=seed)
         torch.manual_seed(seed)
         model = Hannun34.from_params({"width": 8}).build(n_classes)
@@ -214,6 +214,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--trajectories", type=int, nargs="*", metavar="SEED", help="also compare the variants' validation F1 per epoch for these seeds")
     parser.add_argument("--trajectory-epochs", type=int, default=3)
     parser.add_argument("--patience-study", type=int, nargs="*", metavar="SEED", help="also show what train_patience would cut from a round")
+    parser.add_argument("--study-backward", choices=["torch", "convolution"], default="convolution", help="conv_backward of the patience study")
     parser.add_argument("--skip-timing", action="store_true", help="only the trajectories and the patience study")
     args = parser.parse_args(argv)
     torch.set_num_threads(SUITE_TRAINING["num_threads"])
@@ -233,7 +234,7 @@ def main(argv: list[str]) -> int:
     if args.trajectories:
         trajectories(splits, len(splits.classes), window, args.trajectories, args.trajectory_epochs)
     if args.patience_study:
-        patience_study(splits, len(splits.classes), args.patience_study)
+        patience_study(splits, len(splits.classes), args.patience_study, args.study_backward)
     if args.skip_timing:
         return 0
     for _ in range(args.repeats):
