@@ -60,7 +60,7 @@ class TrainRecipe(PluginConfig):
     conv_backward: Literal["torch", "convolution"] = Field(
         "torch",
         description="CPU gradients of plain Conv1d layers: torch = PyTorch's oneDNN backward; convolution = computed as "
-        "forward convolutions (ecgbench.train.conv_grad), about 1.3-1.5x faster training steps for narrow 1-D CNNs, equal "
+        "forward convolutions (ecgbench.train.conv_grad), 1.2-1.3x faster training steps for narrow 1-D CNNs, equal "
         "up to float rounding (a numerically different run, so part of the cell id)",
     )
 
