@@ -44,7 +44,7 @@ def test_builtin_profiles_are_registered_with_sources(registry):
     nrf = profiles["nrf52840"]
     assert (nrf.clock_hz, nrf.flash_bytes, nrf.ram_bytes) == (64e6, 1024 * 1024, 256 * 1024)
     assert profiles["stm32h7"].clock_hz == 480e6
-    assert profiles["implant_m0plus"].ram_bytes <= 32 * 1024 and profiles["implant_m0plus"].active_power_mw < 2
+    assert profiles["implant_m0plus"].ram_bytes <= 32 * 1024 and profiles["implant_m0plus"].active_power_mw < 5
     for profile in profiles.values():  # SIMD/DSP int8 kernels beat the FPU on every microcontroller
         if profile.name != "host":
             assert profile.macs_per_cycle.int8.conv > profile.macs_per_cycle.fp32.conv
