@@ -338,8 +338,8 @@ def test_lth_ecg_returns_the_last_accepted_ticket_with_scripted_scores(trained, 
     scores = iter([budget_floor + 0.005, budget_floor - 0.05, budget_floor, budget_floor - 0.2])
     tickets = []
 
-    def scripted_round(ticket, rate, rewind_to, ctx_, epochs, lr):
-        tried = real_round(ticket, rate, rewind_to, ctx_, epochs, lr)
+    def scripted_round(ticket, rate, rewind_to, ctx_, epochs, lr, patience=None):
+        tried = real_round(ticket, rate, rewind_to, ctx_, epochs, lr, patience=patience)
         tickets.append(Ticket(tried.model, tried.masks, next(scores)))
         return tickets[-1]
 
@@ -362,8 +362,8 @@ def test_lth_ecg_keeps_the_input_when_no_round_meets_the_budget(trained, monkeyp
     model, ctx = trained
     real_round = lottery.prune_rewind_retrain
 
-    def failing_round(*args):
-        tried = real_round(*args)
+    def failing_round(*args, **kwargs):
+        tried = real_round(*args, **kwargs)
         return Ticket(tried.model, tried.masks, -1.0)
 
     monkeypatch.setattr(lottery, "prune_rewind_retrain", failing_round)
@@ -467,3 +467,22 @@ def test_builtin_model_families_rewind_and_keep_masks(tmp_path, registry, family
 def test_registered(registry):
     assert registry.get("compressors", "lth") is LotteryTicket
     assert registry.get("compressors", "lth_ecg") is LthEcg
+
+
+@pytest.mark.parametrize("strategy, settings", [(LotteryTicket, {"rounds": 1}), (LthEcg, {"target_reduction": 1.2, "max_f1_drop_points": 100.0})])
+def test_train_patience_reaches_every_rounds_retraining_and_defaults_to_the_recipes(trained, monkeypatch, strategy, settings):
+    model, ctx = trained
+    real_fit = ctx.trainer.fit
+    seen = []
+
+    def recording_fit(model_, **kwargs):
+        if kwargs.get("masks") is not None:  # a round's retraining (not the late-rewinding run)
+            seen.append(kwargs.get("patience"))
+        return real_fit(model_, **kwargs)
+
+    monkeypatch.setattr(ctx.trainer, "fit", recording_fit)
+    strategy.from_params({**settings, "train_epochs": 1, "train_patience": 2}).run(ModelArtifact(model), ctx)
+    assert seen and set(seen) == {2}
+    seen.clear()
+    strategy.from_params({**settings, "train_epochs": 1}).run(ModelArtifact(model), ctx)
+    assert seen and set(seen) == {None}  # None: Trainer.fit uses the recipe's patience

@@ -13,6 +13,7 @@ runner, never offered to a decision.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import os
@@ -29,6 +30,7 @@ from pydantic import Field
 from ecgbench.data.arrays import DataSplits, SignalSet
 from ecgbench.errors import EcgbenchError
 from ecgbench.measure.scores import classification_scores
+from ecgbench.train.conv_grad import convolution_backward
 from ecgbench.kinds.base import PluginConfig
 
 Split = Literal["train", "val", "test"]
@@ -55,6 +57,12 @@ class TrainRecipe(PluginConfig):
     amp: bool = Field(True, description="automatic mixed precision on CUDA")
     eval_batch_size: int = Field(64, ge=1)
     max_eval_records: int | None = Field(None, ge=1, description="score only the first N records of val/test (smoke runs)")
+    conv_backward: Literal["torch", "convolution"] = Field(
+        "torch",
+        description="CPU gradients of plain Conv1d layers: torch = PyTorch's oneDNN backward; convolution = computed as "
+        "forward convolutions (ecgbench.train.conv_grad), 1.2-1.3x faster training steps for narrow 1-D CNNs, equal "
+        "up to float rounding (a numerically different run, so part of the cell id)",
+    )
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,7 @@ class Trainer:
         on_epoch: Callable[[dict], None] | None = None,
         loss_fn: LossFn | None = None,
         teacher: torch.nn.Module | None = None,
+        patience: int | None = None,
     ) -> FitResult:
         """Train ``model`` in place; masked weights stay exactly zero; best validation epoch restored.
 
@@ -156,12 +165,14 @@ class Trainer:
         eval mode without gradients on every batch and its logits reach the loss as
         ``teacher_logits``; it is left on the CPU in eval mode. Early stopping and the learning-rate
         schedule still follow ``model``'s validation challenge F1. Each epoch's ``history`` row
-        holds its mean loss, validation F1 and learning rate.
+        holds its mean loss, validation F1 and learning rate. ``patience`` replaces the recipe's
+        early-stopping patience for this call (0 = never stop early).
         """
         if teacher is not None and loss_fn is None:
             raise EcgbenchError("Trainer.fit(teacher=...) needs a loss_fn that uses LossInputs.teacher_logits")
         recipe = self.recipe
         epochs = recipe.epochs if epochs is None else epochs
+        patience = recipe.patience if patience is None else patience
         start = time.perf_counter()
         # A distinct but reproducible stream per call: same seed + same call order = same result.
         rng = np.random.default_rng([self.seed, self._stream, self._fits])
@@ -188,29 +199,30 @@ class Trainer:
             model.train()
             losses = []
             batches = list(self._train_batches(rng))
-            for x, y in _progress(batches, self.progress, f"{self.label} epoch {epoch}/{epochs}"):
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(self.device.type, enabled=use_amp):
-                    teacher_logits = None
-                    if teacher is not None:
-                        with torch.no_grad():
-                            teacher_logits = teacher(x)
-                    loss = objective(LossInputs(model(x), y, x, teacher_logits, weight))
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if recipe.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                _apply_masks(mask_pairs)
-                losses.append(float(loss.detach()))
+            with self._gradients(model):
+                for x, y in _progress(batches, self.progress, f"{self.label} epoch {epoch}/{epochs}"):
+                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                    optimizer.zero_grad(set_to_none=True)
+                    with torch.autocast(self.device.type, enabled=use_amp):
+                        teacher_logits = None
+                        if teacher is not None:
+                            with torch.no_grad():
+                                teacher_logits = teacher(x)
+                        loss = objective(LossInputs(model(x), y, x, teacher_logits, weight))
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(optimizer)
+                    else:
+                        loss.backward()
+                    if recipe.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                    if scaler is not None:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    _apply_masks(mask_pairs)
+                    losses.append(float(loss.detach()))
             val_f1 = self.evaluate(model, "val")["challenge_f1"]
             row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "val_challenge_f1": val_f1, "lr": epoch_lr}
             history.append(row)
@@ -223,7 +235,7 @@ class Trainer:
                 stale += 1
             if scheduler is not None:
                 scheduler.step(val_f1) if recipe.lr_schedule == "plateau" else scheduler.step()
-            if recipe.patience and stale >= recipe.patience:
+            if patience and stale >= patience:
                 break
         if best_state is not None:
             model.load_state_dict(best_state)
@@ -234,6 +246,12 @@ class Trainer:
         if teacher is not None:
             teacher.to("cpu")
         return FitResult(best_f1, best_epoch, epoch if epochs else 0, time.perf_counter() - start, history)
+
+    def _gradients(self, model: torch.nn.Module):
+        """The context the training steps run in: the recipe's ``conv_backward`` (CPU only)."""
+        if self.recipe.conv_backward == "convolution" and self.device.type == "cpu":
+            return convolution_backward(model)
+        return contextlib.nullcontext()
 
     def _train_batches(self, rng: np.random.Generator):
         train = self.splits.train
@@ -257,7 +275,7 @@ class Trainer:
             return self._eval_subsets[key]
         return data
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, model: torch.nn.Module, split: Split) -> np.ndarray:
         """Logits ``[n_records, n_classes]`` of whole records of ``split``; the model is left where it was."""
         home = next(model.parameters()).device

@@ -84,12 +84,19 @@ def rewind(model: torch.nn.Module, state: dict[str, torch.Tensor], masks: Masks)
 
 
 def prune_rewind_retrain(
-    ticket: Ticket, rate: float, rewind_to: dict[str, torch.Tensor] | None, ctx: CompressionContext, epochs: int | None, lr: float | None
+    ticket: Ticket,
+    rate: float,
+    rewind_to: dict[str, torch.Tensor] | None,
+    ctx: CompressionContext,
+    epochs: int | None,
+    lr: float | None,
+    patience: int | None = None,
 ) -> Ticket:
     """One lottery round: prune ``rate`` of the remaining weights, rewind the survivors, retrain with the mask.
 
     ``rewind_to`` None (``rewind: lr``) keeps the trained survivors: the retraining alone starts the
     learning-rate schedule again (every ``Trainer.fit`` begins at the recipe's first epoch).
+    ``patience`` (None: the recipe's) stops the retraining after that many epochs without validation gain.
     """
     model = copy.deepcopy(ticket.model).to("cpu")
     masks = _masks.prune_remaining(model, ticket.masks, rate)
@@ -97,7 +104,7 @@ def prune_rewind_retrain(
         _masks.apply_masks(model, masks)
     else:
         rewind(model, rewind_to, masks)
-    fit = ctx.trainer.fit(model, epochs=epochs, masks=masks, lr=lr)
+    fit = ctx.trainer.fit(model, epochs=epochs, masks=masks, lr=lr, patience=patience)
     return Ticket(model, masks, fit.best_val_challenge_f1)
 
 
@@ -174,6 +181,12 @@ class _RewindSettings(PluginConfig):
     rewind_epochs: int = Field(1, ge=1, description="epochs of training from init that give the late-rewinding weights (rewind: iteration)")
     train_epochs: int | None = Field(None, ge=0, description="retraining epochs per round; null = the recipe's epochs")
     lr: float | None = Field(None, gt=0, description="retraining learning rate; null = the recipe's lr")
+    train_patience: int | None = Field(
+        None,
+        ge=0,
+        description="a round's retraining stops after this many epochs without validation gain (the best epoch is kept); "
+        "null = the recipe's patience, 0 = never early",
+    )
 
 
 # --- lth -------------------------------------------------------------------------------
@@ -216,7 +229,7 @@ class LotteryTicket(Compressor):
                     break  # target reached to the weight
                 rate = min(rate, 1 - (1 - cfg.target_sparsity) / (1 - _sparsity(ticket)))
             round_start = time.perf_counter()
-            ticket = prune_rewind_retrain(ticket, rate, rewind_to, ctx, cfg.train_epochs, cfg.lr)
+            ticket = prune_rewind_retrain(ticket, rate, rewind_to, ctx, cfg.train_epochs, cfg.lr, patience=cfg.train_patience)
             rounds.append(
                 {
                     "round": round_no,
@@ -618,7 +631,7 @@ class LthEcg(Compressor):
             )
 
         search = GoalDrivenTicketSearch(
-            lambda ticket, rate: prune_rewind_retrain(ticket, rate, rewind_to, ctx, cfg.train_epochs, cfg.lr),
+            lambda ticket, rate: prune_rewind_retrain(ticket, rate, rewind_to, ctx, cfg.train_epochs, cfg.lr, patience=cfg.train_patience),
             evaluate,
             _sparsity,
             accept=accept,
