@@ -86,22 +86,11 @@ def pruned_model(n_classes: int, window: int):
 
 
 def conv_macs(model: torch.nn.Module, window: int) -> int:
-    """Dense multiply-accumulates of the convolutions and the classifier on one ``[1, 1, window]`` crop."""
-    total = 0
+    """Dense multiply-accumulates of one ``[1, 1, window]`` crop, as the simulator counts them (its ONNX graph analysis)."""
+    from ecgbench.measure.onnx_graph import analyze_onnx
+    from ecgbench.train.export import to_onnx
 
-    def count(module, inputs, output):
-        nonlocal total
-        if isinstance(module, torch.nn.Conv1d):
-            total += output.shape[1] * output.shape[2] * (module.in_channels // module.groups) * module.kernel_size[0]
-        elif isinstance(module, torch.nn.Linear):
-            total += module.in_features * module.out_features
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Linear))]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, 1, window))
-    for hook in hooks:
-        hook.remove()
-    return total
+    return analyze_onnx(to_onnx(model, samples=window), (1, 1, window)).macs
 
 
 def conv_rate(threads: int) -> tuple[float, str]:

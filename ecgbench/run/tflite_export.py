@@ -221,10 +221,7 @@ def summary_text(result: dict[str, Any]) -> str:
         f"calibrated on {result['calibration']['records']} training records (ranges: percentile {result['calibration']['percentile']:g} of per-record extremes)",
         *([f"  operators without a TFLite Micro int8 kernel: {', '.join(result['operators_not_in_tflite_micro'])}"] if result["operators_not_in_tflite_micro"] else []),
         f"  weights: {result['source']['weights']}",
-        *([f"  steps {', '.join(replaced)} leave PyTorch: int8 here is LiteRT's own (static, per-channel), not theirs; "
-           f"the check compares with the float weights before them (the cell's own ONNX model: challenge F1 {check['cell_onnx_challenge_f1']:.3f})"]
-          if replaced and check.get("cell_onnx_challenge_f1") is not None else
-          [f"  steps {', '.join(replaced)} leave PyTorch: int8 here is LiteRT's own (static, per-channel), not theirs"] if replaced else []),
+        *([_replaced_steps_line(replaced, check.get("cell_onnx_challenge_f1"))] if replaced else []),
         f"  C array: {result['files']['header']} + {result['files']['source']}",
         f"  check on {check['records']} {'validation' if check['split'] == 'val' else 'test'} records ({check['input']}): challenge F1 ONNX {check['onnx_challenge_f1']:.3f}, "
         f"LiteRT {result['activations']} {check['tflite_challenge_f1']:.3f} ({check['delta_points']:+.2f} points, 95% paired bootstrap "
@@ -234,3 +231,10 @@ def summary_text(result: dict[str, Any]) -> str:
     if not check["within_tolerance"]:
         lines.append(f"  FAILED: the {result['activations']} flatbuffer is {abs(check['delta_points']):.2f} F1 points from ONNX, over --tolerance {check['tolerance_points']:g}")
     return "\n".join(lines)
+
+
+def _replaced_steps_line(replaced: list[str], cell_onnx_f1: float | None) -> str:
+    line = f"  steps {', '.join(replaced)} leave PyTorch: int8 here is LiteRT's own (static, per-channel), not theirs"
+    if cell_onnx_f1 is None:
+        return line
+    return f"{line}; the check compares with the float weights before them (the cell's own ONNX model: challenge F1 {cell_onnx_f1:.3f})"

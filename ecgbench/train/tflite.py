@@ -35,11 +35,6 @@ CALIBRATION_PERCENTILE = 95.0
 # With int16 activations a step is 1/65535 of the range: the global min/max costs no resolution, while a
 # percentile clips the records beyond it (on a CinC 2017 hannun34, 97.6% same class as ONNX at 95, see README).
 CALIBRATION_PERCENTILE_INT16 = 100.0
-
-
-def default_percentile(activation_bits: int) -> float:
-    """The calibration percentile of ``activation_bits``-bit activations (chosen on validation records)."""
-    return CALIBRATION_PERCENTILE_INT16 if activation_bits == 16 else CALIBRATION_PERCENTILE
 ACTIVATION_BITS = (8, 16)  # 16: TFLite's "16x8" scheme (int8 weights, int16 activations), twice the activation RAM
 ARRAY_ALIGNMENT = 16  # bytes; TFLite Micro reads the flatbuffer in place and needs it 16-byte aligned
 # Builtin operators TFLite Micro has int8 kernels for (tflite::MicroMutableOpResolver's Add* methods);
@@ -50,6 +45,11 @@ TFLITE_MICRO_INT8_OPS = frozenset(
     "REDUCE_MAX RELU RELU6 RESHAPE SHAPE SOFTMAX SPLIT SPLIT_V SQUEEZE STRIDED_SLICE SUB SUM TANH "
     "TRANSPOSE TRANSPOSE_CONV UNPACK".split()
 )
+
+
+def default_percentile(activation_bits: int) -> float:
+    """The calibration percentile of ``activation_bits``-bit activations (chosen on validation records)."""
+    return CALIBRATION_PERCENTILE_INT16 if activation_bits == 16 else CALIBRATION_PERCENTILE
 
 
 def require_tflite() -> None:
