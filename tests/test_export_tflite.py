@@ -218,7 +218,7 @@ measure: {bootstrap_resamples: 20, latency_repeats: 2, latency_warmup: 1, input_
 matrix:
   datasets: [synthetic: {n_records: 48, max_duration_s: 20}]
   models: [dscnn: {width: 4, blocks: 3}]
-  compressors: [dense, int8_static]
+  compressors: [dense, int8_static, {label: distill, steps: [distill: {student: {dscnn: {width: 2, blocks: 2}}}]}]
   devices: []
   seeds: [0]
 report: {formats: [json]}
@@ -278,8 +278,15 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
     assert main(["export", "--run", "tflite-test", "--cell", "dense", "--out", "outx", "--calibration-percentile", "40"]) == 2
     assert "calibration percentile 40" in capsys.readouterr().err
 
+    # A distilled cell exports its student, not the suite's model.
+    main(["export", "--run", "tflite-test", "--cell", "distill", "--out", "outd", "--check-records", "4", "--json"])
+    student = json.loads(capsys.readouterr().out)
+    assert student["source"]["model"] == {"name": "dscnn", "params": {"width": 2, "blocks": 2}}
+    assert summary["source"]["model"] == {"name": "dscnn", "params": {"width": 4, "blocks": 3}}
+    assert student["flash_bytes"] < summary["flash_bytes"]
+
     assert main(["export", "--run", "tflite-test", "--cell", "magnitude"]) == 2
-    assert "its pipelines: dense, int8_static" in capsys.readouterr().err
+    assert "its pipelines: dense, int8_static, distill" in capsys.readouterr().err
 
     # A step whose model is not in the cache (structured pruning never is) is named, with the reason.
     import dataclasses

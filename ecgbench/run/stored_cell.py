@@ -18,6 +18,7 @@ import torch
 
 from ecgbench.data.arrays import DataSplits
 from ecgbench.errors import ConfigError, EcgbenchError
+from ecgbench.kinds.model import ModelSpec, build_family_model
 from ecgbench.registry import Registry
 from ecgbench.run.artifact_cache import ArtifactCache
 from ecgbench.run.cell import BASELINE_KIND, STEP_KIND, _prefix_key
@@ -33,6 +34,7 @@ class StoredCell:
     model: torch.nn.Module
     splits: DataSplits
     weights: str  # which cache entry the weights come from, for people
+    architecture: ModelSpec  # of ``model``: the suite's, or the one a step returned (a distilled student)
     replaced_steps: list[str] = field(default_factory=list)  # ONNX steps the export's own int8 stands in for
 
     def title(self) -> str:
@@ -74,6 +76,7 @@ def load_stored_cell(row: CellRow, home: str | Path, registry: Registry) -> Stor
     family = registry.get("models", model_ref["name"]).from_params(model_ref.get("params") or {}, f"cell {row.cell_id[:10]} model")
     torch.manual_seed(int(config.get("seed", row.seed)))
     model = family.build(len(splits.classes))
+    own_spec = ModelSpec.of(family)
 
     cache, baseline_key, steps = ArtifactCache(home), config["baseline_key"], config.get("steps") or []
     replaced = []
@@ -86,13 +89,20 @@ def load_stored_cell(row: CellRow, home: str | Path, registry: Registry) -> Stor
                 f"{cache.entry(STEP_KIND, key)}; a step that changes the architecture (structured) is never cached, "
                 "and a cache from another ECGBENCH_HOME is not seen: run the suite again with this ECGBENCH_HOME"
             )
-        if cache.read_done(STEP_KIND, key).get("onnx"):
+        info = cache.read_done(STEP_KIND, key)
+        if info.get("onnx"):
             replaced.append(name)
             continue
+        spec = ModelSpec.from_dict(info["spec"]) if info.get("spec") else own_spec
+        if spec != own_spec:  # the step returned another architecture (distill's student)
+            family = registry.get("models", spec.name, where="a cached pipeline step")
+            model = build_family_model(family, spec.params, len(splits.classes), int(config.get("seed", row.seed)))[0]
         load_checkpoint(model, cache.entry(STEP_KIND, key) / "model.pt")
-        return StoredCell(row, model.eval(), splits, f"step {index + 1} '{name}' ({cache.entry(STEP_KIND, key)})", replaced[::-1])
+        where = f"step {index + 1} '{name}' ({cache.entry(STEP_KIND, key)})"
+        return StoredCell(row, model.eval(), splits, where, spec, replaced[::-1])
     baseline = cache.entry(BASELINE_KIND, baseline_key)
     if not cache.is_done(BASELINE_KIND, baseline_key):
         raise EcgbenchError(f"cell {row.cell_id[:10]}: its dense baseline {baseline} is not in the artifact cache; run the suite again with this ECGBENCH_HOME")
     load_checkpoint(model, baseline / "model.pt")
-    return StoredCell(row, model.eval(), splits, f"dense baseline ({baseline})", replaced[::-1])
+    return StoredCell(row, model.eval(), splits, f"dense baseline ({baseline})", own_spec, replaced[::-1])
+

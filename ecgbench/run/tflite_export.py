@@ -164,6 +164,7 @@ def export_tflite(cell: StoredCell, options: TFLiteExportOptions, run_id: str = 
             "run": run_id,
             "cell_id": cell.row.cell_id,
             "cell": cell.title(),
+            "model": cell.architecture.to_dict(),  # the exported architecture (a distilled student's, not the suite's)
             "weights": cell.weights,
             "replaced_steps": cell.replaced_steps,
         },
