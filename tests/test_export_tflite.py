@@ -117,6 +117,66 @@ def test_batchnorm_folds_into_convolutions_with_the_same_outputs():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
 
 
+def pre_activation_net_with_a_dead_channel():
+    """Conv, ReLU, then a BatchNorm that stays a MUL and ADD in LiteRT; channel 0 of the first convolution is
+    pruned to zeros, so its BatchNorm channel sees a constant input (running variance 0), as in pruned hannun34."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv1d(1, 4, 9, padding=4), nn.ReLU(), nn.BatchNorm1d(4, momentum=None),  # statistics: the plain average
+        nn.Conv1d(4, 6, 9, padding=4), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(6, 3),
+    )
+    with torch.no_grad():
+        model[0].weight[0] = 0.0
+        model[0].bias[0] = 0.0
+        model.train()
+        for _ in range(20):  # BatchNorm statistics of the data; channel 0's variance stays exactly 0
+            model(torch.randn(16, 1, 400))
+    assert model[2].running_var[0] == 0 and model[2].running_var[1:].min() > 1e-3
+    return model.eval()
+
+
+def test_constant_batchnorm_channels_are_silenced_with_the_same_outputs():
+    import torch
+
+    from ecgbench.train.tflite import fold_batchnorm
+
+    model = pre_activation_net_with_a_dead_channel()
+    folded = fold_batchnorm(model)
+    bn = next(m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm1d))  # the pre-activation one stays
+    assert bn.weight[0] == 0 and torch.equal(bn.weight[1:], model[2].weight[1:])
+    assert model[2].weight[0] != 0  # the original is left as it was
+    x = torch.randn(8, 1, 400)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@needs_tflite
+@pytest.mark.slow
+def test_a_dead_channel_does_not_spoil_the_int8_flatbuffer(monkeypatch):
+    """A dead channel's float scale (gamma / sqrt(eps)) in a per-tensor int8 MUL would round the live channels' away."""
+    import torch
+
+    import ecgbench.train.tflite as tflite
+
+    model = pre_activation_net_with_a_dead_channel()
+    calibration = [np.random.default_rng(i).standard_normal((1, 1, 400)).astype(np.float32) for i in range(16)]
+    inputs = [np.random.default_rng(100 + i).standard_normal((1, 1, 400)).astype(np.float32) for i in range(32)]
+    with torch.no_grad():
+        reference = torch.cat([model(torch.from_numpy(x)) for x in inputs]).numpy()
+    spread = reference.max() - reference.min()
+
+    def error(flatbuffer: bytes) -> float:
+        return float(np.median(np.abs(tflite.tflite_logits(flatbuffer, inputs) - reference)) / spread)
+
+    silenced = error(tflite.to_tflite_int8(model, 400, calibration, percentile=100))
+    monkeypatch.setattr(tflite, "silence_constant_channels", lambda m: m)
+    unsilenced = error(tflite.to_tflite_int8(model, 400, calibration, percentile=100))
+    assert silenced < 0.03 and unsilenced > 3 * silenced, (silenced, unsilenced)
+
+
 @pytest.fixture(scope="module")
 def trained():
     """TinyNet trained on separable random records: its predictions mean something."""
