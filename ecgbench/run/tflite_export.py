@@ -220,7 +220,7 @@ def summary_text(result: dict[str, Any]) -> str:
         + (f"int8 weights, {result['activations']} activations, {result['output']['dtype']} logits" if result["integer_only"] else "NOT integer only: float tensors " + ", ".join(result["float_tensors"][:5])),
         f"  input {result['input']['shape']} {result['input']['dtype']} ({result['input']['seconds']:g} s at {result['input']['fs_hz']:g} Hz); "
         f"calibrated on {result['calibration']['records']} training records (ranges: percentile {result['calibration']['percentile']:g} of per-record extremes)",
-        *([f"  operators without a TFLite Micro int8 kernel: {', '.join(result['operators_not_in_tflite_micro'])}"] if result["operators_not_in_tflite_micro"] else []),
+        *([f"  operators without a TFLite Micro {result['activations']} kernel: {', '.join(result['operators_not_in_tflite_micro'])}"] if result["operators_not_in_tflite_micro"] else []),
         f"  weights: {result['source']['weights']}",
         *([_replaced_steps_line(replaced, check.get("cell_onnx_challenge_f1"))] if replaced else []),
         f"  C array: {result['files']['header']} + {result['files']['source']}",
