@@ -105,4 +105,3 @@ def load_stored_cell(row: CellRow, home: str | Path, registry: Registry) -> Stor
         raise EcgbenchError(f"cell {row.cell_id[:10]}: its dense baseline {baseline} is not in the artifact cache; run the suite again with this ECGBENCH_HOME")
     load_checkpoint(model, baseline / "model.pt")
     return StoredCell(row, model.eval(), splits, f"dense baseline ({baseline})", own_spec, replaced[::-1])
-
