@@ -361,6 +361,10 @@ def test_export_of_stored_cells(tmp_path, monkeypatch, capsys):
 
     results = ResultStore.open_existing(tmp_path / "home" / "results.sqlite").run_results("tflite-test")
     row = find_cell(results, "dense")
+    # A suite name resolves to its latest run; one just started has nothing finished: the error says what to pass.
+    started = dataclasses.replace(results, run=dataclasses.replace(results.run, status="running"), cells=[])
+    with pytest.raises(ConfigError, match="is running: pass the id of the run that made the cell"):
+        find_cell(started, "dense")
     structured = dataclasses.replace(row, config={**row.config, "steps": [{"name": "structured", "params": {"ratio": 0.5}}]})
     with pytest.raises(EcgbenchError, match="step 1 'structured' is not in the artifact cache"):
         load_stored_cell(structured, tmp_path / "home", process_registry())

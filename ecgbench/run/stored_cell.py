@@ -53,9 +53,11 @@ def find_cell(results: RunResults, ref: str) -> CellRow:
     run = results.run.run_id
     if not found:
         labels = ", ".join(dict.fromkeys(c.pipeline for c in cells)) or "none"
+        # A suite name means its latest run: one just started (another seed) has nothing finished yet.
+        hint = f"; run {run} is {results.run.status}: pass the id of the run that made the cell (ecgbench runs lists them)" if not cells else ""
         raise ConfigError(
             f"--cell {ref!r} matches no finished cell of run {run}; its pipelines: {labels} "
-            "(a cell is a pipeline label, a cell id prefix or a dataset/model/pipeline/seedN glob)"
+            f"(a cell is a pipeline label, a cell id prefix or a dataset/model/pipeline/seedN glob){hint}"
         )
     if len(found) > 1:
         names = "; ".join(f"{title(c)} ({c.cell_id[:10]})" for c in found)
