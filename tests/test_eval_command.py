@@ -145,6 +145,18 @@ def test_human_summary(capsys, model_file, folder):
     assert f"{N_RECORDS} records" in out
     assert "challenge F1 (mean of N, A, O)" in out and "95% CI" in out
     assert " kB stored (onnx_zstd, the smallest lossless file; 1 kB = 1000 bytes)" in out and "deployable" not in out
+    assert "note: this model was trained on" not in out  # its metadata names no dataset
+
+
+def test_a_model_scored_on_the_dataset_it_was_trained_on_says_so(capsys, model, folder, tmp_path):
+    preprocessing = {k: v for k, v in DATA_CONFIG.model_dump(mode="json").items() if k != "split"}
+    path = tmp_path / "trained.onnx"
+    path.write_bytes(with_metadata(to_onnx(model, 400), {"preprocessing": preprocessing, "classes": list(CLASSES), "dataset": "cinc2017"}))
+    assert run_eval([str(path), "--data", str(folder)]) == 0
+    assert "note: this model was trained on cinc2017 records" in capsys.readouterr().out
+    path.write_bytes(with_metadata(to_onnx(model, 400), {"preprocessing": preprocessing, "classes": list(CLASSES), "dataset": "synthetic"}))
+    assert run_eval([str(path), "--data", str(folder)]) == 0
+    assert "note: this model was trained on" not in capsys.readouterr().out
 
 
 def test_model_without_ecgbench_metadata_is_a_clear_error(tmp_path, folder, capsys):

@@ -194,8 +194,20 @@ def summary_text(result: dict[str, Any]) -> str:
         *plugin_lines,
         *_dropped_text(result.get("dropped") or {}),
         *_skipped_text(result.get("skipped") or {}),
+        *_own_dataset_text(result),
     ]
     return "\n".join(lines)
+
+
+def _own_dataset_text(result: dict[str, Any]) -> list[str]:
+    """A note when the model was trained on the dataset it is scored on: the folder may hold its training records."""
+    trained_on = (result.get("exported") or {}).get("dataset")
+    if trained_on != result.get("dataset"):
+        return []
+    return [
+        f"note: this model was trained on {trained_on} records; if this folder holds them, its training and validation "
+        "records are among those scored (--run RUN_OR_REPORT_FOLDER --split test scores only the records it was tested on)"
+    ]
 
 
 def _settings_text(settings: dict[str, Any] | None) -> list[str]:
