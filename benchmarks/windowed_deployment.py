@@ -1,12 +1,13 @@
 """Windowed deployment of the published CinC 2017 models, without retraining: reports/windowed-deployment.md.
 
     OMP_NUM_THREADS=1 python benchmarks/windowed_deployment.py [--data-dir DIR] [--home DIR] [--windows 10 5]
+        [--suite suites/cinc2017-cpu-v2.yaml --report reports/cinc2017-cpu-v2 --out reports/windowed-deployment-v2.md]
 
-Rebuilds the test split of ``suites/cinc2017-cpu.yaml`` through the library (same
-dataset, data settings and split seed as the suite; ``--data-dir`` defaults to
-$ECGBENCH_CINC2017_DIR, else ../shared/data/cinc2017), checks that each published
-model in ``reports/cinc2017-cpu/models/`` scores its published whole-record test F1 on
-it, then scores every model on whole records and on windows of each ``--windows``
+Rebuilds the test split of ``--suite`` (default ``suites/cinc2017-cpu.yaml``) through
+the library (same dataset, data settings and split seed as the suite; ``--data-dir``
+defaults to $ECGBENCH_CINC2017_DIR, else ../shared/data/cinc2017), checks that each
+published model in ``--report``'s ``models/`` (default ``reports/cinc2017-cpu``) scores
+its published whole-record test F1 on it, then scores every model on whole records and on windows of each ``--windows``
 length (side by side, mean probability over a record's windows:
 :mod:`ecgbench.measure.windowing`), with a paired bootstrap 95% interval of
 its ΔF1 against the dense model at the same window. Each model is simulated for
@@ -33,8 +34,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "suites" / "cinc2017-cpu.yaml"
-MODELS = REPO / "reports" / "cinc2017-cpu" / "models"
-PUBLISHED = REPO / "reports" / "cinc2017-cpu" / "results.json"
+REPORT = REPO / "reports" / "cinc2017-cpu"  # its models/ (index.json) and results.json
 OUT = REPO / "reports" / "windowed-deployment.md"
 DEVICES = ("nrf52840", "implant_m0plus")
 RECORD_S = 30.0  # per-record figures: a 30-s record, as the suite's measure.input_s
@@ -58,13 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("ECGBENCH_HOME", ".ecgbench")), help="data cache root (its data/ folder)")
     parser.add_argument("--windows", type=float, nargs="+", default=[10.0, 5.0], help="deploy windows in seconds (default 10 5)")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--suite", type=Path, default=SUITE, help="the suite the published models were made by (its data settings and split)")
+    parser.add_argument("--report", type=Path, default=REPORT, help="published report folder: its models/ and results.json")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     start = time.perf_counter()
 
-    test, fs_hz = test_split(args.data_dir, args.home)
-    models = published_models()
-    published = published_f1()
+    test, fs_hz = test_split(args.suite, args.data_dir, args.home)
+    models = published_models(args.report / "models")
+    published = published_f1(args.report / "results.json")
     print(f"test split: {len(test)} records at {fs_hz:g} Hz; {len(models)} published models", file=sys.stderr)
 
     settings: list[tuple[str, object]] = [("whole", None)] + [(f"{w:g} s", windowing_of(w)) for w in args.windows]
@@ -96,28 +98,28 @@ def registry():
     return build_registry(make_plugin_manager())
 
 
-def test_split(data_dir: Path, home: Path):
+def test_split(suite_path: Path, data_dir: Path, home: Path):
     """The suite's test records, preprocessed and split exactly as its cells were (same dataset, data config, seed)."""
     from ecgbench.config.suite import load_suite
     from ecgbench.data.loader import load_splits
 
     reg = registry()
-    suite = load_suite(SUITE, reg, {"cinc2017": {"path": str(data_dir.resolve())}})
+    suite = load_suite(suite_path, reg, {"cinc2017": {"path": str(data_dir.resolve())}})
     (dataset,) = suite.datasets
     splits = load_splits(reg.get("datasets", dataset.name)(dataset.config), suite.data, home / "data")
     return splits.test, splits.fs_hz
 
 
-def published_models() -> dict[str, bytes]:
-    """Pipeline -> ONNX bytes of every model ``reports/cinc2017-cpu/models/index.json`` lists."""
+def published_models(models: Path) -> dict[str, bytes]:
+    """Pipeline -> ONNX bytes of every model ``models/index.json`` lists."""
     from ecgbench.measure.sizing import load_any
 
-    index = json.loads((MODELS / "index.json").read_text())
-    return {entry["pipeline"]: load_any((MODELS / entry["file"]).read_bytes()) for entry in index["models"]}
+    index = json.loads((models / "index.json").read_text())
+    return {entry["pipeline"]: load_any((models / entry["file"]).read_bytes()) for entry in index["models"]}
 
 
-def published_f1() -> dict[str, float]:
-    cells = json.loads(PUBLISHED.read_text())["cells"]
+def published_f1(results: Path) -> dict[str, float]:
+    cells = json.loads(results.read_text())["cells"]
     return {c["pipeline"]: c["metrics"]["test"]["challenge_f1"] for c in cells if c.get("metrics")}
 
 
@@ -200,8 +202,8 @@ def render(rows: list[Row], checks: dict, mismatched: list[str], n_test: int, ar
     lines = [
         "# Windowed deployment of the published CinC 2017 models",
         "",
-        f"- regenerate: `OMP_NUM_THREADS=1 python benchmarks/windowed_deployment.py --windows {' '.join(f'{w:g}' for w in args.windows)}`",
-        f"- models: the {len(checks)} published models of `reports/cinc2017-cpu/models/` (suite `suites/cinc2017-cpu.yaml`, hannun34 width 8, 100 Hz, "
+        f"- regenerate: `OMP_NUM_THREADS=1 python benchmarks/windowed_deployment.py --windows {' '.join(f'{w:g}' for w in args.windows)}{_paths_text(args)}`",
+        f"- models: the {len(checks)} published models of `{_rel(args.report)}/models/` (suite `{_rel(args.suite)}`, 100 Hz, "
         "trained on random 15-s crops), not retrained",
         f"- records: the suite's test split rebuilt through the library ({n_test} records; same dataset, data settings and split seed). "
         + ("Every model's whole-record test F1 here equals its published figure exactly, so the split and preprocessing are the suite's."
@@ -234,6 +236,18 @@ def render(rows: list[Row], checks: dict, mismatched: list[str], n_test: int, ar
     lines += ["", "## Which pipelines fit, within 1 point of dense", ""]
     lines += verdict(rows)
     return "\n".join(lines) + "\n"
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def _paths_text(args) -> str:
+    """The non-default ``--suite``/``--report``/``--out`` of a run, for its regenerate line."""
+    given = [(flag, value, default) for flag, value, default in (("--suite", args.suite, SUITE), ("--report", args.report, REPORT), ("--out", args.out, OUT))]
+    return "".join(f" {flag} {_rel(value)}" for flag, value, default in given if value.resolve() != default.resolve())
 
 
 def verdict(rows: list[Row]) -> list[str]:
