@@ -7,8 +7,8 @@ Rebuilds the test split of ``--suite`` (default ``suites/cinc2017-cpu.yaml``) th
 the library (same dataset, data settings and split seed as the suite; ``--data-dir``
 defaults to $ECGBENCH_CINC2017_DIR, else ../shared/data/cinc2017), checks that each
 published model in ``--report``'s ``models/`` (default ``reports/cinc2017-cpu``) scores
-its published whole-record test F1 on it, then scores every model on whole records and on windows of each ``--windows``
-length (side by side, mean probability over a record's windows:
+its published whole-record test F1 on it, then scores every model on whole records
+and on windows of each ``--windows`` length (side by side, mean probability over a record's windows:
 :mod:`ecgbench.measure.windowing`), with a paired bootstrap 95% interval of
 its ΔF1 against the dense model at the same window. Each model is simulated for
 one window (one 30-s record when whole) on ``nrf52840`` and ``implant_m0plus``:
@@ -246,7 +246,7 @@ def _rel(path: Path) -> str:
 
 def _paths_text(args) -> str:
     """The non-default ``--suite``/``--report``/``--out`` of a run, for its regenerate line."""
-    given = [(flag, value, default) for flag, value, default in (("--suite", args.suite, SUITE), ("--report", args.report, REPORT), ("--out", args.out, OUT))]
+    given = (("--suite", args.suite, SUITE), ("--report", args.report, REPORT), ("--out", args.out, OUT))
     return "".join(f" {flag} {_rel(value)}" for flag, value, default in given if value.resolve() != default.resolve())
 
 
